@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
@@ -180,3 +181,51 @@ def parse_args(cls: type[T], argv: list[str] | None = None, prog: str | None = N
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. data.path=my.jsonl")
     args = parser.parse_args(argv)
     return load_config(cls, args.config, args.overrides)
+
+
+# ---------------------------------------------------------------------------
+# Setting groups shared by the training stages (sft, grpo, pretrain).
+# ---------------------------------------------------------------------------
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class ModelConfig:
+    path: str = "embedded"  # local dir, hub id, .gguf file, or the embedded SmolLM2-135M-Instruct
+    dtype: str = "auto"  # auto: bf16 on GPUs that support it, else fp16 on GPU, fp32 on CPU
+    attn_implementation: str | None = None  # e.g. sdpa, eager, flash_attention_2
+    trust_remote_code: bool = False
+    gradient_checkpointing: bool = True
+
+
+@dataclass
+class PeftConfig:
+    method: Literal["none", "lora", "qlora"] = "none"  # none = full fine-tuning
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))  # or [all-linear]
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "outputs/run"
+    learning_rate: float = 1e-5  # DeepSeek-Coder-Instruct
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: int = 100
+    num_train_epochs: float = 3.0
+    max_steps: int = -1  # > 0 overrides epochs
+    per_device_train_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 where supported
+    logging_steps: int = 1
+    save_steps: int = 100
+    save_total_limit: int | None = 3
+    seed: int = 42
+    deepspeed: str | None = None  # path to a DeepSpeed JSON (configs/deepspeed/)
+    resume: str = "auto"  # auto: last checkpoint in output_dir if any; none; or a checkpoint path
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    disable_progress_bar: bool = False

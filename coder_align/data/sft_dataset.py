@@ -1,0 +1,67 @@
+"""Tokenize conversations for SFT, dropping (and counting) what cannot be trained on."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass, field
+
+from coder_align.data.records import read_conversations
+from coder_align.templates import IGNORE_INDEX, tokenize, tokenize_with_model_template
+
+
+@dataclass
+class SFTDataStats:
+    rows_read: int = 0
+    rows_used: int = 0
+    dropped: Counter = field(default_factory=Counter)  # reason -> rows
+    truncated: int = 0
+    tokens: int = 0
+    supervised_tokens: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "rows_read": self.rows_read,
+            "rows_used": self.rows_used,
+            "rows_dropped": sum(self.dropped.values()),
+            "dropped_by_reason": dict(sorted(self.dropped.items())),
+            "rows_prompt_truncated": self.truncated,
+            "tokens": self.tokens,
+            "supervised_tokens": self.supervised_tokens,
+        }
+
+
+def tokenize_conversation(messages, tokenizer, data_config):
+    """Ids and labels for one conversation under the configured template, or None to drop it."""
+    truncate = data_config.overlong == "truncate_prompt"
+    if data_config.template == "model":
+        return tokenize_with_model_template(messages, tokenizer, data_config.max_length, truncate)
+    return tokenize(messages, tokenizer, data_config.max_length, data_config.system_prompt, truncate)
+
+
+def build_sft_examples(data_config, tokenizer) -> tuple[list[dict], SFTDataStats]:
+    """Read, validate and tokenize `data_config.path`; every dropped row is counted by reason."""
+    conversations, read_stats = read_conversations(
+        data_config.path, data_config.split, data_config.on_invalid, data_config.max_rows
+    )
+    stats = SFTDataStats(rows_read=read_stats.rows_read)
+    stats.dropped.update({f"invalid:{k}": v for k, v in read_stats.invalid.items()})
+    examples = []
+    for messages, _where in conversations:
+        full = tokenize_conversation(messages, tokenizer, dataclasses.replace(data_config, max_length=None))
+        if full is None:
+            stats.dropped["no_labels"] += 1
+            continue
+        example = full
+        if data_config.max_length is not None and len(full["input_ids"]) > data_config.max_length:
+            example = tokenize_conversation(messages, tokenizer, data_config)
+            if example is None:
+                # Keeping it would train on a response whose <|EOT|> was cut off.
+                stats.dropped["too_long"] += 1
+                continue
+            stats.truncated += 1
+        stats.rows_used += 1
+        stats.tokens += len(example["input_ids"])
+        stats.supervised_tokens += sum(1 for label in example["labels"] if label != IGNORE_INDEX)
+        examples.append(example)
+    return examples, stats

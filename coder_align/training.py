@@ -1,0 +1,99 @@
+"""Pieces every training stage shares: TrainingArguments, resume, run summary and loss plot."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def precision_flags(precision: str) -> dict:
+    """bf16 where the hardware has it (fp16 gave NaN losses in DeepSeek's runs)."""
+    if precision == "auto":
+        on_gpu = torch.cuda.is_available()
+        precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else ("fp16" if on_gpu else "fp32")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def training_arguments(train, gradient_checkpointing: bool, **extra):
+    """transformers.TrainingArguments from a TrainConfig (extra keys pass straight through)."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=train.output_dir,
+        learning_rate=train.learning_rate,
+        lr_scheduler_type=train.lr_scheduler_type,
+        warmup_steps=train.warmup_steps,
+        num_train_epochs=train.num_train_epochs,
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.per_device_train_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
+        logging_steps=train.logging_steps,
+        save_steps=train.save_steps,
+        save_total_limit=train.save_total_limit,
+        seed=train.seed,
+        deepspeed=train.deepspeed,
+        report_to=train.report_to,
+        disable_tqdm=train.disable_progress_bar,
+        gradient_checkpointing=gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
+        remove_unused_columns=False,
+        **precision_flags(train.precision),
+        **extra,
+    )
+
+
+def resolve_resume(resume: str, output_dir: str) -> str | None:
+    """`auto`: the newest checkpoint-N in output_dir, if any; `none`; or an explicit path."""
+    if resume in ("none", "", "false"):
+        return None
+    if resume == "auto":
+        from transformers.trainer_utils import get_last_checkpoint
+
+        if not os.path.isdir(output_dir):
+            return None
+        last = get_last_checkpoint(output_dir)
+        if last:
+            log.info("resuming from %s", last)
+        return last
+    if not os.path.isdir(resume):
+        raise FileNotFoundError(f"train.resume: checkpoint directory not found: {resume}")
+    return resume
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def write_summary(output_dir: str | Path, summary: dict) -> None:
+    path = Path(output_dir) / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def plot_metric(log_history: list[dict], key: str, path: str | Path, title: str) -> bool:
+    """Line plot of one logged metric over steps; False when nothing was logged."""
+    points = [(h["step"], h[key]) for h in log_history if key in h and "step" in h]
+    if not points:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 50 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel(key)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
