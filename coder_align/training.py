@@ -22,8 +22,26 @@ def precision_flags(precision: str) -> dict:
 
 def training_arguments(train, gradient_checkpointing: bool, **extra):
     """transformers.TrainingArguments from a TrainConfig (extra keys pass straight through)."""
+    import inspect
+
     from transformers import TrainingArguments
 
+    # transformers 5.x renamed gradient_checkpointing to activation_checkpointing.
+    name = "activation_checkpointing"
+    if name not in inspect.signature(TrainingArguments.__init__).parameters:
+        name = "gradient_checkpointing"
+    checkpointing = {
+        name: gradient_checkpointing,
+        f"{name}_kwargs": {"use_reentrant": False} if gradient_checkpointing else None,
+    }
+    if train.deepspeed and not torch.cuda.is_available():
+        # accelerate only finds the gloo process group that `deepspeed` started on CPU
+        # when told it runs on CPU; DeepSpeed itself is still used (ZeRO over gloo).
+        extra = {"use_cpu": True, "ddp_backend": "gloo", **extra}
+        if "LOCAL_RANK" in os.environ:
+            import deepspeed
+
+            deepspeed.init_distributed(dist_backend="gloo")  # so ZeRO sees the real world size
     return TrainingArguments(
         output_dir=train.output_dir,
         learning_rate=train.learning_rate,
@@ -42,8 +60,7 @@ def training_arguments(train, gradient_checkpointing: bool, **extra):
         deepspeed=train.deepspeed,
         report_to=train.report_to,
         disable_tqdm=train.disable_progress_bar,
-        gradient_checkpointing=gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
+        **checkpointing,
         remove_unused_columns=False,
         **precision_flags(train.precision),
         **extra,
