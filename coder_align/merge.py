@@ -1,0 +1,70 @@
+"""Fold a LoRA or QLoRA adapter into full weights: `coder-align merge ADAPTER_DIR --out DIR`.
+
+The base is re-loaded unquantised (bf16 by default), so a QLoRA adapter merges into a
+bf16 copy of the base, never into 4-bit weights. The result is a plain model directory
+(safetensors, tokenizer with the training chat template, generation config that stops
+on <|EOT|>) that any serving stack loads without peft.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def base_model_of(adapter_dir: Path) -> str:
+    """The base the adapter was trained on: our saved config first, then peft's own record."""
+    ours = adapter_dir / "coder_align_config.yaml"
+    if ours.exists():
+        return yaml.safe_load(ours.read_text())["model"]["path"]
+    peft_config = adapter_dir / "adapter_config.json"
+    if not peft_config.exists():
+        raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json; is this a LoRA output directory?")
+    return json.loads(peft_config.read_text())["base_model_name_or_path"]
+
+
+def merge(adapter_dir: str | Path, out: str | Path, base: str | None = None, dtype: str = "bfloat16") -> Path:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from coder_align.models import fit_embeddings, resolve_dtype, resolve_model_path
+
+    adapter_dir, out = Path(adapter_dir), Path(out)
+    base = base or base_model_of(adapter_dir)
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir)  # carries <|EOT|> and the chat template
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(base), dtype=resolve_dtype(dtype))
+    fit_embeddings(model, tokenizer)  # the adapter was trained against the grown vocabulary
+    model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    generation = adapter_dir / "generation_config.json"
+    if generation.exists():
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig.from_pretrained(adapter_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    for name in ("coder_align_config.yaml", "summary.json"):
+        if (adapter_dir / name).exists():
+            shutil.copy(adapter_dir / name, out / name)
+    return out
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="coder-align merge", description=__doc__.splitlines()[0])
+    parser.add_argument("adapter", help="output directory of a LoRA/QLoRA run (adapter_model.safetensors)")
+    parser.add_argument("--out", required=True, help="directory for the merged model")
+    parser.add_argument("--base", help="base model (default: the one recorded in the adapter directory)")
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    args = parser.parse_args(argv)
+    out = merge(args.adapter, args.out, args.base, args.dtype)
+    print(f"merged model written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli(sys.argv[1:]))

@@ -1,0 +1,104 @@
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from coder_align.config import ConfigError, load_config, parse_args, save_config
+from coder_align.sft import SFTConfig
+
+from conftest import REPO_ROOT
+
+STAGE_SCHEMAS = {"sft": "coder_align.sft:SFTConfig"}
+
+
+def schema_for(path: Path):
+    import importlib
+
+    stage = path.relative_to(REPO_ROOT / "configs").parts[0]
+    module, name = STAGE_SCHEMAS[stage].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def test_defaults_follow_the_deepseek_recipe():
+    config = SFTConfig()
+    assert config.train.learning_rate == 1e-5
+    assert config.train.lr_scheduler_type == "cosine"
+    assert config.train.warmup_steps == 100
+    assert config.train.precision == "auto"
+    assert config.model.gradient_checkpointing is True
+    assert config.data.max_length == 1024
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  path: a.jsonl\ntrain:\n  learning_rate: 2e-4\n  report_to: []\n")
+    config = load_config(SFTConfig, path, ["data.path=b.jsonl", "train.max_steps=7", "peft.method=lora",
+                                           "train.learning_rate=1e-5", "peft.target_modules=q_proj,v_proj"])
+    assert config.data.path == "b.jsonl"
+    assert config.train.max_steps == 7 and config.train.learning_rate == 1e-5
+    assert config.peft.method == "lora" and config.peft.target_modules == ["q_proj", "v_proj"]
+    assert config.train.report_to == []
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.learnig_rate=1"], "unknown key 'train.learnig_rate'; did you mean 'train.learning_rate'"),
+        (["bogus=1"], "unknown key 'bogus'"),
+        (["train.max_steps=many"], "'train.max_steps' expects an integer"),
+        (["peft.method=prefix"], "'peft.method' must be one of"),
+        (["data.packing=maybe"], "'data.packing' expects true/false"),
+        (["data.path"], "must look like key=value"),
+    ],
+)
+def test_bad_settings_are_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_config(SFTConfig, None, overrides)
+
+
+def test_unknown_key_in_yaml_names_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  pth: x\n")
+    with pytest.raises(ConfigError, match=rf"{path}: unknown key 'model.pth'"):
+        load_config(SFTConfig, path)
+
+
+def test_parse_args_accepts_deepspeed_local_rank_and_round_trips(tmp_path):
+    config = parse_args(SFTConfig, ["--local_rank=1", "data.path=x.jsonl"])
+    assert config.data.path == "x.jsonl"
+    save_config(config, tmp_path / "saved.yaml")
+    assert load_config(SFTConfig, tmp_path / "saved.yaml") == config
+
+
+YAMLS = sorted((REPO_ROOT / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=[str(p.relative_to(REPO_ROOT)) for p in YAMLS])
+def test_every_config_file_loads(path):
+    config = load_config(schema_for(path), path)
+    header = path.read_text().splitlines()[0]
+    assert header.startswith("#"), "each recipe starts with a comment showing how to run it"
+    if getattr(config, "train", None) and config.train.deepspeed:
+        assert (REPO_ROOT / config.train.deepspeed).is_file()
+
+
+def test_deepspeed_configs_are_valid_and_gather_weights_under_zero3():
+    files = sorted((REPO_ROOT / "configs" / "deepspeed").glob("*.json"))
+    assert {f.name for f in files} >= {"zero2.json", "zero3.json", "zero3_offload.json"}
+    for f in files:
+        ds = json.loads(f.read_text())
+        assert ds["train_micro_batch_size_per_gpu"] == "auto" and ds["gradient_accumulation_steps"] == "auto"
+        zero = ds["zero_optimization"]
+        if zero["stage"] == 3:
+            assert zero["stage3_gather_16bit_weights_on_model_save"] is True
+
+
+def test_cli_lists_commands():
+    import subprocess
+
+    from conftest import cli_command, cli_env
+
+    out = subprocess.run(cli_command("--help"), capture_output=True, text=True, env=cli_env(), check=True).stdout
+    for command in ("sft", "merge", "grpo", "eval", "sandbox", "corpus", "pretrain"):
+        assert command in out

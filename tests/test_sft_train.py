@@ -1,0 +1,156 @@
+"""Real training runs of the SFT stage on a tiny random Llama (CPU, seconds each)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from coder_align.config import load_config
+from coder_align.sft import SFTConfig, main
+
+from conftest import DATA_TEMPLATES, REPO_ROOT
+
+DATA = str(DATA_TEMPLATES / "instruction_output.jsonl")
+
+
+def sft(model_dir, out, *overrides):
+    config = load_config(SFTConfig, None, [
+        f"model.path={model_dir}", f"data.path={DATA}", f"train.output_dir={out}", "data.max_length=256",
+        "train.warmup_steps=0", "train.report_to=[]", "train.disable_progress_bar=true",
+        "model.gradient_checkpointing=false", "train.per_device_train_batch_size=4", "train.save_steps=1000",
+        *overrides,
+    ])
+    return main(config)
+
+
+def assert_loss_falls(summary, margin):
+    assert summary["final_loss"] < summary["first_loss"] - margin, summary
+
+
+def test_full_finetune_loss_falls_and_output_is_complete(tiny_model_dir, tmp_path):
+    out = tmp_path / "full"
+    summary = sft(tiny_model_dir, out, "train.max_steps=12", "train.learning_rate=3e-3", "train.logging_steps=1",
+                  "train.report_to=[tensorboard]", "model.gradient_checkpointing=true")
+    assert_loss_falls(summary, 1.0)
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "chat_template.jinja",
+                 "generation_config.json", "coder_align_config.yaml", "summary.json", "loss.png"):
+        assert (out / name).is_file(), name
+    assert list(out.glob("runs/*/events.out.tfevents.*")), "TensorBoard logs"
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["data"]["rows_read"] == 24 and saved["data"]["rows_used"] == 24
+    assert saved["tokens_per_second"] > 0 and saved["steps"] == 12
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from coder_align.templates import EOT, render
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    eot = tokenizer.convert_tokens_to_ids(EOT)
+    assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
+    assert eot in model.generation_config.eos_token_id
+    messages = [{"role": "user", "content": "hi"}]
+    assert tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == render(
+        messages, add_generation_prompt=True)
+
+
+def test_lora_trains_adapter_and_new_eot_row(tiny_model_dir, tmp_path):
+    out = tmp_path / "lora"
+    summary = sft(tiny_model_dir, out, "peft.method=lora", "train.max_steps=12", "train.learning_rate=1e-2",
+                  "peft.r=8", "sample_prompts=[Write add.]", "max_new_tokens=8")
+    assert_loss_falls(summary, 0.3)
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
+    from safetensors import safe_open
+
+    with safe_open(out / "adapter_model.safetensors", "pt") as f:
+        keys = list(f.keys())
+    assert any("lora_A" in k for k in keys)
+    assert any("trainable_tokens" in k and "embed_tokens" in k for k in keys), "the new <|EOT|> row trains"
+    assert any("trainable_tokens" in k and "lm_head" in k for k in keys), "untied head row trains too"
+    assert summary["samples"][0]["instruction"] == "Write add."
+    assert (out / "samples.jsonl").is_file()
+
+
+def test_merge_folds_adapter_into_full_weights(tiny_model_dir, tmp_path):
+    out = tmp_path / "lora"
+    sft(tiny_model_dir, out, "peft.method=lora", "train.max_steps=3", "train.learning_rate=1e-2")
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from coder_align.models import fit_embeddings
+
+    merged_dir = tmp_path / "merged"
+    subprocess.run([sys.executable, "-m", "coder_align.cli", "merge", str(out), "--out", str(merged_dir),
+                    "--dtype", "float32"], check=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert (merged_dir / "model.safetensors").is_file() and not (merged_dir / "adapter_config.json").exists()
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    fit_embeddings(base, tokenizer)
+    reference = PeftModel.from_pretrained(base, out).eval()
+    ids = torch.tensor([tokenizer("def add(a, b):\n<|EOT|>").input_ids])
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, reference(ids).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_qlora_4bit_nf4_trains_on_cpu(tiny_model_dir, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    out = tmp_path / "qlora"
+    summary = sft(tiny_model_dir, out, "peft.method=qlora", "train.max_steps=10", "train.learning_rate=1e-2",
+                  "model.gradient_checkpointing=true")
+    assert_loss_falls(summary, 0.2)
+    assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, tmp_path):
+    out = tmp_path / "resume"
+    first = sft(tiny_model_dir, out, "train.max_steps=4", "train.save_steps=2", "train.learning_rate=1e-3")
+    assert first["resumed_from"] is None and (out / "checkpoint-4").is_dir()
+    second = sft(tiny_model_dir, out, "train.max_steps=6", "train.save_steps=2", "train.learning_rate=1e-3")
+    assert second["resumed_from"].endswith("checkpoint-4")
+    assert second["steps"] == 6
+    none = sft(tiny_model_dir, tmp_path / "fresh", "train.max_steps=1", "train.resume=none")
+    assert none["resumed_from"] is None
+
+
+def test_packing_trains_on_the_same_tokens_without_padding(tiny_model_dir, tmp_path):
+    summary = sft(tiny_model_dir, tmp_path / "packed", "data.packing=true", "train.max_steps=8",
+                  "train.learning_rate=3e-3")
+    assert summary["packing"] is True
+    assert_loss_falls(summary, 0.5)
+
+
+def test_no_trainable_rows_is_an_error(tiny_model_dir, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "a", "output": "' + "long " * 400 + '"}\n')
+    with pytest.raises(ValueError, match="no trainable rows left"):
+        sft(tiny_model_dir, tmp_path / "o", f"data.path={bad}", "data.max_length=64")
+
+
+@pytest.mark.skipif(shutil.which("deepspeed") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "deepspeed")), reason="deepspeed launcher not installed")
+def test_deepspeed_zero3_two_processes_on_cpu(tiny_model_dir, tmp_path):
+    out = tmp_path / "zero3"
+    launcher = os.path.join(os.path.dirname(sys.executable), "deepspeed")
+    cmd = [launcher, "--num_gpus", "2", "--master_port", "29517", str(REPO_ROOT / "coder_align" / "sft.py"),
+           f"model.path={tiny_model_dir}", f"data.path={DATA}", f"train.output_dir={out}",
+           "train.deepspeed=configs/deepspeed/zero3.json", "train.max_steps=3", "train.warmup_steps=0",
+           "train.learning_rate=1e-3", "train.per_device_train_batch_size=2", "train.report_to=[]",
+           "model.gradient_checkpointing=false", "data.max_length=256"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["epochs"] == 0.5  # 3 steps x 2 ranks x 2 rows of 24
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(out)  # gathered 16-bit weights, not empty shards
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    trained = model.model.layers[0].mlp.up_proj.weight
+    assert trained.shape == original.model.layers[0].mlp.up_proj.weight.shape
+    assert trained.abs().sum() > 0
+    assert not torch.equal(trained, original.model.layers[0].mlp.up_proj.weight)
