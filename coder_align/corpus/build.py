@@ -69,7 +69,11 @@ def build_corpus(
     stats_path = Path(stats_path) if stats_path else Path(f"{base}.stats.json")
     report_path = Path(report_path) if report_path else Path(f"{base}.report.txt")
 
-    counts: Counter = Counter()
+    # the headline counters exist (as 0) even when nothing was removed
+    counts: Counter = Counter(dict.fromkeys((
+        "repos_in", "repos_out", "files_walked", "files_out", "samples", "bytes_in", "bytes_out",
+        "neardup_repos_removed", "neardup_files_removed", "exact_duplicate_files_removed",
+        "decontam_files_removed", "repos_empty_after_filtering", "dependency_edges"), 0))
     seconds = dict.fromkeys(STAGES, 0.0)
 
     @contextmanager

@@ -67,7 +67,11 @@ class NearDedup:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"dedup threshold must be in (0, 1], got {threshold!r}")
         self.threshold, self.num_perm, self.ngram = threshold, num_perm, ngram
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        try:
+            self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        except ValueError as e:  # e.g. 0.99: datasketch finds no band layout with >= 2 bands
+            raise ValueError(f"dedup threshold {threshold} with num_perm={num_perm} is unusable: {e}; "
+                             "use a threshold <= 0.98") from e
         self.kept: dict[str, MinHash] = {}
 
     def duplicate_of(self, key: str, text: str) -> str | None:
