@@ -100,6 +100,9 @@ def test_benchmark_index_ngram_and_exact_rules():
     assert idx.match("w x y z w") == "B/2"  # 3-gram string: exact match
     assert idx.match("x y w z") is None
     assert idx.match("p q") is None  # shorter than 3 grams: ignored
+    digits = BenchmarkIndex([("B/4", "assert f([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]) == 3")])
+    assert digits.match("static const int t[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};") is None  # letterless grams
+    assert digits.match("assert f([0, 1, 2, 3, 4, 5, 6, 7, 8,") == "B/4"
 
 
 def test_missing_repo_and_bad_mbpp_are_named(tmp_path):

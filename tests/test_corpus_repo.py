@@ -198,3 +198,17 @@ def test_pathlike_keys_and_rendered_sample():
                                    {"pkg/util.py": "X = 1", "Main.java": "class Main {}\n", "pkg/core.py": "from .util import X\n"})
     assert text == "# pkg/util.py\nX = 1\n// Main.java\nclass Main {}\n# pkg/core.py\nfrom .util import X\n"
     assert language == "python"
+
+
+def test_python_imports_found_in_every_statement_nesting():
+    nested = (
+        "def f():\n    import m1\n"
+        "class C:\n    def g(self):\n        from m2 import x\n"
+        "try:\n    import m3\nexcept ImportError:\n    import m4\nelse:\n    import m5\nfinally:\n    import m6\n"
+        "with open('f') as fh:\n    import m7\n"
+        "for i in []:\n    pass\nelse:\n    import m8\n"
+        "match 1:\n    case 1:\n        import m9\n"
+        "x = [__import__('not_a_statement')]\n"
+    )
+    files = {"main.py": nested} | {f"m{i}.py": "X = 1\n" for i in range(1, 10)} | {"not_a_statement.py": ""}
+    assert dependencies(files)["main.py"] == {f"m{i}.py" for i in range(1, 10)}

