@@ -131,13 +131,17 @@ def stop_token_ids(tokenizer, template: str = "deepseek") -> list[int]:
     return ids
 
 
-def load_model(model_config, tokenizer, peft_config=None, training: bool = True, template: str = "deepseek"):
-    """Causal LM ready for training: embeddings fit the tokenizer, stops on <|EOT|>, LoRA/QLoRA applied."""
+def load_model(model_config, tokenizer, peft_config=None, training: bool = True, template: str = "deepseek",
+               config_overrides: dict | None = None):
+    """Causal LM ready for training: embeddings fit the tokenizer, stops on <|EOT|>, LoRA/QLoRA applied.
+
+    `config_overrides` are set on the model config while loading (e.g. RoPE parameters).
+    """
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     method = peft_config.method if peft_config else "none"
     dtype = resolve_dtype(model_config.dtype)
-    kwargs = {"dtype": dtype, "trust_remote_code": model_config.trust_remote_code}
+    kwargs = {"dtype": dtype, "trust_remote_code": model_config.trust_remote_code, **(config_overrides or {})}
     if model_config.attn_implementation:
         kwargs["attn_implementation"] = model_config.attn_implementation
     if method == "qlora":

@@ -9,7 +9,10 @@ from coder_align.sft import SFTConfig
 
 from conftest import REPO_ROOT
 
-STAGE_SCHEMAS = {"sft": "coder_align.sft:SFTConfig"}
+STAGE_SCHEMAS = {
+    "sft": "coder_align.sft:SFTConfig",
+    "pretrain": "coder_align.pretrain:PretrainConfig",
+}
 
 
 def schema_for(path: Path):

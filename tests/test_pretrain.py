@@ -1,0 +1,95 @@
+"""Continued pretraining: FIM per document, EOS between documents, windows, RoPE scaling."""
+
+import json
+
+import pytest
+
+from coder_align.config import load_config
+from coder_align.data.records import DataError
+from coder_align.pretrain import PretrainConfig, PretrainDataConfig, load_pretrain_tokenizer, main, pack_documents, read_documents
+
+from conftest import REPO_ROOT
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    """The project's own source files as a small real code corpus."""
+    path = tmp_path / "corpus.jsonl"
+    files = sorted((REPO_ROOT / "coder_align").glob("*.py"))[:6]
+    with open(path, "w") as f:
+        for p in files:
+            f.write(json.dumps({"text": p.read_text(), "repo": "coder_align", "files": [p.name]}) + "\n")
+    return path
+
+
+def test_sentinels_are_added_as_single_special_tokens(tiny_model_dir):
+    from coder_align.corpus.fim import SENTINELS
+
+    tokenizer = load_pretrain_tokenizer(str(tiny_model_dir))
+    for s in SENTINELS:
+        assert len(tokenizer(s, add_special_tokens=False)["input_ids"]) == 1
+
+
+def test_packing_inserts_eos_between_documents_and_applies_fim(tiny_model_dir):
+    from coder_align.corpus.fim import FIM_BEGIN, split_fim
+
+    tokenizer = load_pretrain_tokenizer(str(tiny_model_dir))
+    docs = ["def a():\n    return 1\n", "def b():\n    return 2\n", "x = 3\n"]
+    windows, stats = pack_documents(docs, tokenizer, PretrainDataConfig(fim_rate=0.0, seq_length=8))
+    stream = sum((w["input_ids"] for w in windows), [])
+    assert stats["tokens"] == stats["tokens_in_windows"] + stats["tail_tokens_dropped"]
+    assert all(len(w["input_ids"]) == 8 for w in windows)
+    whole = tokenizer.decode([t for w in windows for t in w["input_ids"]])
+    assert whole.startswith(docs[0] + tokenizer.eos_token + docs[1] + tokenizer.eos_token)
+    assert stream.count(tokenizer.eos_token_id) >= 2
+
+    windows, stats = pack_documents(docs, tokenizer, PretrainDataConfig(fim_rate=1.0, seq_length=4))
+    assert stats["fim_documents"] == 3
+    text = tokenizer.decode([t for w in windows for t in w["input_ids"]])
+    assert text.count(FIM_BEGIN) == 3 or stats["tail_tokens_dropped"] > 0
+    first = text.split(tokenizer.eos_token)[0]
+    parts = split_fim(first)
+    assert parts is not None and parts.prefix + parts.middle + parts.suffix == docs[0]
+
+
+def test_bad_corpus_rows_name_the_line(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "ok"}\n{"code": "no text field"}\n{"text": ""}\n')
+    with pytest.raises(DataError, match=rf"{path}:2: missing or non-string field 'text'"):
+        read_documents(PretrainDataConfig(path=str(path)))
+    docs, stats = read_documents(PretrainDataConfig(path=str(path), on_invalid="skip"))
+    assert docs == ["ok"] and stats["skipped_by_reason"] == {"missing_text": 1, "empty_text": 1}
+
+
+def test_continued_pretraining_run_saves_rope_scaling(tiny_model_dir, corpus, tmp_path):
+    out = tmp_path / "pt"
+    config = load_config(PretrainConfig, None, [
+        f"model.path={tiny_model_dir}", f"data.path={corpus}", f"train.output_dir={out}", "data.seq_length=128",
+        "rope.scaling_factor=4", "rope.theta=100000", "train.max_steps=10", "train.learning_rate=3e-3",
+        "train.warmup_steps=0", "train.report_to=[]", "train.disable_progress_bar=true",
+        "model.gradient_checkpointing=false", "train.per_device_train_batch_size=2",
+    ])
+    summary = main(config)
+    assert summary["final_loss"] < summary["first_loss"] - 0.5
+    assert summary["packing"]["fim_documents"] >= 1
+    saved = json.loads((out / "config.json").read_text())
+    rope = saved.get("rope_parameters") or {**(saved.get("rope_scaling") or {}), "rope_theta": saved.get("rope_theta")}
+    assert rope["rope_type"] == "linear" and rope["factor"] == 4.0 and rope["rope_theta"] == 100000.0
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.rope_parameters["factor"] == 4.0
+
+
+def test_lora_continued_pretraining_trains_new_sentinel_rows(tiny_model_dir, corpus, tmp_path):
+    out = tmp_path / "pt-lora"
+    config = load_config(PretrainConfig, None, [
+        f"model.path={tiny_model_dir}", f"data.path={corpus}", f"train.output_dir={out}", "data.seq_length=128",
+        "peft.method=lora", "train.max_steps=3", "train.report_to=[]", "train.disable_progress_bar=true",
+        "model.gradient_checkpointing=false",
+    ])
+    main(config)
+    from safetensors import safe_open
+
+    with safe_open(out / "adapter_model.safetensors", "pt") as f:
+        assert any("trainable_tokens" in k for k in f.keys())
