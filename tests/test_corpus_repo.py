@@ -212,3 +212,13 @@ def test_python_imports_found_in_every_statement_nesting():
     )
     files = {"main.py": nested} | {f"m{i}.py": "X = 1\n" for i in range(1, 10)} | {"not_a_statement.py": ""}
     assert dependencies(files)["main.py"] == {f"m{i}.py" for i in range(1, 10)}
+
+
+def test_python_ambiguous_module_prefers_the_importers_neighbourhood():
+    files = {
+        "app_a/utils.py": "A = 1\n", "app_a/main.py": "import utils\n",
+        "app_b/utils.py": "B = 1\n", "app_b/main.py": "import utils\n",
+    }
+    deps = dependencies(files)
+    assert deps["app_a/main.py"] == {"app_a/utils.py"}
+    assert deps["app_b/main.py"] == {"app_b/utils.py"}

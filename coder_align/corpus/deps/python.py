@@ -76,8 +76,14 @@ def _module_names(path: str, paths: set[str]) -> list[str]:
     return [n for n in names if n]
 
 
-def _common_prefix(a: str, b: str) -> int:
-    return len(posixpath.commonpath([posixpath.dirname(a) or ".", posixpath.dirname(b) or "."]) if a and b else "")
+def _shared_dirs(a: str, b: str) -> int:
+    """How many leading directories two paths share: the nearer candidate wins."""
+    n = 0
+    for x, y in zip(a.split("/")[:-1], b.split("/")[:-1]):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def python_dependencies(files: dict[str, str], all_paths: set[str], counts: Counter) -> dict[str, set[str]]:
@@ -92,7 +98,7 @@ def python_dependencies(files: dict[str, str], all_paths: set[str], counts: Coun
         cands = index.get(module)
         if not cands:
             return None
-        return max(cands, key=lambda c: (_common_prefix(c, importer), -len(c)))
+        return max(cands, key=lambda c: (_shared_dirs(c, importer), -len(c)))
 
     def in_dir(directory: str, dotted: str) -> str | None:
         base = posixpath.join(directory, *dotted.split(".")) if dotted else directory
