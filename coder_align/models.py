@@ -102,17 +102,24 @@ def resolve_dtype(name: str) -> torch.dtype:
             "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}[name]
 
 
-def load_tokenizer(path: str, template: str = "deepseek", system_prompt: str | None = None):
+def load_tokenizer(path: str, template: str = "deepseek", system_prompt: str | None = None, fim_tokens: bool = False):
     """Tokenizer with a pad token, `<|EOT|>` as a special token and our chat template.
 
     `template: model` keeps the tokenizer's own chat template (and its own stop token).
+    `fim_tokens` adds DeepSeek's FIM sentinels where the vocabulary lacks them.
     """
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(path))
+    if fim_tokens:
+        from coder_align.corpus.fim import SENTINELS
+
+        missing = [s for s in SENTINELS if s not in tokenizer.get_vocab()]
+        if missing:
+            tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
     if template == "deepseek":
         if EOT not in tokenizer.get_vocab():
-            tokenizer.add_special_tokens({"additional_special_tokens": [EOT]})
+            tokenizer.add_special_tokens({"additional_special_tokens": [EOT]}, replace_extra_special_tokens=False)
         bos = tokenizer.bos_token if special_prefix_ids(tokenizer) else ""
         tokenizer.chat_template = chat_template(system_prompt, bos_token=bos or "")
     if tokenizer.pad_token is None:

@@ -121,19 +121,11 @@ def main(config: PretrainConfig) -> dict:
 
 def load_pretrain_tokenizer(path: str):
     """The model's tokenizer with DeepSeek's FIM sentinels added as special tokens if missing."""
-    from transformers import AutoTokenizer
+    from coder_align.models import load_tokenizer
 
-    from coder_align.corpus.fim import SENTINELS
-    from coder_align.models import resolve_model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(path))
-    missing = [s for s in SENTINELS if s not in tokenizer.get_vocab()]
-    if missing:
-        tokenizer.add_special_tokens({"additional_special_tokens": missing})
+    tokenizer = load_tokenizer(path, template="model", fim_tokens=True)
     if tokenizer.eos_token is None:
         raise ValueError(f"{path}: tokenizer has no EOS token to separate documents")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 

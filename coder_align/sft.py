@@ -40,6 +40,11 @@ class SFTDataConfig:
     on_invalid: Literal["error", "skip"] = "error"
     packing: bool = False  # padding-free: one row per batch, position_ids restart per sample
     max_rows: int | None = None
+    # Plain code rows {"text": ...} become FIM samples at this rate (0.5 PSM in DeepSeek-Coder),
+    # so an instruct model keeps infilling; FIM sentinels are added to the tokenizer if missing.
+    fim_rate: float = 0.0
+    fim_spm_rate: float = 0.0
+    seed: int = 0
 
 
 @dataclass
@@ -73,7 +78,8 @@ def main(config: SFTConfig) -> dict:
     out = Path(config.train.output_dir)
 
     # --- tokenizer and data -------------------------------------------------------------
-    tokenizer = load_tokenizer(config.model.path, config.data.template, config.data.system_prompt)
+    tokenizer = load_tokenizer(config.model.path, config.data.template, config.data.system_prompt,
+                               fim_tokens=config.data.fim_rate > 0)
     examples, data_stats = build_sft_examples(config.data, tokenizer)
     log.info("data: %s", data_stats.as_dict())
     if not examples:

@@ -51,7 +51,7 @@ def test_row_formats_become_messages(tmp_path):
         (json.dumps({"messages": [{"role": "assistant", "content": "x"}]}), "field 'messages'", "bad_messages"),
         (json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]}),
          "messages[1].content", "empty_response"),
-        (json.dumps({"text": "raw"}), "unknown row format", "unknown_format"),
+        (json.dumps({"code": "raw"}), "unknown row format", "unknown_format"),
         (b'{"instruction": "caf\xe9", "output": "x"}', "not valid UTF-8", "not_utf8"),
         (b"[1, 2]", "JSON object", "bad_json"),
     ],
@@ -168,3 +168,22 @@ def test_packing_probe_refuses_a_model_that_leaks_across_samples():
     model.forward = leaky_forward
     with pytest.raises(RuntimeError, match="attends across packed samples"):
         check_packing_support(model)
+
+
+def test_code_rows_become_fim_samples_with_full_loss(tmp_path, tiny_model_dir):
+    from coder_align.corpus.fim import FIM_BEGIN, split_fim
+    from coder_align.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_model_dir), fim_tokens=True)
+    code = "def add(a, b):\n    return a + b\n"
+    path = write_lines(tmp_path / "mix.jsonl", [json.dumps({"text": code})] * 20
+                       + [json.dumps({"instruction": "Add.", "output": "a + b"})])
+    examples, stats = build_sft_examples(SFTDataConfig(path=path, fim_rate=1.0), tokenizer)
+    assert stats.code_rows == 20 and stats.rows_used == 21
+    text = tokenizer.decode(examples[0]["input_ids"])
+    assert text.startswith(FIM_BEGIN) and text.endswith(tokenizer.eos_token)
+    parts = split_fim(text[: -len(tokenizer.eos_token)])
+    assert parts.prefix + parts.middle + parts.suffix == code
+    assert all(l != IGNORE_INDEX for l in examples[0]["labels"])  # pretraining-style loss
+    plain, _ = build_sft_examples(SFTDataConfig(path=path, fim_rate=0.0), tokenizer)
+    assert tokenizer.decode(plain[0]["input_ids"]) == code + tokenizer.eos_token

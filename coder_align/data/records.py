@@ -7,6 +7,7 @@ dataset name (through `datasets`). Accepted row formats:
 - Alpaca: {"instruction", "input", "output"}
 - Chat: {"messages": [{"role": "system"|"user"|"assistant", "content": ...}, ...]}
 - Prompt/completion: {"prompt", "completion"}
+- Code document: {"text"} (plain code; trained like pretraining, with optional FIM)
 
 Every problem is a `DataError` whose message starts with `file:line:` and names the field.
 With `on_invalid="skip"` the bad row is skipped and counted by reason instead.
@@ -172,8 +173,15 @@ def row_to_messages(row: Row) -> list[dict[str, str]]:
     )
 
 
+def row_to_sample(row: Row) -> list[dict[str, str]] | str:
+    """Chat messages for conversation rows; the text itself for a plain code row {"text"}."""
+    if "text" in row.data and not ({"messages", "instruction", "output", "prompt", "completion"} & set(row.data)):
+        return _text_field(row, "text")
+    return row_to_messages(row)
+
+
 def read_conversations(path: str, split: str = "train", on_invalid: str = "error", max_rows: int | None = None):
-    """(list of (messages, where), ReadStats). Raises the first DataError unless on_invalid='skip'."""
+    """(list of (messages or code text, where), ReadStats). Raises the first DataError unless on_invalid='skip'."""
     stats = ReadStats()
     conversations = []
     for item in iter_rows(path, split):
@@ -183,7 +191,7 @@ def read_conversations(path: str, split: str = "train", on_invalid: str = "error
         try:
             if isinstance(item, DataError):
                 raise item
-            conversations.append((row_to_messages(item), item.where))
+            conversations.append((row_to_sample(item), item.where))
         except DataError as e:
             if on_invalid != "skip":
                 raise

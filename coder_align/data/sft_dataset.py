@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 
 from coder_align.data.records import read_conversations
-from coder_align.templates import IGNORE_INDEX, tokenize, tokenize_with_model_template
+from coder_align.templates import IGNORE_INDEX, special_prefix_ids, tokenize, tokenize_with_model_template
 
 
 @dataclass
@@ -16,6 +17,7 @@ class SFTDataStats:
     rows_used: int = 0
     dropped: Counter = field(default_factory=Counter)  # reason -> rows
     truncated: int = 0
+    code_rows: int = 0  # plain code documents (FIM-able), the rest are conversations
     tokens: int = 0
     supervised_tokens: int = 0
 
@@ -26,6 +28,7 @@ class SFTDataStats:
             "rows_dropped": sum(self.dropped.values()),
             "dropped_by_reason": dict(sorted(self.dropped.items())),
             "rows_prompt_truncated": self.truncated,
+            "code_rows": self.code_rows,
             "tokens": self.tokens,
             "supervised_tokens": self.supervised_tokens,
         }
@@ -39,6 +42,20 @@ def tokenize_conversation(messages, tokenizer, data_config):
     return tokenize(messages, tokenizer, data_config.max_length, data_config.system_prompt, truncate)
 
 
+def tokenize_code_document(text, tokenizer, data_config, rng):
+    """A plain code row: FIM at `fim_rate` (so an instruct model keeps infilling), loss on every
+    token as in pretraining, EOS at the end. None when it does not fit `max_length`."""
+    from coder_align.corpus.fim import apply_fim
+
+    text = apply_fim(text, rng, data_config.fim_rate, data_config.fim_spm_rate)
+    ids = special_prefix_ids(tokenizer) + tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids.append(tokenizer.eos_token_id)
+    if data_config.max_length is not None and len(ids) > data_config.max_length:
+        return None
+    prefix = len(special_prefix_ids(tokenizer))
+    return {"input_ids": ids, "labels": [IGNORE_INDEX] * prefix + ids[prefix:]}
+
+
 def build_sft_examples(data_config, tokenizer) -> tuple[list[dict], SFTDataStats]:
     """Read, validate and tokenize `data_config.path`; every dropped row is counted by reason."""
     conversations, read_stats = read_conversations(
@@ -47,7 +64,16 @@ def build_sft_examples(data_config, tokenizer) -> tuple[list[dict], SFTDataStats
     stats = SFTDataStats(rows_read=read_stats.rows_read)
     stats.dropped.update({f"invalid:{k}": v for k, v in read_stats.invalid.items()})
     examples = []
+    rng = random.Random(data_config.seed)
     for messages, _where in conversations:
+        if isinstance(messages, str):
+            example = tokenize_code_document(messages, tokenizer, data_config, rng)
+            if example is None:
+                stats.dropped["too_long"] += 1
+                continue
+            stats.code_rows += 1
+            _count(stats, example, examples)
+            continue
         full = tokenize_conversation(messages, tokenizer, dataclasses.replace(data_config, max_length=None))
         if full is None:
             stats.dropped["no_labels"] += 1
@@ -60,8 +86,12 @@ def build_sft_examples(data_config, tokenizer) -> tuple[list[dict], SFTDataStats
                 stats.dropped["too_long"] += 1
                 continue
             stats.truncated += 1
-        stats.rows_used += 1
-        stats.tokens += len(example["input_ids"])
-        stats.supervised_tokens += sum(1 for label in example["labels"] if label != IGNORE_INDEX)
-        examples.append(example)
+        _count(stats, example, examples)
     return examples, stats
+
+
+def _count(stats, example, examples):
+    stats.rows_used += 1
+    stats.tokens += len(example["input_ids"])
+    stats.supervised_tokens += sum(1 for label in example["labels"] if label != IGNORE_INDEX)
+    examples.append(example)
