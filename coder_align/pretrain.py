@@ -21,12 +21,11 @@ if __name__ == "__main__" and not __package__:
 
 import logging
 import random
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-from coder_align.config import ConfigError, ModelConfig, PeftConfig, TrainConfig, parse_args, save_config, to_dict
+from coder_align.config import ConfigError, ModelConfig, PeftConfig, TrainConfig, parse_args, to_dict
 
 log = logging.getLogger("coder_align.pretrain")
 
@@ -65,7 +64,7 @@ def main(config: PretrainConfig) -> dict:
     from transformers import Trainer, set_seed
 
     from coder_align.models import load_model
-    from coder_align.training import is_main_process, plot_metric, resolve_resume, training_arguments, write_summary
+    from coder_align.training import plot_metric, train_and_save, training_arguments, write_summary
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
@@ -88,30 +87,22 @@ def main(config: PretrainConfig) -> dict:
     trainer = Trainer(model=model, args=args, train_dataset=windows, data_collator=stack_windows)
 
     # --- train and save ---------------------------------------------------------------------
-    resume = resolve_resume(config.train.resume, str(out))
-    started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
-    seconds = time.perf_counter() - started
-    trainer.save_model(str(out))
-    if not is_main_process():
+    run = train_and_save(trainer, config, tokenizer, out)
+    if not run.is_main:
         return {}
-    tokenizer.save_pretrained(out)
-    save_config(config, out / "coder_align_config.yaml")
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    epochs = trainer.state.epoch or 0.0
     summary = {
         "stage": "pretrain",
         "model": config.model.path,
         "corpus": doc_stats,
         "packing": pack_stats,
-        "steps": trainer.state.global_step,
-        "train_seconds": round(seconds, 2),
-        "tokens_per_second": round(pack_stats["tokens_in_windows"] * epochs / seconds, 1),
-        "first_loss": losses[0] if losses else None,
-        "final_loss": losses[-1] if losses else None,
-        "train_loss": result.training_loss,
+        "steps": run.steps,
+        "train_seconds": round(run.seconds, 2),
+        "tokens_per_second": round(pack_stats["tokens_in_windows"] * run.epochs / run.seconds, 1),
+        "first_loss": run.losses[0] if run.losses else None,
+        "final_loss": run.losses[-1] if run.losses else None,
+        "train_loss": run.result.training_loss,
         "rope_parameters": rope_overrides(config.rope),
-        "resumed_from": resume,
+        "resumed_from": run.resumed_from,
         "config": to_dict(config),
     }
     plot_metric(trainer.state.log_history, "loss", out / "loss.png", "Continued pretraining loss")

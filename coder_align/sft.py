@@ -20,11 +20,10 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from coder_align.config import ConfigError, ModelConfig, PeftConfig, TrainConfig, parse_args, save_config, to_dict
+from coder_align.config import ConfigError, ModelConfig, PeftConfig, TrainConfig, parse_args, to_dict
 
 log = logging.getLogger("coder_align.sft")
 
@@ -62,14 +61,11 @@ class SFTConfig:
 
 def main(config: SFTConfig) -> dict:
     """Train, save, and return the run summary (also written to summary.json)."""
-    import torch
     from transformers import Trainer, set_seed
 
     from coder_align.data import PackingCollator, PaddingCollator, build_sft_examples
     from coder_align.models import load_model, load_tokenizer
-    from coder_align.training import (
-        is_main_process, plot_metric, resolve_resume, training_arguments, write_summary,
-    )
+    from coder_align.training import is_main_process, plot_metric, train_and_save, training_arguments, write_summary
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
@@ -98,36 +94,24 @@ def main(config: SFTConfig) -> dict:
     collator = PackingCollator() if config.data.packing else PaddingCollator(tokenizer.pad_token_id)
     trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=collator)
 
-    # --- train --------------------------------------------------------------------------
-    resume = resolve_resume(config.train.resume, str(out))
-    started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
-    train_seconds = time.perf_counter() - started
-
-    # --- save ---------------------------------------------------------------------------
-    # save_model gathers 16-bit weights under ZeRO-3 (stage3_gather_16bit_weights_on_model_save).
-    trainer.save_model(str(out))
-    if not is_main_process():
+    # --- train and save ------------------------------------------------------------------
+    run = train_and_save(trainer, config, tokenizer, out)
+    if not run.is_main:
         return {}
-    tokenizer.save_pretrained(out)
-    unwrap(model).generation_config.save_pretrained(out)
-    save_config(config, out / "coder_align_config.yaml")
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    epochs_done = trainer.state.epoch or 0.0
     summary = {
         "stage": "sft",
         "model": config.model.path,
         "peft": config.peft.method,
         "data": data_stats.as_dict(),
-        "steps": trainer.state.global_step,
-        "epochs": round(epochs_done, 3),
-        "train_seconds": round(train_seconds, 2),
-        "tokens_per_second": round(data_stats.tokens * epochs_done / train_seconds, 1),
-        "supervised_tokens_per_second": round(data_stats.supervised_tokens * epochs_done / train_seconds, 1),
-        "first_loss": losses[0] if losses else None,
-        "final_loss": losses[-1] if losses else None,
-        "train_loss": result.training_loss,
-        "resumed_from": resume,
+        "steps": run.steps,
+        "epochs": round(run.epochs, 3),
+        "train_seconds": round(run.seconds, 2),
+        "tokens_per_second": round(data_stats.tokens * run.epochs / run.seconds, 1),
+        "supervised_tokens_per_second": round(data_stats.supervised_tokens * run.epochs / run.seconds, 1),
+        "first_loss": run.losses[0] if run.losses else None,
+        "final_loss": run.losses[-1] if run.losses else None,
+        "train_loss": run.result.training_loss,
+        "resumed_from": run.resumed_from,
         "packing": config.data.packing,
         "config": to_dict(config),
     }

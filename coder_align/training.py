@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -114,3 +116,42 @@ def plot_metric(log_history: list[dict], key: str, path: str | Path, title: str)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+@dataclass
+class TrainingRun:
+    result: object  # transformers TrainOutput
+    seconds: float
+    resumed_from: str | None
+    losses: list[float]
+    epochs: float
+    steps: int
+    is_main: bool
+
+
+def train_and_save(trainer, config, tokenizer, out: Path) -> TrainingRun:
+    """Train (resuming as `config.train.resume` says), then save weights or adapter on every
+    rank (ZeRO-3 gathers 16-bit weights) and tokenizer, generation config and resolved
+    config on the main process."""
+    from coder_align.config import save_config
+
+    resume = resolve_resume(config.train.resume, str(out))
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - started
+    trainer.save_model(str(out))  # stage3_gather_16bit_weights_on_model_save in our ZeRO-3 JSONs
+    main = is_main_process()
+    if main:
+        tokenizer.save_pretrained(out)
+        trainer.model.generation_config.save_pretrained(out)
+        save_config(config, Path(out) / "coder_align_config.yaml")
+    history = trainer.state.log_history
+    return TrainingRun(
+        result=result,
+        seconds=seconds,
+        resumed_from=resume,
+        losses=[h["loss"] for h in history if "loss" in h],
+        epochs=trainer.state.epoch or 0.0,
+        steps=trainer.state.global_step,
+        is_main=main,
+    )
