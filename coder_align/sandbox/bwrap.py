@@ -26,6 +26,9 @@ from pathlib import Path
 SANDBOX_UID = 65534
 TMPFS_BYTES = 512 << 20
 PATH_ENV = "/usr/local/bin:/usr/bin:/bin"
+# bwrap's own environment: --clearenv empties only the sandboxed command's, while bwrap's
+# PID-1 process inside the sandbox keeps this one, readable at /proc/1/environ
+BWRAP_ENV = {"PATH": PATH_ENV, "LANG": "C.UTF-8"}
 
 
 class SandboxUnavailable(RuntimeError):

@@ -95,7 +95,26 @@ def read_frame_bytes(data: bytes):
 _ITER_MODULES = ("builtins", "itertools", "collections")
 
 
-def encode(value, _depth: int = 0, _budget: list | None = None):
+class Opaque:
+    """Stands in for a value that is not a literal (a regex match, an instance): it keeps
+    only the truthiness the candidate reported, so `assert f(x)` and `assert not f(x)` work
+    as they would in-process, and it equals nothing but itself."""
+
+    __slots__ = ("type_name", "truthy")
+
+    def __init__(self, type_name: str, truthy: bool):
+        self.type_name, self.truthy = str(type_name)[:100], bool(truthy)
+
+    def __bool__(self):
+        return self.truthy
+
+    def __repr__(self):
+        return f"<{self.type_name} object>"
+
+
+def encode(value, _depth: int = 0, _budget: list | None = None, opaque: bool = False):
+    """Plain literal -> tagged JSON. With `opaque` (the candidate's replies), anything else
+    becomes an `Opaque` carrying its truthiness instead of raising `Unserialisable`."""
     budget = [MAX_ITEMS] if _budget is None else _budget
     budget[0] -= 1
     if budget[0] < 0:
@@ -104,7 +123,7 @@ def encode(value, _depth: int = 0, _budget: list | None = None):
         raise Unserialisable(f"value nested deeper than {MAX_DEPTH}")
 
     def sub(v):
-        return encode(v, _depth + 1, budget)
+        return encode(v, _depth + 1, budget, opaque)
 
     if value is None or value is True or value is False:
         return value
@@ -142,6 +161,10 @@ def encode(value, _depth: int = 0, _budget: list | None = None):
         for v in value:
             items.append(sub(v))
         return {"$it": items}
+    if type(value) is Opaque:
+        return {"$o": [value.type_name, value.truthy]}
+    if opaque:
+        return {"$o": [type(value).__name__, bool(value)]}
     raise Unserialisable(f"{type(value).__name__} is not a plain literal")
 
 
@@ -170,6 +193,8 @@ def _tagged(obj: dict):
         return range(int(v[0]), int(v[1]), int(v[2]))
     if tag == "$it":
         return iter(v)
+    if tag == "$o":
+        return Opaque(v[0], v[1] is True)
     raise ValueError(f"unknown tag {tag!r}")
 
 
@@ -265,7 +290,7 @@ def _serve(namespace: dict, req_fd: int, resp_fd: int) -> None:
         try:
             fn = namespace[request["call"]]
             result = fn(*decode(request["args"]), **decode(request["kwargs"]))
-            reply = {"ok": encode(result)}
+            reply = {"ok": encode(result, opaque=True)}
         except SystemExit:
             _exit(1)  # exiting from inside a tested function is a failure, never a pass
         except BaseException as e:

@@ -149,7 +149,7 @@ class Build:
             as_sandbox_user = not compiling or bwrap.readable_by_sandbox_user(self.tool_path)
             if compiling and as_sandbox_user and bwrap.drop_privileges():
                 os.chown(self.dir, bwrap.SANDBOX_UID, bwrap.SANDBOX_UID)
-            kw = bwrap.popen_user_kwargs(as_sandbox_user)
+            kw = dict(bwrap.popen_user_kwargs(as_sandbox_user), env=bwrap.BWRAP_ENV)
             cwd = None
         else:
             cmd = [a.replace("/box", self.dir) for a in argv]

@@ -27,7 +27,8 @@ from coder_align.sandbox import bwrap, harness
 
 HERE = Path(__file__).resolve().parent
 START_TIMEOUT = 30.0
-REPORT_SLACK = 5.0  # beyond the job timeout: the worker's own cleanup, a loaded machine
+REPORT_SLACK = 1.5  # beyond the job timeout: the worker kills at the deadline itself; a
+# candidate that SIGSTOPs its worker costs at most this much before the worker is replaced
 
 
 class WorkerDied(RuntimeError):
@@ -61,7 +62,7 @@ class _Worker:
                 exe, prefix = bwrap.sandbox_python()
                 argv = [exe, "-I", "-S", "/opt/coder_align/worker.py", "--tests-fd", str(tests_r), "--pidns"]
                 cmd = bwrap.bwrap_command(argv, ro_binds=[(prefix, prefix), (_harness_dir(), "/opt/coder_align")])
-                kw = bwrap.popen_user_kwargs()
+                kw = dict(bwrap.popen_user_kwargs(), env=bwrap.BWRAP_ENV)
             else:
                 self.scratch = tempfile.mkdtemp(prefix="coder_align_unsandboxed_")
                 cmd = [os.path.realpath(os.sys.executable), "-I", "-S", str(HERE / "worker.py"),
