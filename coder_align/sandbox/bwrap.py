@@ -164,10 +164,21 @@ def supervise(cmd: list[str], *, stdin: bytes, timeout: float, output_cap: int, 
     in the sandbox's PID namespace.
     """
     t0 = time.monotonic()
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        start_new_session=True, close_fds=True, **popen_kw,
-    )
+    status_r = None
+    if os.path.basename(cmd[0]) == "bwrap":
+        # bwrap reports the sandboxed command's exit on this fd, which the command cannot
+        # reach: without that line the sandbox itself failed (infrastructure, not the code)
+        status_r, status_w = os.pipe()
+        cmd = [cmd[0], "--json-status-fd", str(status_w), *cmd[1:]]
+        popen_kw["pass_fds"] = (status_w,)
+    try:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True, close_fds=True, **popen_kw,
+        )
+    finally:
+        if status_r is not None:
+            os.close(status_w)
     bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
     totals = dict.fromkeys(bufs, 0)
     sel = selectors.DefaultSelector()
@@ -218,8 +229,13 @@ def supervise(cmd: list[str], *, stdin: bytes, timeout: float, output_cap: int, 
     for f in (proc.stdin, proc.stdout, proc.stderr):
         if not f.closed:
             f.close()
+    sandbox_failed = False
+    if status_r is not None:
+        with os.fdopen(status_r, "rb") as f:
+            sandbox_failed = not timed_out and b'"exit-code"' not in f.read(1 << 16)
     out_fd, err_fd = list(bufs)
     return {
+        "sandbox_failed": sandbox_failed,
         "duration": time.monotonic() - t0,
         "timed_out": timed_out,
         "exit_code": returncode if returncode >= 0 else None,

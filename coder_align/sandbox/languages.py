@@ -99,6 +99,8 @@ def _status(res: dict, stderr: str) -> str:
 def _to_result(res: dict, status: str | None = None) -> ExecutionResult:
     stdout = res["stdout"].decode("utf-8", "replace")
     stderr = res["stderr"].decode("utf-8", "replace")
+    if res["sandbox_failed"]:
+        status, stderr = UNAVAILABLE, f"sandbox failed to start: {stderr[-2000:]}"
     return ExecutionResult(
         status=status or _status(res, stderr), exit_code=res["exit_code"], stdout=stdout, stderr=stderr,
         stdout_truncated=res["stdout_truncated"], stderr_truncated=res["stderr_truncated"],
@@ -143,7 +145,10 @@ class Build:
                 cmd = bwrap.bwrap_command(argv, ro_binds=self.mounts, rw_binds=[(self.dir, "/box")],
                                           env=env, chdir="/box")
             else:
-                cmd = bwrap.bwrap_command(argv, ro_binds=self.mounts + [(self.dir, "/box")], env=env)
+                # a compiled binary does not need its toolchain; an interpreter under /usr
+                # is mounted anyway; skip what the sandbox user could not read
+                mounts = [m for m in self.mounts if bwrap.readable_by_sandbox_user(m[0])]
+                cmd = bwrap.bwrap_command(argv, ro_binds=mounts + [(self.dir, "/box")], env=env)
             # a toolchain only root can read (rustup under /root) compiles as the caller;
             # the program itself always runs as the unprivileged sandbox user
             as_sandbox_user = not compiling or bwrap.readable_by_sandbox_user(self.tool_path)
@@ -173,7 +178,7 @@ class Build:
                          compiling=True)
         if res["timed_out"]:
             return _to_result(res, TIMEOUT)
-        return _to_result(res, OK if res["exit_code"] == 0 else COMPILE_ERROR)
+        return _to_result(res, OK if res["exit_code"] == 0 else COMPILE_ERROR)  # sandbox failure wins
 
     def run(self, stdin: str, timeout: float, memory_mb: int) -> ExecutionResult:
         argv = self._argv(self.lang.run, memory_mb)
