@@ -93,3 +93,28 @@ def test_lora_continued_pretraining_trains_new_sentinel_rows(tiny_model_dir, cor
 
     with safe_open(out / "adapter_model.safetensors", "pt") as f:
         assert any("trainable_tokens" in k for k in f.keys())
+
+
+def test_readme_corpus_build_then_pretrain_cli(tiny_model_dir, tmp_path):
+    """The two commands the README shows, chained: build a corpus from a repo, pretrain on it."""
+    import subprocess
+
+    from conftest import cli_command, cli_env
+
+    repo = tmp_path / "repo" / "pkg"
+    repo.mkdir(parents=True)
+    (repo / "__init__.py").write_text("from .util import helper\n")
+    (repo / "util.py").write_text("def helper(values):\n    return sorted(set(values))\n" * 20)
+    (repo / "main.py").write_text("from pkg.util import helper\n\nprint(helper([3, 1, 2, 3]))\n" * 10)
+    corpus_path = tmp_path / "corpus.jsonl"
+    subprocess.run(cli_command("corpus", "build", "--repos", str(tmp_path / "repo"), "--out", str(corpus_path)),
+                   check=True, env=cli_env(), cwd=REPO_ROOT, capture_output=True)
+    row = json.loads(corpus_path.read_text().splitlines()[0])
+    assert row["text"].index("def helper") < row["text"].index("print(helper")  # dependency first
+    out = tmp_path / "pt-cli"
+    result = subprocess.run(cli_command(
+        "pretrain", "--config", "configs/pretrain/quickstart-cpu.yaml", f"data.path={corpus_path}",
+        f"model.path={tiny_model_dir}", f"train.output_dir={out}", "train.max_steps=2", "data.seq_length=64",
+        "train.report_to=[]"), env=cli_env(), cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2
