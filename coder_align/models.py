@@ -131,8 +131,13 @@ def stop_token_ids(tokenizer, template: str = "deepseek") -> list[int]:
     return ids
 
 
-def load_model(model_config, tokenizer, peft_config=None, training: bool = True, template: str = "deepseek"):
-    """Causal LM ready for training: embeddings fit the tokenizer, stops on <|EOT|>, LoRA/QLoRA applied."""
+def load_model(model_config, tokenizer, peft_config=None, training: bool = True, template: str = "deepseek",
+               train_new_tokens: bool = True):
+    """Causal LM ready for training: embeddings fit the tokenizer, stops on <|EOT|>, LoRA/QLoRA applied.
+
+    `train_new_tokens=False` keeps the rows of added tokens frozen under LoRA (GRPO: TRL reads
+    log-probs from `lm_head.weight` directly, so it refuses a wrapped head).
+    """
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     method = peft_config.method if peft_config else "none"
@@ -156,7 +161,7 @@ def load_model(model_config, tokenizer, peft_config=None, training: bool = True,
     if training:
         model.config.use_cache = False  # a cache also disables padding-free packing masks
     if method in ("lora", "qlora"):
-        model = apply_lora(model, peft_config, new_token_ids, quantized=method == "qlora",
+        model = apply_lora(model, peft_config, new_token_ids if train_new_tokens else [], quantized=method == "qlora",
                            gradient_checkpointing=training and model_config.gradient_checkpointing)
     return model
 

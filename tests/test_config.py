@@ -9,7 +9,7 @@ from coder_align.sft import SFTConfig
 
 from conftest import REPO_ROOT
 
-STAGE_SCHEMAS = {"sft": "coder_align.sft:SFTConfig"}
+STAGE_SCHEMAS = {"sft": "coder_align.sft:SFTConfig", "grpo": "coder_align.grpo:GRPOConfig"}
 
 
 def schema_for(path: Path):
