@@ -176,5 +176,5 @@ class RewardSet:
 
     def summary(self) -> dict:
         return {"rows_scored": self.rows_scored, "reward_seconds": round(self.reward_seconds, 2),
-                "unjudged": dict(self.unjudged), "reward_errors": dict(self.reward_errors),
+                "unjudged": {k: v for k, v in self.unjudged.items() if v}, "reward_errors": dict(self.reward_errors),
                 "weights": dict(zip(self.names, self.weights))}
