@@ -139,10 +139,12 @@ def stop_token_ids(tokenizer, template: str = "deepseek") -> list[int]:
 
 
 def load_model(model_config, tokenizer, peft_config=None, training: bool = True, template: str = "deepseek",
-               config_overrides: dict | None = None):
+               config_overrides: dict | None = None, train_new_tokens: bool = True):
     """Causal LM ready for training: embeddings fit the tokenizer, stops on <|EOT|>, LoRA/QLoRA applied.
 
     `config_overrides` are set on the model config while loading (e.g. RoPE parameters).
+    `train_new_tokens=False` keeps the rows of added tokens frozen under LoRA (GRPO: TRL reads
+    log-probs from `lm_head.weight` directly, so it refuses a wrapped head).
     """
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -167,7 +169,7 @@ def load_model(model_config, tokenizer, peft_config=None, training: bool = True,
     if training:
         model.config.use_cache = False  # a cache also disables padding-free packing masks
     if method in ("lora", "qlora"):
-        model = apply_lora(model, peft_config, new_token_ids, quantized=method == "qlora",
+        model = apply_lora(model, peft_config, new_token_ids if train_new_tokens else [], quantized=method == "qlora",
                            gradient_checkpointing=training and model_config.gradient_checkpointing)
     return model
 

@@ -22,11 +22,16 @@ def precision_flags(precision: str) -> dict:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def training_arguments(train, gradient_checkpointing: bool, **extra):
-    """transformers.TrainingArguments from a TrainConfig (extra keys pass straight through)."""
+def training_arguments(train, gradient_checkpointing: bool, args_class=None, **extra):
+    """TrainingArguments (or a subclass such as TRL's GRPOConfig) from a TrainConfig.
+
+    Extra keys pass straight through.
+    """
     import inspect
 
     from transformers import TrainingArguments
+
+    args_class = args_class or TrainingArguments
 
     # transformers 5.x renamed gradient_checkpointing to activation_checkpointing.
     name = "activation_checkpointing"
@@ -44,7 +49,7 @@ def training_arguments(train, gradient_checkpointing: bool, **extra):
             import deepspeed
 
             deepspeed.init_distributed(dist_backend="gloo")  # so ZeRO sees the real world size
-    return TrainingArguments(
+    return args_class(
         output_dir=train.output_dir,
         learning_rate=train.learning_rate,
         lr_scheduler_type=train.lr_scheduler_type,
@@ -96,10 +101,12 @@ def write_summary(output_dir: str | Path, summary: dict) -> None:
     path.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def plot_metric(log_history: list[dict], key: str, path: str | Path, title: str) -> bool:
-    """Line plot of one logged metric over steps; False when nothing was logged."""
-    points = [(h["step"], h[key]) for h in log_history if key in h and "step" in h]
-    if not points:
+def plot_metric(log_history: list[dict], key: str | list[str], path: str | Path, title: str) -> bool:
+    """Line plot of logged metrics (one or several keys) over steps; False when nothing was logged."""
+    keys = [key] if isinstance(key, str) else list(key)
+    series = {k: [(h["step"], h[k]) for h in log_history if h.get(k) is not None and "step" in h] for k in keys}
+    series = {k: v for k, v in series.items() if v}
+    if not series:
         return False
     import matplotlib
 
@@ -107,9 +114,13 @@ def plot_metric(log_history: list[dict], key: str, path: str | Path, title: str)
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 50 else None)
+    for name, points in series.items():
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 50 else None,
+                label=name)
     ax.set_xlabel("step")
-    ax.set_ylabel(key)
+    ax.set_ylabel(keys[0] if len(keys) == 1 else "value")
+    if len(keys) > 1:
+        ax.legend(fontsize=7)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()

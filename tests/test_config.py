@@ -11,6 +11,7 @@ from conftest import REPO_ROOT
 
 STAGE_SCHEMAS = {
     "sft": "coder_align.sft:SFTConfig",
+    "grpo": "coder_align.grpo:GRPOConfig",
     "pretrain": "coder_align.pretrain:PretrainConfig",
 }
 

@@ -1,0 +1,223 @@
+"""GRPO prompts with their tests: rows -> `{"prompt": messages, "tests", "language", "task_id"}`.
+
+Accepted row formats (JSONL/JSON/parquet file or hub dataset, via `records.iter_rows`):
+
+- Generic: a prompt (`prompt` string, `instruction` string, or `messages` ending with a user
+  turn), `tests` (a list of asserts or one test program) or `stdin_stdout`
+  (`[{"stdin", "stdout"}, ...]`), optional `language` and `task_id`.
+- MBPP (`text`/`prompt`, `test_list`, `test_setup_code`, `test_imports`): the prompt shows
+  the first `shown_tests` asserts, as the MBPP paper's prompt does, so the model knows the
+  function name; all asserts are run. `import math` is always put before the tests: the
+  sanitized copy lacks the `test_imports` that 10 tasks need (see shared/data/README.md).
+- HumanEval (`prompt` code, `test`, `entry_point`): the model is asked to complete the
+  function; the test program plus `check(entry_point)` is run.
+
+This module does not render or tokenize: the trainer applies the chat template to the
+`prompt` messages, so prompts and SFT share one template. Every bad row is a `DataError`
+naming `file:line` and the field, or a skip counted by reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from coder_align.data.records import DataError, Row, iter_rows
+
+MBPP_PROMPT = "{text}\nYour code should pass these tests:\n\n{tests}"
+HUMANEVAL_PROMPT = "Complete the following Python function:\n```python\n{prompt}\n```"
+MBPP_ALWAYS_IMPORTED = "import math"
+
+
+@dataclass
+class TaskStats:
+    rows_read: int = 0
+    rows_used: int = 0
+    filtered_by_task_id: int = 0
+    invalid: Counter = field(default_factory=Counter)
+    formats: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict:
+        return {"rows_read": self.rows_read, "rows_used": self.rows_used,
+                "filtered_by_task_id": self.filtered_by_task_id,
+                "rows_invalid": sum(self.invalid.values()), "invalid": dict(self.invalid),
+                "formats": dict(self.formats)}
+
+
+def parse_task_ids(spec: str | None) -> set[int] | None:
+    """`"511-974"` or `"601-974,11,12"` -> ids; None or "" -> no filter."""
+    if spec is None or not str(spec).strip():
+        return None
+    ids: set[int] = set()
+    for part in str(spec).split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                ids.update(range(lo, hi + 1))
+            elif part:
+                ids.add(int(part))
+        except ValueError:
+            raise ValueError(f"data.task_ids: cannot read '{part}' (use e.g. 511-974 or 601-974,11)") from None
+    return ids
+
+
+def detect_format(data: dict) -> str:
+    if "test_list" in data:
+        return "mbpp"
+    if "entry_point" in data and "test" in data:
+        return "humaneval"
+    return "rows"
+
+
+def _string(row: Row, name: str) -> str:
+    value = row.data.get(name)
+    if value is None:
+        raise DataError(row.where, f"missing field '{name}'", f"missing_{name}")
+    if not isinstance(value, str):
+        raise DataError(row.where, f"field '{name}' must be a string, got {type(value).__name__}", f"bad_{name}")
+    if not value.strip():
+        raise DataError(row.where, f"field '{name}' is empty", f"empty_{name}")
+    return value
+
+
+def _string_list(row: Row, name: str) -> list[str]:
+    value = row.data.get(name)
+    if value is None:
+        raise DataError(row.where, f"missing field '{name}' (the tests to reward against)", "missing_tests")
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DataError(row.where, f"field '{name}' must be a list of strings", "bad_tests")
+    if not any(v.strip() for v in value):
+        raise DataError(row.where, f"field '{name}' is empty: a row needs at least one test", "missing_tests")
+    return value
+
+
+def _prompt_messages(row: Row) -> list[dict]:
+    d = row.data
+    if "messages" in d:
+        messages = d["messages"]
+        if (not isinstance(messages, list) or not messages
+                or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages)):
+            raise DataError(row.where, "field 'messages' must be a list of {role, content}", "bad_messages")
+        if messages[-1].get("role") != "user":
+            raise DataError(row.where, "field 'messages' must end with a user turn (the prompt to answer)",
+                            "bad_messages")
+        return [{"role": m["role"], "content": m["content"]} for m in messages]
+    for name in ("prompt", "instruction"):
+        if name in d:
+            return [{"role": "user", "content": _string(row, name).strip()}]
+    raise DataError(row.where, f"no prompt: expected 'prompt', 'instruction' or 'messages' "
+                               f"(fields: {', '.join(sorted(d)) or 'none'})", "missing_prompt")
+
+
+def _tests(row: Row):
+    d = row.data
+    if "stdin_stdout" in d:
+        cases = d["stdin_stdout"]
+        if (not isinstance(cases, list) or not cases
+                or not all(isinstance(c, dict) and isinstance(c.get("stdin", ""), str)
+                           and isinstance(c.get("stdout"), str) for c in cases)):
+            raise DataError(row.where, "field 'stdin_stdout' must be a non-empty list of "
+                                       "{\"stdin\": str, \"stdout\": str}", "bad_tests")
+        return [{"stdin": c.get("stdin", ""), "stdout": c["stdout"]} for c in cases]
+    if "tests" not in d or d["tests"] is None:
+        raise DataError(row.where, "missing field 'tests' (a list of asserts or a test program) "
+                                   "or 'stdin_stdout'", "missing_tests")
+    if isinstance(d["tests"], str):
+        return _string(row, "tests")
+    return _string_list(row, "tests")
+
+
+def generic_task(row: Row, default_language: str) -> dict:
+    language = row.data.get("language", default_language)
+    if not isinstance(language, str) or not language.strip():
+        raise DataError(row.where, "field 'language' must be a non-empty string", "bad_language")
+    tests = _tests(row)
+    is_io = isinstance(tests, list) and isinstance(tests[0], dict)
+    if language.lower() not in ("python", "py", "python3") and not is_io:
+        raise DataError(row.where, f"language '{language}': tests must be 'stdin_stdout' cases "
+                                   "(asserts and test programs are Python only)", "bad_tests")
+    return {"prompt": _prompt_messages(row), "tests": tests, "language": language,
+            "task_id": str(row.data.get("task_id", row.where))}
+
+
+def mbpp_task(row: Row, shown_tests: int = 1) -> dict:
+    text = _string(row, "text" if "text" in row.data else "prompt").strip()
+    asserts = _string_list(row, "test_list")
+    setup = [MBPP_ALWAYS_IMPORTED]
+    imports = row.data.get("test_imports") or []
+    if isinstance(imports, list):
+        setup += [s for s in imports if isinstance(s, str) and s.strip()]
+    setup_code = row.data.get("test_setup_code") or ""
+    if isinstance(setup_code, str) and setup_code.strip():
+        setup.append(setup_code)
+    prompt = MBPP_PROMPT.format(text=text, tests="\n".join(asserts[:max(shown_tests, 0)])).rstrip()
+    return {"prompt": [{"role": "user", "content": prompt}], "tests": setup + asserts, "language": "python",
+            "task_id": str(row.data.get("task_id", row.where))}
+
+
+def humaneval_task(row: Row) -> dict:
+    code = _string(row, "prompt")
+    test = _string(row, "test")
+    entry = _string(row, "entry_point").strip()
+    return {"prompt": [{"role": "user", "content": HUMANEVAL_PROMPT.format(prompt=code.strip())}],
+            "tests": f"{test}\n\ncheck({entry})\n", "language": "python",
+            "task_id": str(row.data.get("task_id", row.where))}
+
+
+def read_tasks(path: str, split: str = "train", fmt: str = "auto", task_ids: str | None = None,
+               shown_tests: int = 1, language: str = "python", on_invalid: str = "error",
+               max_rows: int | None = None) -> tuple[list[dict], TaskStats]:
+    """Tasks for GRPO and their counts. Raises the first DataError unless on_invalid='skip'."""
+    wanted = parse_task_ids(task_ids)
+    stats = TaskStats()
+    tasks = []
+    for item in iter_rows(path, split):
+        if max_rows is not None and stats.rows_used >= max_rows:
+            break
+        stats.rows_read += 1
+        try:
+            if isinstance(item, DataError):
+                raise item
+            if wanted is not None:
+                tid = item.data.get("task_id")
+                number = tid if isinstance(tid, int) else str(tid).rsplit("/", 1)[-1]
+                if not str(number).isdigit():
+                    raise DataError(item.where, f"data.task_ids is set but field 'task_id' is {tid!r}, "
+                                                "not a number", "bad_task_id")
+                if int(number) not in wanted:
+                    stats.filtered_by_task_id += 1
+                    continue
+            kind = detect_format(item.data) if fmt == "auto" else fmt
+            if kind == "mbpp":
+                task = mbpp_task(item, shown_tests)
+            elif kind == "humaneval":
+                task = humaneval_task(item)
+            else:
+                task = generic_task(item, language)
+            stats.formats[kind] += 1
+        except DataError as e:
+            if on_invalid != "skip":
+                raise
+            stats.invalid[e.reason] += 1
+            continue
+        tasks.append(task)
+        stats.rows_used += 1
+    return tasks, stats
+
+
+def to_dataset(tasks: list[dict]):
+    """A `datasets.Dataset` (TRL needs one). `tests` is stored as JSON text because rows mix
+    formats (asserts, a program, stdin/stdout cases) that one Arrow column cannot hold;
+    `decode_tests` turns it back before the rewards see it."""
+    import json
+
+    from datasets import Dataset
+
+    return Dataset.from_list([{**task, "tests": json.dumps(task["tests"])} for task in tasks])
+
+
+def decode_tests(column: list) -> list:
+    import json
+
+    return [json.loads(t) if isinstance(t, str) else t for t in column]

@@ -1,0 +1,72 @@
+"""GRPO task rows: formats, MBPP prompt and split filter, errors with file:line:field."""
+
+import json
+
+import pytest
+
+from coder_align.data.grpo_rows import decode_tests, parse_task_ids, read_tasks, to_dataset
+from coder_align.data.records import DataError
+
+from conftest import SHARED_DATA
+
+MBPP = SHARED_DATA / "mbpp_sanitized.jsonl"
+
+
+def write(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.mark.skipif(not MBPP.exists(), reason="../shared/data absent")
+def test_mbpp_training_split_shows_first_test_and_imports_math():
+    tasks, stats = read_tasks(str(MBPP), task_ids="511-974")
+    assert stats.rows_used == 163 and stats.filtered_by_task_id == 264  # 43 validation + 120 training
+    assert all(511 <= int(t["task_id"]) <= 974 for t in tasks)
+    task = tasks[0]
+    first, *rest = task["tests"][1:]
+    assert task["tests"][0] == "import math"
+    assert first in task["prompt"][0]["content"] and not any(r in task["prompt"][0]["content"] for r in rest)
+
+
+def test_generic_formats_and_dataset_round_trip(tmp_path):
+    rows = [
+        {"prompt": "add", "tests": ["assert add(1, 2) == 3"]},
+        {"instruction": "echo", "stdin_stdout": [{"stdin": "a", "stdout": "a"}], "language": "cpp"},
+        {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}], "tests": "assert f()"},
+        {"task_id": "HumanEval/0", "prompt": "def f():\n    pass", "test": "def check(c): assert c() is None",
+         "entry_point": "f"},
+    ]
+    tasks, stats = read_tasks(write(tmp_path / "r.jsonl", rows))
+    assert stats.formats == {"rows": 3, "humaneval": 1}
+    assert tasks[1]["language"] == "cpp" and tasks[2]["prompt"][0]["role"] == "system"
+    assert tasks[3]["tests"].endswith("check(f)\n")
+    ds = to_dataset(tasks)
+    assert decode_tests(ds["tests"]) == [t["tests"] for t in tasks]
+
+
+@pytest.mark.parametrize("row, field", [
+    ({"prompt": "p"}, "tests"),
+    ({"prompt": "p", "tests": []}, "tests"),
+    ({"prompt": "p", "tests": [1]}, "tests"),
+    ({"tests": ["assert 1"]}, "prompt"),
+    ({"prompt": "p", "stdin_stdout": [{"stdin": "1"}]}, "stdin_stdout"),
+    ({"prompt": "p", "tests": ["assert f()"], "language": "rust"}, "stdin_stdout"),
+    ({"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}], "tests": ["assert 1"]},
+     "messages"),
+])
+def test_bad_rows_name_file_line_and_field(tmp_path, row, field):
+    path = write(tmp_path / "bad.jsonl", [{"prompt": "ok", "tests": ["assert 1"]}, row])
+    with pytest.raises(DataError, match=rf"bad.jsonl:2: .*'{field}'"):
+        read_tasks(path)
+
+
+def test_bad_rows_are_skipped_and_counted(tmp_path):
+    path = write(tmp_path / "bad.jsonl", [{"prompt": "ok", "tests": ["assert 1"]}, "{not json", {"prompt": "p"}])
+    tasks, stats = read_tasks(path, on_invalid="skip")
+    assert len(tasks) == 1 and stats.as_dict()["invalid"] == {"bad_json": 1, "missing_tests": 1}
+
+
+def test_task_id_ranges():
+    assert parse_task_ids("1-3,7") == {1, 2, 3, 7} and parse_task_ids(None) is None
+    with pytest.raises(ValueError, match="task_ids"):
+        parse_task_ids("a-b")

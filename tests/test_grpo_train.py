@@ -1,0 +1,94 @@
+"""Real GRPO runs on a tiny random Llama (CPU): wiring, rewards vs sandbox, learning, deepspeed."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from coder_align.config import load_config
+from coder_align.grpo import GRPOConfig, main
+
+from conftest import REPO_ROOT
+
+ROWS = [
+    {"task_id": 1, "prompt": "Write a Python function add(a, b) that returns a + b.",
+     "tests": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]},
+    {"task_id": 2, "text": "Write a function square(x).", "test_list": ["assert square(3) == 9"],
+     "test_setup_code": ""},
+    {"task_id": 3, "instruction": "Read a number and print it doubled.",
+     "stdin_stdout": [{"stdin": "2\n", "stdout": "4\n"}]},
+    {"task_id": 4, "messages": [{"role": "user", "content": "Write neg(x)."}], "tests": "assert neg(2) == -2"},
+]
+
+
+def write_rows(path, rows=ROWS):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def grpo(model_dir, data, out, *overrides):
+    config = load_config(GRPOConfig, None, [
+        f"model.path={model_dir}", f"data.path={data}", f"train.output_dir={out}", "train.report_to=[]",
+        "train.disable_progress_bar=true", "model.gradient_checkpointing=false", "train.save_steps=1000",
+        "grpo.num_generations=4", "grpo.max_completion_length=12", "train.per_device_train_batch_size=8",
+        *overrides,
+    ])
+    return main(config)
+
+
+def test_run_with_sandbox_rewards_saves_and_logs_what_the_sandbox_says(tiny_model_dir, tmp_path):
+    from coder_align.rewards import extract_code
+    from coder_align.sandbox import check
+
+    out = tmp_path / "run"
+    summary = grpo(tiny_model_dir, write_rows(tmp_path / "rows.jsonl"), out, "train.max_steps=2",
+                   "grpo.rewards={unit_test: 1.0, format: 0.5}", "train.report_to=[tensorboard]")
+    for name in ("model.safetensors", "tokenizer.json", "chat_template.jinja", "coder_align_config.yaml",
+                 "summary.json", "rewards.png", "completions.jsonl"):
+        assert (out / name).is_file(), name
+    assert list(out.glob("runs/*/events.out.tfevents.*")), "TensorBoard logs"
+    assert summary["steps"] == 2 and summary["data"]["rows_used"] == 4
+    assert summary["rewards"]["rows_scored"] == 16 and summary["rewards"]["unjudged"] == {}
+
+    records = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
+    assert len(records) == 16 and {r["step"] for r in records} == {1, 2}
+    tests = {str(r["task_id"]): r for r in ROWS}
+    for r in records:  # the logged reward is the sandbox's verdict on the logged completion
+        row = tests[r["task_id"]]
+        row_tests = row.get("tests") or row.get("stdin_stdout") or ["import math", *row.get("test_list", [])]
+        report = check(extract_code(r["completion"], "python"), row_tests)
+        assert r["rewards"]["unit_test_reward"] == float(report.passed)
+    history = json.loads((out / "summary.json").read_text())
+    log_history = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+    for step in (1, 2):  # and TRL's logged means are the means of those rewards
+        logged = [r["rewards"]["format_reward"] for r in records if r["step"] == step]
+        entry = [h for h in log_history if h["step"] == step][0]
+        assert entry["rewards/format_reward/mean"] == pytest.approx(sum(logged) / len(logged))
+        assert entry["code/pass_rate"] == pytest.approx(
+            sum(r["rewards"]["unit_test_reward"] for r in records if r["step"] == step) / 8)
+        for key in ("completions/clipped_ratio", "frac_reward_zero_std", "completions/mean_length",
+                    "timing/generation_s", "timing/reward_s", "timing/step_s", "code/compile_rate"):
+            assert key in entry, key
+    assert history["warnings"], "12-token completions are clipped: the run must warn"
+
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(os.path.join(os.path.dirname(sys.executable), "deepspeed")),
+                    reason="deepspeed launcher not installed")
+def test_deepspeed_two_processes_on_cpu(tiny_model_dir, tmp_path):
+    out = tmp_path / "ds"
+    launcher = os.path.join(os.path.dirname(sys.executable), "deepspeed")
+    cmd = [launcher, "--num_gpus", "2", "--master_port", "29527", str(REPO_ROOT / "coder_align" / "grpo.py"),
+           f"model.path={tiny_model_dir}", f"data.path={write_rows(tmp_path / 'rows.jsonl')}",
+           f"train.output_dir={out}", "train.deepspeed=configs/deepspeed/zero2.json", "train.max_steps=2",
+           "train.per_device_train_batch_size=4", "grpo.num_generations=4", "grpo.max_completion_length=8",
+           "train.report_to=[]", "model.gradient_checkpointing=false"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2 and (out / "model.safetensors").is_file()
