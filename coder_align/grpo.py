@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from coder_align.config import ConfigError, ModelConfig, PeftConfig, TrainConfig, parse_args, save_config, to_dict
+from coder_align.config import ConfigError, ModelConfig, PeftConfig, TrainConfig, parse_args, to_dict
 
 log = logging.getLogger("coder_align.grpo")
 
@@ -93,9 +93,7 @@ def main(config: GRPOConfig) -> dict:
     from coder_align.data.grpo_rows import read_tasks, to_dataset
     from coder_align.grpo_rewards import RewardSet
     from coder_align.models import load_model, load_tokenizer
-    from coder_align.training import (
-        is_main_process, plot_metric, resolve_resume, training_arguments, write_summary,
-    )
+    from coder_align.training import is_main_process, plot_metric, train_and_save, training_arguments, write_summary
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
@@ -138,19 +136,10 @@ def main(config: GRPOConfig) -> dict:
                                  processing_class=tokenizer)
     trainer.clipped_ratio_warning = g.clipped_ratio_warning
 
-    # --- train ------------------------------------------------------------------------------
-    resume = resolve_resume(config.train.resume, str(out))
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
-    train_seconds = time.perf_counter() - started
-
-    # --- save -------------------------------------------------------------------------------
-    trainer.save_model(str(out))  # gathers 16-bit weights under ZeRO-3
-    if not is_main_process():
+    # --- train and save ----------------------------------------------------------------------
+    run = train_and_save(trainer, config, tokenizer, out)
+    if not run.is_main:
         return {}
-    tokenizer.save_pretrained(out)
-    getattr(model, "module", model).generation_config.save_pretrained(out)
-    save_config(config, out / "coder_align_config.yaml")
     history = [h for h in trainer.state.log_history if "reward" in h]
     component_keys = [f"rewards/{name}/mean" for name in rewards.names]
     plot_metric(trainer.state.log_history, ["reward", *component_keys, "code/pass_rate"], out / "rewards.png",
@@ -162,13 +151,13 @@ def main(config: GRPOConfig) -> dict:
         "peft": config.peft.method,
         "data": data_stats.as_dict(),
         "rewards": rewards.summary(),
-        "steps": trainer.state.global_step,
-        "train_seconds": round(train_seconds, 2),
+        "steps": run.steps,
+        "train_seconds": round(run.seconds, 2),
         "first": first_last(history, 0),
         "last": first_last(history, -1),
         "mean_over_run": {k: mean(h.get(k) for h in history) for k in SUMMARY_KEYS},
         "warnings": trainer.warnings,
-        "resumed_from": resume,
+        "resumed_from": run.resumed_from,
         "config": to_dict(config),
     }
     write_summary(out, summary)

@@ -76,7 +76,6 @@ def test_run_with_sandbox_rewards_saves_and_logs_what_the_sandbox_says(tiny_mode
 
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(os.path.join(os.path.dirname(sys.executable), "deepspeed")),
                     reason="deepspeed launcher not installed")
 def test_deepspeed_two_processes_on_cpu(tiny_model_dir, tmp_path):
