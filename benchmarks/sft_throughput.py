@@ -6,7 +6,8 @@ from ../shared/data when present), so the only difference is the collator. Repor
 supervised tokens per second (median over repeats, modes interleaved so machine noise
 hits both), the ratio, and the share of each batch that is padding.
 
-    python benchmarks/sft_throughput.py                      # embedded SmolLM2-135M, CPU
+    python benchmarks/sft_throughput.py                      # embedded SmolLM2-135M, LoRA, CPU
+    python benchmarks/sft_throughput.py --peft none          # full fine-tuning (optimizer-bound on CPU)
     python benchmarks/sft_throughput.py --model PATH --device cuda --batch-size 16
 """
 
@@ -77,6 +78,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="batches per mode per repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument("--peft", choices=["lora", "none"], default="lora",
+                        help="lora: the optimizer step is negligible, so the collator's effect shows")
     args = parser.parse_args()
 
     from transformers import AutoModelForCausalLM
@@ -90,6 +93,11 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path(args.model), dtype=dtype).to(args.device)
     model.resize_token_embeddings(len(tokenizer))
     model.config.use_cache = False
+    if args.peft == "lora":
+        from coder_align.config import PeftConfig
+        from coder_align.models import apply_lora
+
+        model = apply_lora(model, PeftConfig(method="lora"), [], quantized=False, gradient_checkpointing=False)
     model.train()
 
     rng = random.Random(0)
@@ -105,10 +113,12 @@ def main() -> None:
             seconds, supervised, real, total = run_mode(model, batches, collators[name], args.device)
             results[name].append(supervised / seconds)
             waste.setdefault(name, []).append(1 - real / total)
+            print(f"  repeat {repeat + 1}/{args.repeats} {name}: {supervised / seconds:.1f} supervised tokens/s",
+                  flush=True)
 
     print(f"data: {len(examples)} samples, tokens per sample median {lengths[len(lengths) // 2]}, "
           f"p10 {lengths[len(lengths) // 10]}, p90 {lengths[9 * len(lengths) // 10]}, max {lengths[-1]}")
-    print(f"model: {args.model} on {args.device} ({dtype}), batch {args.batch_size} samples, "
+    print(f"model: {args.model} ({args.peft}) on {args.device} ({dtype}), batch {args.batch_size} samples, "
           f"{args.steps} steps x {args.repeats} repeats per mode")
     for name in collators:
         print(f"{name:8s} supervised tokens/s median {statistics.median(results[name]):8.1f} "
