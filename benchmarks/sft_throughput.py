@@ -101,7 +101,7 @@ def main() -> None:
     model.train()
 
     rng = random.Random(0)
-    collators = {"padding": PaddingCollator(tokenizer.pad_token_id), "packing": PackingCollator()}
+    collators = {"padding": PaddingCollator(tokenizer.pad_token_id), "packing": PackingCollator(args.max_length, tokenizer.pad_token_id)}
     results = {name: [] for name in collators}
     waste = {}
     run_mode(model, [examples[: args.batch_size]], collators["padding"], args.device)  # warm-up

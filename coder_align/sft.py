@@ -91,7 +91,10 @@ def main(config: SFTConfig) -> dict:
     if hasattr(model, "print_trainable_parameters") and is_main_process():
         model.print_trainable_parameters()
 
-    collator = PackingCollator() if config.data.packing else PaddingCollator(tokenizer.pad_token_id)
+    if config.data.packing:
+        collator = PackingCollator(config.data.max_length, tokenizer.pad_token_id)
+    else:
+        collator = PaddingCollator(tokenizer.pad_token_id)
     trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=collator)
 
     # --- train and save ------------------------------------------------------------------

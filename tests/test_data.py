@@ -187,3 +187,28 @@ def test_code_rows_become_fim_samples_with_full_loss(tmp_path, tiny_model_dir):
     assert all(l != IGNORE_INDEX for l in examples[0]["labels"])  # pretraining-style loss
     plain, _ = build_sft_examples(SFTDataConfig(path=path, fim_rate=0.0), tokenizer)
     assert tokenizer.decode(plain[0]["input_ids"]) == code + tokenizer.eos_token
+
+
+def test_packing_with_a_row_cap_fills_rows_and_hides_the_padding_segment():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    samples = [torch.randint(1, 97, (n,)).tolist() for n in (9, 4, 13, 6, 3)]
+    batch = PackingCollator(max_row_tokens=16, pad_token_id=0)([{"input_ids": s, "labels": s} for s in samples])
+    assert batch["input_ids"].shape == (3, 16)  # 13+3, 9+6, 4 (+12 padding)
+    assert int((batch["input_ids"] != 0).sum()) == sum(len(s) for s in samples)
+    assert batch["position_ids"][2].tolist() == list(range(4)) + list(range(12))
+    assert (batch["labels"][2, 4:] == IGNORE_INDEX).all()
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, use_cache=False)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+        for row, ids in enumerate(batch["input_ids"].tolist()):
+            starts = [i for i, p in enumerate(batch["position_ids"][row].tolist()) if p == 0]
+            for a, b in zip(starts, starts[1:] + [16]):
+                if ids[a] == 0:
+                    continue  # the padding segment
+                alone = model(input_ids=torch.tensor([ids[a:b]])).logits[0]
+                torch.testing.assert_close(logits[row, a:b], alone, atol=1e-5, rtol=1e-5)
