@@ -163,10 +163,13 @@ def check_packing_support(model) -> None:
         )
 
 
-def generate_samples(model, tokenizer, config: SFTConfig, out: Path) -> list[dict]:
-    """Greedy answers to config.sample_prompts, stopped at <|EOT|>; written to samples.jsonl."""
-    import json
+def generate(model, tokenizer, instructions: list[str], max_new_tokens: int = 256,
+             template: str = "deepseek") -> list[dict]:
+    """Greedy answers to single-turn instructions, stopped at <|EOT|> (or EOS).
 
+    Each answer is {"instruction", "response", "stopped_at_eot"}; `stopped_at_eot` is False
+    when generation ran into max_new_tokens instead of a stop token.
+    """
     import torch
 
     from coder_align.models import stop_token_ids
@@ -174,20 +177,30 @@ def generate_samples(model, tokenizer, config: SFTConfig, out: Path) -> list[dic
     model.eval()
     model.config.use_cache = True
     device = next(model.parameters()).device
-    samples = []
-    for prompt in config.sample_prompts:
-        messages = [{"role": "user", "content": prompt}]
+    stops = stop_token_ids(tokenizer, template)
+    answers = []
+    for instruction in instructions:
+        messages = [{"role": "user", "content": instruction}]
         ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         ids = {k: v.to(device) for k, v in ids.items()}
         with torch.no_grad():
-            output = model.generate(**ids, max_new_tokens=config.max_new_tokens, do_sample=False,
-                                    eos_token_id=stop_token_ids(tokenizer, config.data.template),
-                                    pad_token_id=tokenizer.pad_token_id)
+            output = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                    eos_token_id=stops, pad_token_id=tokenizer.pad_token_id)
         new = output[0, ids["input_ids"].shape[1]:]
-        stopped = bool(len(new)) and int(new[-1]) in stop_token_ids(tokenizer, config.data.template)
-        text = tokenizer.decode(new, skip_special_tokens=True)
-        samples.append({"instruction": prompt, "response": text, "stopped_at_eot": stopped})
-        print(f"\n### Instruction:\n{prompt}\n### Response:\n{text}\n[{'stopped at <|EOT|>' if stopped else 'hit max_new_tokens'}]")
+        stopped = bool(len(new)) and int(new[-1]) in stops
+        answers.append({"instruction": instruction, "response": tokenizer.decode(new, skip_special_tokens=True),
+                        "stopped_at_eot": stopped})
+    return answers
+
+
+def generate_samples(model, tokenizer, config: SFTConfig, out: Path) -> list[dict]:
+    """Greedy answers to config.sample_prompts, stopped at <|EOT|>; written to samples.jsonl."""
+    import json
+
+    samples = generate(model, tokenizer, config.sample_prompts, config.max_new_tokens, config.data.template)
+    for s in samples:
+        print(f"\n### Instruction:\n{s['instruction']}\n### Response:\n{s['response']}\n"
+              f"[{'stopped at <|EOT|>' if s['stopped_at_eot'] else 'hit max_new_tokens'}]")
     with open(out / "samples.jsonl", "w", encoding="utf-8") as f:
         for s in samples:
             f.write(json.dumps(s) + "\n")

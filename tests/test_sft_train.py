@@ -154,3 +154,32 @@ def test_deepspeed_zero3_two_processes_on_cpu(tiny_model_dir, tmp_path):
     assert trained.shape == original.model.layers[0].mlp.up_proj.weight.shape
     assert trained.abs().sum() > 0
     assert not torch.equal(trained, original.model.layers[0].mlp.up_proj.weight)
+
+
+def test_generate_stops_at_eot_and_reports_when_it_did_not(tiny_model_dir, tokenizer):
+    """`generate` (used by the notebook and sample_prompts): greedy, stops on <|EOT|>, says so."""
+    from coder_align.config import ModelConfig
+    from coder_align.models import load_model
+    from coder_align.sft import generate
+    from coder_align.templates import EOT
+
+    model = load_model(ModelConfig(path=str(tiny_model_dir)), tokenizer, training=False)
+    head = model.get_output_embeddings()
+
+    def always(token_id):  # a head whose greedy choice is always token_id
+        linear = torch.nn.Linear(head.in_features, head.out_features, bias=True)
+        with torch.no_grad():
+            linear.weight.zero_()
+            linear.bias.zero_()
+            linear.bias[token_id] = 1.0
+        model.set_output_embeddings(linear)
+
+    always(tokenizer.convert_tokens_to_ids(EOT))
+    answers = generate(model, tokenizer, ["Write f().", "Write g()."], max_new_tokens=5)
+    assert [a["instruction"] for a in answers] == ["Write f().", "Write g()."]
+    assert all(a["stopped_at_eot"] and a["response"] == "" for a in answers)
+
+    x = tokenizer("x", add_special_tokens=False)["input_ids"][0]
+    always(x)
+    [answer] = generate(model, tokenizer, ["Write f()."], max_new_tokens=5)
+    assert answer == {"instruction": "Write f().", "response": "xxxxx", "stopped_at_eot": False}
