@@ -1,0 +1,175 @@
+"""Reward functions for GRPO, in TRL's `reward_funcs` shape: `fn(completions, **kwargs) -> list[float | None]`.
+
+Completions are strings or conversations (lists of `{"role", "content"}`; the last
+assistant message is scored). Dataset columns arrive as keyword lists, one item per row
+(`tests`, `language`). Code runs through `coder_align.sandbox.check_many`, a batch at a
+time. A reward never raises into the trainer: a row whose sandbox could not run scores
+`None` (TRL turns it into NaN and leaves it out of the group's statistics) and is counted
+in `INFRA_FAILURES`, which the GRPO stage logs. Each function's `__name__` is its metric key.
+
+    >>> extract_code("Here:\\n```python\\nprint(1)\\n```")
+    'print(1)\\n'
+    >>> format_reward(["```python\\nx = 1\\n```", "x = 1"])
+    [1.0, 0.0]
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import os
+import re
+import threading
+
+from coder_align.sandbox import check_many, languages
+from coder_align.sandbox.results import COMPILE_ERROR, UNAVAILABLE
+
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*```", re.M | re.S)
+_TAGS = {"python": {"python", "py", "python3"}, "cpp": {"cpp", "c++", "cc", "cxx"}, "c": {"c"},
+         "java": {"java"}, "javascript": {"javascript", "js", "node"}, "go": {"go", "golang"},
+         "rust": {"rust", "rs"}, "bash": {"bash", "sh", "shell"}}
+
+# rows that could not be judged (sandbox down, toolchain missing), by reward name
+INFRA_FAILURES: collections.Counter = collections.Counter()
+_lock = threading.Lock()
+
+
+def completion_text(completion) -> str:
+    """The text to score: a string as is; a conversation's last assistant message."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return str(completion.get("content") or "")
+    for message in reversed(list(completion or [])):
+        if isinstance(message, dict) and message.get("role", "assistant") == "assistant":
+            content = message.get("content") or ""
+            if isinstance(content, list):  # multimodal-style parts
+                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content)
+    return ""
+
+
+def extract_code(text: str, language: str | None = None) -> str:
+    """The code in a completion: the last fenced block tagged `language` (or untagged), else
+    the last fenced block of any tag, else the raw text (a model that answered bare code).
+
+    >>> extract_code("```js\\nx()\\n```\\n```python\\ny()\\n```", "python")
+    'y()\\n'
+    >>> extract_code("def f(): pass")
+    'def f(): pass'
+    """
+    blocks = _FENCE.findall(text)
+    if not blocks:
+        unterminated = re.search(r"^[ \t]*```[ \t]*[\w+#.-]*[^\n]*\n(.*)\Z", text, re.M | re.S)
+        return unterminated.group(1) if unterminated else text
+    if language:
+        wanted = _TAGS.get(languages.normalise(language), {language.lower()})
+        tagged = [code for tag, code in blocks if tag.lower() in wanted]
+        if tagged:
+            return tagged[-1]
+        untagged = [code for tag, code in blocks if not tag]
+        if untagged:
+            return untagged[-1]
+    return blocks[-1][1]
+
+
+def _per_row(value, n: int, name: str) -> list:
+    """A dataset column (one entry per completion) or one value for all rows."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            # a wiring bug, not a sample's fault: fail loudly on the first step
+            raise ValueError(f"{name}: expected one entry per completion ({n}), got {len(value)}")
+        return list(value)
+    return [value] * n
+
+
+def _count_infra(name: str, n: int) -> None:
+    if n:
+        with _lock:
+            INFRA_FAILURES[name] += n
+
+
+def _judge(name: str, jobs: list[dict | None], score) -> list[float | None]:
+    """Run the jobs (None: nothing to run, scores None) and map each report through `score`."""
+    todo = [j for j in jobs if j is not None]
+    try:
+        reports = iter(check_many(todo, return_exceptions=True))
+    except Exception:  # e.g. bubblewrap missing: every row is unjudgeable, none is wrong
+        _count_infra(name, len(todo))
+        return [None] * len(jobs)
+    out, infra = [], 0
+    for job in jobs:
+        if job is None:
+            out.append(None)
+            continue
+        report = next(reports)
+        if report.status == UNAVAILABLE:
+            infra += 1
+            out.append(None)
+        else:
+            out.append(float(score(report)))
+    _count_infra(name, infra)
+    return out
+
+
+def unit_test_reward(completions, tests, language=None, fraction: bool = False,
+                     compile_error_penalty: float | None = None, timeout: float = 10.0,
+                     **kwargs) -> list[float | None]:
+    """1.0 if the code passes every test of its row, else 0.0; `fraction=True` gives the
+    share of tests passed. `tests` is the dataset column: per row, a list of asserts, a
+    test program, or stdin/stdout cases (see `sandbox.check`); `language` a column or one
+    value. `compile_error_penalty` (e.g. -0.5) scores code that does not
+    compile below a wrong answer, as in CodeRL and PPOCoder. Rows without tests score None.
+    """
+    n = len(completions)
+    langs = _per_row(language or "python", n, "language")
+    rows = _per_row(tests, n, "tests")
+    jobs = []
+    for completion, row_tests, lang in zip(completions, rows, langs):
+        if not row_tests:
+            jobs.append(None)
+            continue
+        jobs.append({"source": extract_code(completion_text(completion), lang), "tests": row_tests,
+                     "language": lang, "timeout": timeout})
+
+    def score(report):
+        if compile_error_penalty is not None and report.status == COMPILE_ERROR:
+            return compile_error_penalty
+        return report.fraction if fraction else float(report.passed)
+
+    return _judge("unit_test_reward", jobs, score)
+
+
+def compile_reward(completions, language=None, compile_error_penalty: float = 0.0, **kwargs) -> list[float | None]:
+    """1.0 if the extracted code compiles (Python: parses), else `compile_error_penalty`."""
+    from coder_align.sandbox import compile_check
+
+    n = len(completions)
+    langs = _per_row(language or "python", n, "language")
+
+    def one(item):
+        completion, lang = item
+        try:
+            return compile_check(extract_code(completion_text(completion), lang), lang)
+        except Exception:
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, min(n, os.cpu_count() or 1))) as ex:
+        results = list(ex.map(one, zip(completions, langs)))
+    out = [None if r is None or r.status == UNAVAILABLE else 1.0 if r.status == "ok" else float(compile_error_penalty)
+           for r in results]
+    _count_infra("compile_reward", sum(v is None for v in out))
+    return out
+
+
+def format_reward(completions, **kwargs) -> list[float | None]:
+    """1.0 when the answer holds exactly one fenced code block that is closed, else 0.0."""
+    out = []
+    for completion in completions:
+        text = completion_text(completion)
+        fences = re.findall(r"^[ \t]*```", text, re.M)
+        out.append(1.0 if len(fences) == 2 and len(_FENCE.findall(text)) == 1 else 0.0)
+    return out
+
+
+REWARDS = {f.__name__: f for f in (unit_test_reward, compile_reward, format_reward)}

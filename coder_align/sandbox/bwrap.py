@@ -1,0 +1,245 @@
+"""Building bubblewrap command lines, and running one sandboxed command under a watchdog.
+
+The sandbox: new user, PID, network, IPC, UTS and cgroup namespaces; uid/gid 65534
+inside; no capabilities; a cleared environment; read-only /usr (plus the /bin, /lib*
+links and the few /etc entries toolchains read); a private size-limited tmpfs at /tmp;
+new session; dies with its parent. Nothing else of the host is visible: no home
+directories, no project or data directories.
+
+When the host process is root, sandboxes are started as host uid 65534 too: for root the
+kernel ignores RLIMIT_NPROC, so a fork bomb would otherwise be limited only by the watchdog.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import resource
+import selectors
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SANDBOX_UID = 65534
+TMPFS_BYTES = 512 << 20
+PATH_ENV = "/usr/local/bin:/usr/bin:/bin"
+# bwrap's own environment: --clearenv empties only the sandboxed command's, while bwrap's
+# PID-1 process inside the sandbox keeps this one, readable at /proc/1/environ
+BWRAP_ENV = {"PATH": PATH_ENV, "LANG": "C.UTF-8"}
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox cannot run here (bubblewrap missing or failing to start)."""
+
+
+def find_bwrap() -> str | None:
+    return shutil.which("bwrap")
+
+
+def require_bwrap() -> str:
+    path = find_bwrap()
+    if path is None:
+        raise SandboxUnavailable(
+            "bubblewrap (`bwrap`) is not installed, so code cannot be run isolated. "
+            "Install the Debian/Ubuntu package `bubblewrap` (apt-get install bubblewrap), "
+            "or pass allow_unsandboxed=True to run with rlimits and a process group only."
+        )
+    return path
+
+
+def drop_privileges() -> bool:
+    return os.geteuid() == 0
+
+
+def readable_by_sandbox_user(path: str) -> bool:
+    """Whether uid 65534 can reach `path` (always True when we are not root: no uid change)."""
+    if not drop_privileges():
+        return True
+    p = Path(path).resolve()
+    for parent in reversed(p.parents):
+        if not parent.stat().st_mode & stat.S_IXOTH:
+            return False
+    return bool(p.stat().st_mode & stat.S_IROTH)
+
+
+def popen_user_kwargs(as_sandbox_user: bool = True) -> dict:
+    if as_sandbox_user and drop_privileges():
+        return {"user": SANDBOX_UID, "group": SANDBOX_UID, "extra_groups": []}
+    return {}
+
+
+def _system_mounts() -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    # only what dynamic loading and toolchains read; never passwd/shadow/hosts
+    for entry in ["/etc/ld.so.cache", "/etc/alternatives", *glob.glob("/etc/java-*")]:
+        if os.path.exists(entry):
+            args += ["--ro-bind", entry, entry]
+    return args
+
+
+def bwrap_command(
+    argv: list[str],
+    *,
+    ro_binds: list[tuple[str, str]] = (),
+    rw_binds: list[tuple[str, str]] = (),
+    env: dict[str, str] | None = None,
+    chdir: str = "/tmp",
+) -> list[str]:
+    cmd = [
+        require_bwrap(),
+        "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
+        "--unshare-uts", "--unshare-cgroup-try",
+        "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+        "--hostname", "sandbox",
+        "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        "--clearenv",
+    ]
+    full_env = {"PATH": PATH_ENV, "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
+    full_env.update(env or {})
+    for key, value in full_env.items():
+        cmd += ["--setenv", key, value]
+    cmd += _system_mounts()
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp"]
+    for src, dst in ro_binds:
+        if not dst.startswith("/usr/"):
+            cmd += ["--ro-bind", src, dst]
+    for src, dst in rw_binds:
+        cmd += ["--bind", src, dst]
+    cmd += ["--chdir", chdir, "--"]
+    return cmd + list(argv)
+
+
+def sandbox_python() -> tuple[str, str]:
+    """(interpreter, its install prefix) that the sandbox user can run: ours if reachable."""
+    candidates = [(os.path.realpath(sys.executable), sys.base_prefix)]
+    for exe in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.path.exists(exe):
+            real = os.path.realpath(exe)
+            candidates.append((real, str(Path(real).parents[1])))
+    for exe, prefix in candidates:
+        if os.path.exists(exe) and readable_by_sandbox_user(exe):
+            return exe, prefix
+    raise SandboxUnavailable(
+        f"no Python interpreter readable by uid {SANDBOX_UID} (tried "
+        f"{', '.join(c for c, _ in candidates)}); install python3 system-wide"
+    )
+
+
+# ---- one command under a watchdog --------------------------------------------------------
+
+
+def limits_preexec(cpu_s: int | None, memory_mb: int | None, fsize_mb: int, nproc: int | None):
+    def apply():
+        def cap(res, value):
+            hard = resource.getrlimit(res)[1]
+            if hard != resource.RLIM_INFINITY:
+                value = min(value, hard)
+            resource.setrlimit(res, (value, value))
+
+        if cpu_s:
+            cap(resource.RLIMIT_CPU, cpu_s)
+        if memory_mb:
+            cap(resource.RLIMIT_AS, memory_mb << 20)
+        cap(resource.RLIMIT_FSIZE, fsize_mb << 20)
+        cap(resource.RLIMIT_CORE, 0)
+        cap(resource.RLIMIT_NOFILE, 256)
+        if nproc:
+            cap(resource.RLIMIT_NPROC, nproc)
+
+    return apply
+
+
+def supervise(cmd: list[str], *, stdin: bytes, timeout: float, output_cap: int, **popen_kw) -> dict:
+    """Run `cmd` in its own process group; kill the group at the deadline.
+
+    Killing bwrap's outer process takes the sandbox's PID 1 down, and with it every process
+    in the sandbox's PID namespace.
+    """
+    t0 = time.monotonic()
+    status_r = None
+    if os.path.basename(cmd[0]) == "bwrap":
+        # bwrap reports the sandboxed command's exit on this fd, which the command cannot
+        # reach: without that line the sandbox itself failed (infrastructure, not the code)
+        status_r, status_w = os.pipe()
+        cmd = [cmd[0], "--json-status-fd", str(status_w), *cmd[1:]]
+        popen_kw["pass_fds"] = (status_w,)
+    try:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True, close_fds=True, **popen_kw,
+        )
+    finally:
+        if status_r is not None:
+            os.close(status_w)
+    bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+    totals = dict.fromkeys(bufs, 0)
+    sel = selectors.DefaultSelector()
+    for fd in bufs:
+        sel.register(fd, selectors.EVENT_READ)
+    pending = memoryview(stdin)
+    if pending:
+        os.set_blocking(proc.stdin.fileno(), False)
+        sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
+    else:
+        proc.stdin.close()
+    timed_out = False
+    while len(sel.get_map()) > 0:
+        remaining = t0 + timeout - time.monotonic()
+        if remaining <= 0:
+            timed_out = True
+            break
+        for key, _ in sel.select(remaining):
+            if key.events & selectors.EVENT_WRITE:
+                try:
+                    pending = pending[os.write(key.fd, pending):]
+                except OSError:
+                    pending = pending[:0]
+                if not pending:
+                    sel.unregister(key.fd)
+                    proc.stdin.close()
+                continue
+            chunk = os.read(key.fd, 1 << 16)
+            if not chunk:
+                sel.unregister(key.fd)
+                continue
+            totals[key.fd] += len(chunk)
+            room = output_cap - len(bufs[key.fd])
+            if room > 0:
+                bufs[key.fd] += chunk[:room]
+    if timed_out:
+        try:
+            os.killpg(proc.pid, 9)
+        except OSError:
+            pass
+    try:
+        returncode = proc.wait(timeout=max(0.5, t0 + timeout - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        os.killpg(proc.pid, 9)
+        returncode = proc.wait()
+    sel.close()
+    for f in (proc.stdin, proc.stdout, proc.stderr):
+        if not f.closed:
+            f.close()
+    sandbox_failed = False
+    if status_r is not None:
+        with os.fdopen(status_r, "rb") as f:
+            sandbox_failed = not timed_out and b'"exit-code"' not in f.read(1 << 16)
+    out_fd, err_fd = list(bufs)
+    return {
+        "sandbox_failed": sandbox_failed,
+        "duration": time.monotonic() - t0,
+        "timed_out": timed_out,
+        "exit_code": returncode if returncode >= 0 else None,
+        "signal": -returncode if returncode < 0 else None,
+        "stdout": bytes(bufs[out_fd]), "stdout_truncated": totals[out_fd] > output_cap,
+        "stderr": bytes(bufs[err_fd]), "stderr_truncated": totals[err_fd] > output_cap,
+    }

@@ -1,0 +1,396 @@
+"""Code that runs inside the sandbox: the literal codec, the candidate side and the test side.
+
+Standard library only: the sandbox's interpreter runs this file with `-I -S` and sees
+neither the project nor its dependencies. The host imports the same codec to decode
+what the sandbox sends back.
+
+One check job is two sandboxed processes forked from the worker:
+- the candidate process runs the model's code and answers calls by name
+  (`{"call": name, "args": ...}` -> `{"ok": value}` or `{"exc": [type, message]}`);
+- the test process runs the test code, in which every name the candidate defined is a
+  proxy that calls across the pipe. Values cross as tagged JSON of plain literals, so an
+  object whose `__eq__` always returns True cannot cross at all, and nothing the
+  candidate produces is unpickled or evaluated. The test process is non-dumpable and
+  not the candidate's descendant, so the candidate cannot read its memory or descriptors.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import json
+import math
+import os
+import struct
+import sys
+import traceback
+
+MAX_FRAME = 64 << 20
+MAX_ITEMS = 1_000_000  # per encoded value: stops a candidate from returning a huge structure cheaply
+MAX_DEPTH = 200
+
+# Exit codes the candidate harness uses to classify its own failure. The candidate can fake
+# them, but only to give itself a worse verdict.
+EXIT_COMPILE = 97
+EXIT_MEMORY = 98
+
+
+class Unserialisable(TypeError):
+    """A value that is not a plain literal (numbers, strings, bytes, containers of them)."""
+
+
+class CandidateGone(BaseException):
+    """The candidate process died or broke the protocol. A BaseException so that a
+    test's `except Exception:` cannot swallow it into a pass."""
+
+
+# ---- framing: 4-byte big-endian length + UTF-8 JSON ---------------------------------------
+
+
+def write_frame(fd: int, obj) -> None:
+    data = json.dumps(obj, allow_nan=False, separators=(",", ":")).encode()
+    view = memoryview(struct.pack(">I", len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    chunks, got = [], 0
+    while got < n:
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int, limit: int = MAX_FRAME):
+    """The next frame's object, or None at end of stream. Raises ValueError on garbage."""
+    head = _read_exact(fd, 4)
+    if head is None:
+        return None
+    (n,) = struct.unpack(">I", head)
+    if n > limit:
+        raise ValueError(f"frame of {n} bytes exceeds the {limit}-byte limit")
+    data = _read_exact(fd, n)
+    if data is None:
+        return None
+    return json.loads(data)
+
+
+def read_frame_bytes(data: bytes):
+    """Parse one complete frame held in memory (the worker forwards the test verdict so)."""
+    (n,) = struct.unpack(">I", data[:4])
+    if len(data) != 4 + n:
+        raise ValueError("truncated or trailing data in frame")
+    return json.loads(data[4:])
+
+
+# ---- literal codec -----------------------------------------------------------------------
+# JSON objects are always tags, so a dict never masquerades as a tag: {"$d": [[k, v], ...]}.
+# Subclasses of builtin containers (Counter, namedtuple, OrderedDict) cross as their base
+# type, read through the base type's own methods so overridden ones never run on the host.
+
+_ITER_MODULES = ("builtins", "itertools", "collections")
+
+
+class Opaque:
+    """Stands in for a value that is not a literal (a regex match, an instance): it keeps
+    only the truthiness the candidate reported, so `assert f(x)` and `assert not f(x)` work
+    as they would in-process, and it equals nothing but itself."""
+
+    __slots__ = ("type_name", "truthy")
+
+    def __init__(self, type_name: str, truthy: bool):
+        self.type_name, self.truthy = str(type_name)[:100], bool(truthy)
+
+    def __bool__(self):
+        return self.truthy
+
+    def __repr__(self):
+        return f"<{self.type_name} object>"
+
+
+def encode(value, _depth: int = 0, _budget: list | None = None, opaque: bool = False):
+    """Plain literal -> tagged JSON. With `opaque` (the candidate's replies), anything else
+    becomes an `Opaque` carrying its truthiness instead of raising `Unserialisable`."""
+    budget = [MAX_ITEMS] if _budget is None else _budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise Unserialisable(f"value has more than {MAX_ITEMS} items")
+    if _depth > MAX_DEPTH:
+        raise Unserialisable(f"value nested deeper than {MAX_DEPTH}")
+
+    def sub(v):
+        return encode(v, _depth + 1, budget, opaque)
+
+    if value is None or value is True or value is False:
+        return value
+    if isinstance(value, bool):  # bool cannot be subclassed; kept for clarity
+        return bool(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        f = float.__float__(value)
+        return f if math.isfinite(f) else {"$f": repr(f)}
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, complex):
+        c = complex.__complex__(value)
+        return {"$c": [sub(c.real), sub(c.imag)]}
+    if isinstance(value, (bytes, bytearray)):
+        tag = "$b" if isinstance(value, bytes) else "$ba"
+        return {tag: base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, list):
+        return [sub(v) for v in list.__iter__(value)]
+    if isinstance(value, tuple):
+        return {"$t": [sub(v) for v in tuple.__iter__(value)]}
+    if isinstance(value, frozenset):
+        return {"$fs": [sub(v) for v in frozenset.__iter__(value)]}
+    if isinstance(value, set):
+        return {"$s": [sub(v) for v in set.__iter__(value)]}
+    if isinstance(value, dict):
+        return {"$d": [[sub(k), sub(v)] for k, v in dict.items(value)]}
+    if isinstance(value, range):
+        return {"$r": [value.start, value.stop, value.step]}
+    if type(value).__module__ in _ITER_MODULES and hasattr(type(value), "__next__"):
+        # generators, map, zip...: materialised (bounded by the item budget) and rebuilt as
+        # an iterator, so `list(f(x)) == [...]` works as it would in-process
+        items = []
+        for v in value:
+            items.append(sub(v))
+        return {"$it": items}
+    if type(value) is Opaque:
+        return {"$o": [value.type_name, value.truthy]}
+    if opaque:
+        return {"$o": [type(value).__name__, bool(value)]}
+    raise Unserialisable(f"{type(value).__name__} is not a plain literal")
+
+
+def _tagged(obj: dict):
+    if len(obj) != 1:
+        raise ValueError("malformed tagged value")
+    (tag, v), = obj.items()
+    if tag == "$t":
+        return tuple(v)
+    if tag == "$s":
+        return set(v)
+    if tag == "$fs":
+        return frozenset(v)
+    if tag == "$d":
+        return {k: val for k, val in v}
+    if tag == "$f":
+        if v not in ("nan", "inf", "-inf"):
+            raise ValueError(f"bad float tag {v!r}")
+        return float(v)
+    if tag == "$c":
+        return complex(float(v[0]), float(v[1]))
+    if tag in ("$b", "$ba"):
+        raw = base64.b64decode(v.encode("ascii"), validate=True)
+        return raw if tag == "$b" else bytearray(raw)
+    if tag == "$r":
+        return range(int(v[0]), int(v[1]), int(v[2]))
+    if tag == "$it":
+        return iter(v)
+    if tag == "$o":
+        return Opaque(v[0], v[1] is True)
+    raise ValueError(f"unknown tag {tag!r}")
+
+
+def decode(data):
+    """Rebuild a value from `encode`'s output; only builtin literal types can come out."""
+    if isinstance(data, list):
+        return [decode(v) for v in data]
+    if isinstance(data, dict):
+        (tag, v), = data.items() if len(data) == 1 else ((None, None),)
+        if tag in ("$t", "$s", "$fs", "$it"):
+            return _tagged({tag: [decode(x) for x in v]})
+        if tag == "$d":
+            return _tagged({tag: [(decode(k), decode(x)) for k, x in v]})
+        return _tagged(data)
+    if data is None or isinstance(data, (bool, int, float, str)):
+        return data
+    raise ValueError(f"unexpected JSON value {type(data).__name__}")
+
+
+# ---- candidate side ----------------------------------------------------------------------
+
+
+def _reopen_std_streams() -> None:
+    sys.stdin = open(0, "r", encoding="utf-8", errors="replace", closefd=False)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+
+
+def _exit(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    os._exit(code)
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code & 0xFF
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def run_candidate(job: dict, req_fd: int | None, resp_fd: int | None) -> None:
+    """Run the candidate (never returns). `job["mode"]`: compile, run (as __main__) or check."""
+    _reopen_std_streams()
+    sys.argv = ["main.py"]
+    mode = job["mode"]
+    try:
+        code = compile(job["source"], "main.py", "exec")
+    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
+        traceback.print_exc(limit=0)
+        _exit(EXIT_COMPILE)
+    if mode == "compile":
+        _exit(0)
+    namespace = {"__name__": "__main__" if mode == "run" else "candidate", "__builtins__": builtins}
+    try:
+        exec(code, namespace)
+    except SystemExit as e:
+        # in check mode an exit at import time leaves the tests without a candidate: they fail
+        _exit(_exit_code(e))
+    except MemoryError:
+        _exit(EXIT_MEMORY)
+    except BaseException:
+        traceback.print_exc()
+        _exit(1)
+    if mode == "check":
+        _serve(namespace, req_fd, resp_fd)
+    _exit(0)
+
+
+def _describe(value):
+    if callable(value):
+        return {"kind": "callable"}
+    if type(value).__name__ == "module":
+        return {"kind": "module", "name": value.__name__}
+    try:
+        return {"kind": "value", "value": encode(value)}
+    except Exception:
+        return {"kind": "opaque"}
+
+
+def _serve(namespace: dict, req_fd: int, resp_fd: int) -> None:
+    names = {k: _describe(v) for k, v in list(namespace.items()) if not k.startswith("__")}
+    write_frame(resp_fd, {"names": names})
+    while True:
+        request = read_frame(req_fd)
+        if request is None:
+            return
+        try:
+            fn = namespace[request["call"]]
+            result = fn(*decode(request["args"]), **decode(request["kwargs"]))
+            reply = {"ok": encode(result, opaque=True)}
+        except SystemExit:
+            _exit(1)  # exiting from inside a tested function is a failure, never a pass
+        except BaseException as e:
+            reply = {"exc": [type(e).__name__, str(e)[:2000]]}
+        write_frame(resp_fd, reply)
+
+
+# ---- test side ---------------------------------------------------------------------------
+
+_PASSABLE_EXCEPTIONS = {
+    name: getattr(builtins, name)
+    for name in dir(builtins)
+    if isinstance(getattr(builtins, name), type)
+    and issubclass(getattr(builtins, name), Exception)
+}
+
+
+class _Link:
+    def __init__(self, req_fd: int, resp_fd: int):
+        self.req_fd, self.resp_fd = req_fd, resp_fd
+
+    def call(self, name: str, args: tuple, kwargs: dict):
+        try:
+            payload = {"call": name, "args": encode(list(args)), "kwargs": encode(kwargs)}
+        except Unserialisable as e:
+            raise TypeError(f"argument to {name}() cannot cross the sandbox boundary: {e}") from None
+        try:
+            write_frame(self.req_fd, payload)
+            reply = read_frame(self.resp_fd)
+        except (OSError, ValueError) as e:
+            raise CandidateGone(f"candidate process unreachable: {e}") from None
+        if reply is None:
+            raise CandidateGone("candidate process exited during the tests")
+        if "ok" in reply:
+            try:
+                return decode(reply["ok"])
+            except Exception as e:
+                raise CandidateGone(f"malformed value from candidate: {e}") from None
+        exc_name, message = (list(reply.get("exc", [])) + ["", ""])[:2]
+        exc_type = _PASSABLE_EXCEPTIONS.get(exc_name, RuntimeError)
+        raise exc_type(str(message) if exc_type is not RuntimeError else f"{exc_name}: {message}")
+
+
+def _proxy(link: _Link, name: str):
+    def proxy(*args, **kwargs):
+        return link.call(name, args, kwargs)
+
+    proxy.__name__ = proxy.__qualname__ = name
+    return proxy
+
+
+def run_tests(tests_fd: int, verdict_fd: int, req_fd: int, resp_fd: int) -> None:
+    """Read this job's tests from the host, run them against proxies, report (never returns).
+
+    Results per test: {"value": encoded} for value tests (the host compares it with the
+    expected literal, which never enters the sandbox), {"ok": true} for statement tests,
+    or {"error": "..."}.
+    """
+    payload = read_frame(tests_fd)
+    results = []
+    link = _Link(req_fd, resp_fd)
+    try:
+        hello = read_frame(resp_fd)
+        names = hello["names"] if isinstance(hello, dict) and isinstance(hello.get("names"), dict) else None
+    except Exception:
+        names = None
+    if names is None:
+        write_frame(verdict_fd, {"id": payload["id"], "results": None})
+        os._exit(0)
+    namespace = {"__name__": "__test__", "__builtins__": builtins}
+    # A candidate's `abs` or `len` must not replace the builtin the test relies on, unless
+    # that name is the function under test (the host lists those in "entry_points").
+    shadowable = set(payload.get("entry_points", []))
+    for name, info in names.items():
+        if hasattr(builtins, name) and name not in shadowable:
+            continue
+        kind = info.get("kind") if isinstance(info, dict) else None
+        try:
+            if kind == "callable":
+                namespace[name] = _proxy(link, name)
+            elif kind == "value":
+                namespace[name] = decode(info["value"])
+            elif kind == "module" and info["name"] in sys.stdlib_module_names:
+                namespace[name] = __import__(info["name"])
+        except Exception:
+            pass  # an unusable name simply stays undefined for the tests
+    try:
+        exec(compile(payload["setup"], "setup.py", "exec"), namespace)
+    except BaseException as e:
+        write_frame(verdict_fd, {"id": payload["id"], "setup_error": f"{type(e).__name__}: {e}"[:2000]})
+        os._exit(0)
+    for test in payload["tests"]:
+        try:
+            if test["kind"] == "value":
+                value = eval(compile(test["code"], "test.py", "eval"), namespace)
+                results.append({"value": encode(value)})
+            else:
+                exec(compile(test["code"], "test.py", "exec"), namespace)
+                results.append({"ok": True})
+        except BaseException as e:
+            results.append({"error": f"{type(e).__name__}: {e}"[:2000]})
+    write_frame(verdict_fd, {"id": payload["id"], "results": results})
+    os._exit(0)

@@ -1,0 +1,238 @@
+"""Host side of the warm Python workers: start them, hand them jobs, replace broken ones.
+
+Each worker is one long-lived `worker.py` inside its own bubblewrap sandbox (or, with
+`allow_unsandboxed`, a plain process group). A job is sent on the worker's stdin; the
+job's tests go on a separate pipe that only the per-job test process reads; the report
+comes back on stdout. A worker that misses its deadline, reports itself dirty, or sends
+anything unexpected is killed and replaced, never reused.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import itertools
+import os
+import queue
+import select
+import shutil
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from coder_align.sandbox import bwrap, harness
+
+HERE = Path(__file__).resolve().parent
+START_TIMEOUT = 30.0
+REPORT_SLACK = 1.5  # beyond the job timeout: the worker kills at the deadline itself; a
+# candidate that SIGSTOPs its worker costs at most this much before the worker is replaced
+
+
+class WorkerDied(RuntimeError):
+    """The worker vanished mid-job. Reported as the candidate's failure: only it could do that."""
+
+
+def _harness_dir() -> str:
+    """A copy of worker.py + harness.py readable by the sandbox user, bound at /opt/coder_align."""
+    global _HARNESS_DIR
+    if _HARNESS_DIR is None:
+        d = tempfile.mkdtemp(prefix="coder_align_harness_")
+        for name in ("worker.py", "harness.py"):
+            shutil.copy(HERE / name, os.path.join(d, name))
+            os.chmod(os.path.join(d, name), 0o644)
+        os.chmod(d, 0o755)
+        atexit.register(shutil.rmtree, d, True)
+        _HARNESS_DIR = d
+    return _HARNESS_DIR
+
+
+_HARNESS_DIR: str | None = None
+
+
+class _Worker:
+    def __init__(self, sandboxed: bool):
+        self.sandboxed = sandboxed
+        self.scratch = None
+        tests_r, self.tests_w = os.pipe()
+        try:
+            if sandboxed:
+                exe, prefix = bwrap.sandbox_python()
+                argv = [exe, "-I", "-S", "/opt/coder_align/worker.py", "--tests-fd", str(tests_r), "--pidns"]
+                cmd = bwrap.bwrap_command(argv, ro_binds=[(prefix, prefix), (_harness_dir(), "/opt/coder_align")])
+                kw = dict(bwrap.popen_user_kwargs(), env=bwrap.BWRAP_ENV)
+            else:
+                self.scratch = tempfile.mkdtemp(prefix="coder_align_unsandboxed_")
+                cmd = [os.path.realpath(os.sys.executable), "-I", "-S", str(HERE / "worker.py"),
+                       "--tests-fd", str(tests_r), "--tmp", self.scratch]
+                kw = {"env": {"PATH": bwrap.PATH_ENV, "LANG": "C.UTF-8", "HOME": self.scratch}}
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=(tests_r,), start_new_session=True, **kw,
+            )
+        finally:
+            os.close(tests_r)
+        self.buf = b""
+        hello = self._read_frame(time.monotonic() + START_TIMEOUT)
+        if not (isinstance(hello, dict) and hello.get("ready")):
+            err = self.proc.stderr.read1(4000).decode(errors="replace") if self.proc.poll() is not None else ""
+            self.close()
+            raise bwrap.SandboxUnavailable(f"sandbox worker failed to start: {hello!r} {err}".strip())
+
+    def _read_frame(self, deadline: float):
+        fd = self.proc.stdout.fileno()
+        need = 4
+        while True:
+            if len(self.buf) >= 4:
+                need = 4 + struct.unpack(">I", self.buf[:4])[0]
+                if len(self.buf) >= need:
+                    frame, self.buf = self.buf[:need], self.buf[need:]
+                    return harness.read_frame_bytes(frame)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return TimeoutError
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if ready:
+                chunk = os.read(fd, max(need - len(self.buf), 1 << 16))
+                if not chunk:
+                    raise WorkerDied("worker exited")
+                self.buf += chunk
+
+    def submit(self, job: dict, tests: dict | None) -> dict:
+        """Send one job; return the worker's report, or a synthetic one if the deadline passed."""
+        deadline = time.monotonic() + job["timeout"] + REPORT_SLACK
+        frame = _frame(job)
+        try:
+            self.proc.stdin.write(frame)
+            self.proc.stdin.flush()
+            if tests is not None:
+                self._write_tests(_frame(tests), deadline)
+            report = self._read_frame(deadline)
+        except (OSError, ValueError) as e:
+            raise WorkerDied(str(e)) from None
+        if report is TimeoutError:
+            return {"id": job["id"], "timed_out": True, "dirty": True, "worker_timeout": True}
+        return report
+
+    def _write_tests(self, data: bytes, deadline: float) -> None:
+        # The test process may die before reading everything; never block past the deadline.
+        os.set_blocking(self.tests_w, False)
+        view = memoryview(data)
+        while view:
+            if time.monotonic() > deadline:
+                raise WorkerDied("tests were not consumed")
+            _, ready, _ = select.select([], [self.tests_w], [], 0.05)
+            if ready:
+                try:
+                    view = view[os.write(self.tests_w, view):]
+                except BlockingIOError:
+                    pass
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        try:
+            os.killpg(self.proc.pid, 9)
+        except OSError:
+            pass
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            f.close()
+        os.close(self.tests_w)
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _frame(obj) -> bytes:
+    import json
+
+    data = json.dumps(obj, separators=(",", ":")).encode()
+    return struct.pack(">I", len(data)) + data
+
+
+class WorkerPool:
+    """A bounded set of warm workers shared by all threads of this process."""
+
+    def __init__(self, sandboxed: bool, max_workers: int):
+        self.sandboxed = sandboxed
+        self.max_workers = max_workers
+        self.idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
+        self.count = 0
+        self.lock = threading.Lock()
+        self.ids = itertools.count()
+        # bwrap's --die-with-parent fires when the *thread* that spawned it exits, so every
+        # worker is spawned by this one long-lived thread rather than by a short-lived caller.
+        self.spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sandbox-spawner")
+
+    def execute(self, job: dict, tests: dict | None) -> dict:
+        job = dict(job, id=next(self.ids))
+        if tests is not None:
+            tests = dict(tests, id=job["id"])
+        worker = self._acquire()
+        try:
+            report = worker.submit(job, tests)
+        except WorkerDied as e:
+            self._discard(worker)
+            return {"id": job["id"], "worker_died": str(e), "timed_out": False}
+        except BaseException:
+            self._discard(worker)
+            raise
+        if report.get("dirty") or report.get("infra_error") or not worker.alive():
+            self._discard(worker)
+        else:
+            self.idle.put(worker)
+        return report
+
+    def _acquire(self) -> _Worker:
+        wait = 0.0
+        while True:
+            try:
+                return self.idle.get(timeout=wait) if wait else self.idle.get_nowait()
+            except queue.Empty:
+                wait = 0.05
+            with self.lock:  # a discarded worker frees a slot: re-check rather than wait forever
+                grow = self.count < self.max_workers
+                if grow:
+                    self.count += 1
+            if grow:
+                try:
+                    return self.spawner.submit(_Worker, self.sandboxed).result()
+                except BaseException:
+                    with self.lock:
+                        self.count -= 1
+                    raise
+
+    def _discard(self, worker: _Worker) -> None:
+        worker.close()
+        with self.lock:
+            self.count -= 1
+
+    def shutdown(self) -> None:
+        while True:
+            try:
+                self.idle.get_nowait().close()
+            except queue.Empty:
+                break
+        self.spawner.shutdown(wait=False)
+
+
+_POOLS: dict[bool, WorkerPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def get_pool(sandboxed: bool, min_workers: int = 0) -> WorkerPool:
+    with _POOLS_LOCK:
+        pool = _POOLS.get(sandboxed)
+        if pool is None:
+            pool = _POOLS[sandboxed] = WorkerPool(sandboxed, max(os.cpu_count() or 1, 1))
+        pool.max_workers = max(pool.max_workers, min_workers)
+        return pool
+
+
+@atexit.register
+def _shutdown_pools() -> None:
+    for pool in _POOLS.values():
+        pool.shutdown()

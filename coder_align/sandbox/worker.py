@@ -1,0 +1,324 @@
+"""A warm worker: started once inside one bubblewrap sandbox, it forks a fresh child per job.
+
+Run as `python -I -S worker.py --tests-fd N [--pidns]`. Jobs arrive as frames on stdin and
+reports leave on stdout (see `harness` for framing). The worker never reads the tests:
+the host writes them to `--tests-fd`, which only the per-job test process reads, so a
+candidate forked from the worker finds no expected values in its inherited memory.
+
+Per job: a private temp dir, rlimits on the candidate (CPU, address space, file size,
+open files, processes), a wall-clock deadline, and afterwards everything else in the PID
+namespace is killed (`--pidns`; otherwise only this worker's descendants) and /tmp is
+wiped. Anything odd (timeout, a leftover that would not die, a temp dir that would not
+go) is reported as `dirty` and the host replaces the whole sandbox.
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import math
+import os
+import resource
+import selectors
+import shutil
+import signal
+import stat
+import sys
+import time
+import traceback  # noqa: F401  (imported before forking so candidates do not pay for it)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
+TMP = "/tmp"  # replaced by --tmp DIR when running without a sandbox: never the host's /tmp
+
+
+def _prctl(option: int, value: int) -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+
+
+def _set_limits(job: dict, candidate: bool) -> None:
+    def cap(res, soft, hard=None):
+        hard = soft if hard is None else hard
+        cur_soft, cur_hard = resource.getrlimit(res)
+        if cur_hard != resource.RLIM_INFINITY:
+            hard = min(hard, cur_hard)
+            soft = min(soft, hard)
+        resource.setrlimit(res, (soft, hard))
+
+    cpu = int(math.ceil(job["timeout"])) + 1
+    cap(resource.RLIMIT_CPU, cpu, cpu + 1)
+    cap(resource.RLIMIT_CORE, 0)
+    if candidate:
+        cap(resource.RLIMIT_AS, job["memory_mb"] << 20)
+        cap(resource.RLIMIT_FSIZE, job["fsize_mb"] << 20)
+        cap(resource.RLIMIT_NOFILE, 256)
+        if job.get("nproc"):
+            cap(resource.RLIMIT_NPROC, job["nproc"])
+
+
+def _close_except(keep) -> None:
+    lo = 3
+    for fd in sorted(k for k in set(keep) if k >= 3):
+        os.closerange(lo, fd)
+        lo = fd + 1
+    os.closerange(lo, 1 << 16)
+
+
+def _fork_tests(job, tests_fd, ver_w, req_w, resp_r) -> int:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            _close_except([tests_fd, ver_w, req_w, resp_r])
+            _set_limits(job, candidate=False)
+            harness.run_tests(tests_fd, ver_w, req_w, resp_r)
+        finally:
+            os._exit(70)
+    return pid
+
+
+def _fork_candidate(job, workdir, in_r, out_w, err_w, req_r, resp_w) -> int:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            os.dup2(in_r, 0)
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            _close_except([fd for fd in (req_r, resp_w) if fd is not None])
+            os.chdir(workdir)
+            os.environ["TMPDIR"] = workdir
+            _set_limits(job, candidate=True)
+            harness.run_candidate(job, req_r, resp_w)
+        finally:
+            os._exit(70)
+    return pid
+
+
+def _descendants_alive(pidns: bool) -> list[int]:
+    me, found = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in (1, me):
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        state, ppid = fields[0], int(fields[1])
+        if state == b"Z" and ppid != me:
+            continue  # someone else's zombie: already dead, its reaper will collect it
+        if pidns or ppid == me:
+            found.append(int(name))
+    return found
+
+
+def _kill_everything(pidns: bool) -> bool:
+    """SIGKILL every other process (ours, or all in the namespace); True once none is left."""
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        pids = _descendants_alive(pidns)
+        if not pids:
+            return True
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        time.sleep(0.001)
+    return False
+
+
+def _wipe(path: str) -> bool:
+    """Remove everything under `path`, including entries a candidate made unreadable."""
+    def fix(func, p, _exc):
+        for target in (os.path.dirname(p), p):
+            try:
+                os.chmod(target, stat.S_IRWXU)
+            except OSError:
+                pass
+        func(p)
+
+    ok = True
+    for name in os.listdir(path):
+        p = os.path.join(path, name)
+        try:
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p, onerror=fix)
+            else:
+                os.unlink(p)
+        except OSError:
+            ok = False
+    return ok
+
+
+class _Capture:
+    def __init__(self, cap: int):
+        self.cap, self.data, self.total = cap, bytearray(), 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.cap - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+
+    def dump(self) -> dict:
+        return {"b64": base64.b64encode(bytes(self.data)).decode(), "truncated": self.total > self.cap}
+
+
+def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
+    t0 = time.monotonic()
+    deadline = t0 + job["timeout"]
+    workdir = os.path.join(TMP, f"job-{job['id']}")
+    os.mkdir(workdir, 0o700)
+    check = job["mode"] == "check"
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    req_r = req_w = resp_r = resp_w = ver_r = ver_w = None
+    b_pid = None
+    if check:
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        ver_r, ver_w = os.pipe()
+        b_pid = _fork_tests(job, tests_fd, ver_w, req_w, resp_r)
+    a_pid = _fork_candidate(job, workdir, in_r, out_w, err_w, req_r, resp_w)
+    for fd in (in_r, out_w, err_w, req_r, req_w, resp_r, resp_w, ver_w):
+        if fd is not None:
+            os.close(fd)
+
+    sel = selectors.DefaultSelector()
+    captures = {out_r: _Capture(job["output_cap"]), err_r: _Capture(job["output_cap"])}
+    verdict = _Capture(harness.MAX_FRAME)
+    if ver_r is not None:
+        captures[ver_r] = verdict
+    for fd in captures:
+        sel.register(fd, selectors.EVENT_READ, "pipe")
+    pending_stdin = memoryview(job["stdin"].encode())
+    if pending_stdin:
+        os.set_blocking(in_w, False)
+        sel.register(in_w, selectors.EVENT_WRITE, "stdin")
+    else:
+        os.close(in_w)
+    waiting = {}
+    for pid in (a_pid, b_pid):
+        if pid is not None:
+            pfd = os.pidfd_open(pid)
+            waiting[pfd] = pid
+            sel.register(pfd, selectors.EVENT_READ, "exit")
+    statuses: dict[int, int] = {}
+    timed_out = False
+
+    def close_fd(fd):
+        sel.unregister(fd)
+        os.close(fd)
+
+    while waiting:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            timed_out = True
+            break
+        for key, _ in sel.select(remaining):
+            fd = key.fd
+            if key.data == "stdin":
+                try:
+                    pending_stdin = pending_stdin[os.write(fd, pending_stdin):]
+                except OSError:  # the candidate closed its stdin: fine
+                    pending_stdin = pending_stdin[:0]
+                if not pending_stdin:
+                    close_fd(fd)
+            elif key.data == "pipe":
+                chunk = os.read(fd, 1 << 16)
+                if chunk:
+                    captures[fd].feed(chunk)
+                else:
+                    close_fd(fd)
+            elif key.data == "exit":
+                pid = waiting.pop(fd)
+                close_fd(fd)
+                statuses[pid] = os.waitpid(pid, 0)[1]
+                if pid == b_pid and a_pid not in statuses:
+                    # the tests are over; whatever the candidate still does is irrelevant
+                    try:
+                        os.killpg(a_pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+    clean = _kill_everything(pidns)
+    for pfd, pid in waiting.items():
+        close_fd(pfd)
+        if pid not in statuses:
+            try:
+                statuses[pid] = os.waitpid(pid, 0)[1]
+            except ChildProcessError:
+                pass
+    # the writers are dead now, so what is left in the pipes is finite
+    for key in list(sel.get_map().values()):
+        if key.data == "pipe":
+            os.set_blocking(key.fd, False)
+            try:
+                while chunk := os.read(key.fd, 1 << 16):
+                    captures[key.fd].feed(chunk)
+            except BlockingIOError:
+                pass
+        close_fd(key.fd)
+    sel.close()
+    clean = _wipe(TMP) and clean
+    if pidns and os.path.isdir("/dev/shm"):  # the sandbox's own /dev, never the host's
+        clean = _wipe("/dev/shm") and clean
+
+    status = statuses.get(a_pid)
+    report = {
+        "id": job["id"],
+        "duration": time.monotonic() - t0,
+        "timed_out": timed_out,
+        "exit_code": os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None,
+        "signal": os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None,
+        "stdout": captures[out_r].dump(),
+        "stderr": captures[err_r].dump(),
+        "dirty": timed_out or not clean,
+        "verdict": None,
+    }
+    if check and verdict.data:
+        try:
+            report["verdict"] = harness.read_frame_bytes(bytes(verdict.data))
+        except Exception:
+            report["dirty"] = True
+    return report
+
+
+def main(argv: list[str]) -> int:
+    tests_fd = int(argv[argv.index("--tests-fd") + 1])
+    pidns = "--pidns" in argv
+    global TMP
+    TMP = argv[argv.index("--tmp") + 1] if "--tmp" in argv else TMP
+    if not pidns and TMP == "/tmp":
+        raise SystemExit("worker: without a PID namespace pass --tmp with a private directory")
+    # non-dumpable: a candidate (same uid) may not ptrace us or open /proc/<pid>/fd|mem
+    _prctl(PR_SET_DUMPABLE, 0)
+    # orphans of a job re-parent to us, so we can find and kill them without a PID namespace
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    harness.write_frame(1, {"ready": True, "pid": os.getpid()})
+    while True:
+        job = harness.read_frame(0)
+        if job is None:
+            return 0
+        try:
+            report = run_job(job, tests_fd, pidns)
+        except Exception:
+            report = {"id": job.get("id"), "infra_error": traceback.format_exc()[-4000:]}
+        harness.write_frame(1, report)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,52 @@
+"""Every MBPP reference solution passes (with the README's `import math` quirk); ~10 s."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from _sandbox_util import MBPP
+from coder_align.sandbox import check_many, find_bwrap
+
+pytestmark = [
+    pytest.mark.skipif(find_bwrap() is None, reason="bubblewrap not installed"),
+    pytest.mark.skipif(not MBPP.exists(), reason=f"{MBPP} not present"),
+]
+
+
+def _jobs(rows):
+    # 10 tasks call math.* without importing it; upstream keeps those imports elsewhere
+    return [{"source": r["code"], "tests": ["import math", *([r["test_setup_code"]] if r["test_setup_code"] else []),
+                                            *r["test_list"]]} for r in rows]
+
+
+def _rows():
+    return [json.loads(line) for line in MBPP.read_text().splitlines() if line.strip()]
+
+
+def _assert_all_pass(rows):
+    reports = check_many(_jobs(rows))
+    failed = [(r["task_id"], rep.status, rep.details) for r, rep in zip(rows, reports) if not rep.passed]
+    assert failed == []
+
+
+def test_mbpp_wrong_solutions_fail():
+    rows = _rows()[:20]
+    jobs = [dict(job, source=job["source"] + "\n" + "\n".join(
+        f"def {name}(*a, **k): return None" for name in _names(job["tests"]))) for job in _jobs(rows)]
+    assert not any(rep.passed for rep in check_many(jobs))
+
+
+def _names(tests):
+    import ast
+    import builtins
+
+    return {n.func.id for t in tests for n in ast.walk(ast.parse(t))
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)} - set(dir(builtins))
+
+
+def test_mbpp_all_427_reference_solutions_pass():
+    rows = _rows()
+    assert len(rows) == 427
+    _assert_all_pass(rows)
