@@ -82,6 +82,10 @@ def load_generator(config: EvalConfig):
         return VLLMGenerator(resolve_model_path(config.model), tokenizer, stops, config.dtype), tokenizer
     model_config = ModelConfig(path=config.model, dtype=config.dtype, gradient_checkpointing=False)
     model = load_model(model_config, tokenizer, None, training=False, template=config.template)
+    import torch
+
+    if torch.cuda.is_available():  # load_model leaves weights where from_pretrained put them (CPU)
+        model.to("cuda")
     return HFGenerator(model, tokenizer, stops), tokenizer
 
 

@@ -136,11 +136,12 @@ def load_mbpp(source: str | None = None, split: str = "test") -> Task:
            "train": range(601, 975), "all": range(0, 10**9)}
     if split not in ids:
         raise TaskError(f"mbpp split must be one of {sorted(ids)}, got {split!r}")
-    problems = []
+    problems, outside = [], 0
     for n, row in rows:
         where = f"{source}:{n}"
         task_id = _require(row, "task_id", where, int)
         if task_id not in ids[split]:
+            outside += 1
             continue
         text = row.get("text") or row.get("prompt")
         if not isinstance(text, str):
@@ -154,7 +155,7 @@ def load_mbpp(source: str | None = None, split: str = "test") -> Task:
         problems.append(Problem(
             task_id=f"Mbpp/{task_id}", kind="program", prompt=text.strip(), tests=setup + test_list,
             canonical=row.get("code", ""), first_test=test_list[0]))
-    return Task("mbpp", problems, MBPP_STOPS)
+    return Task("mbpp", problems, MBPP_STOPS, skipped={f"rows_outside_{split}_split": outside} if outside else {})
 
 
 def load_infilling(path: str | None = None) -> Task:
