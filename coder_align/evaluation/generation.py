@@ -99,11 +99,13 @@ class VLLMGenerator:
                  add_special_tokens: bool = True) -> list[list[str]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(n=settings.n, temperature=max(settings.temperature, 0.0),
-                                top_p=settings.top_p if settings.temperature > 0 else 1.0,
+        greedy = settings.temperature <= 0
+        # older vLLM refuses n > 1 with greedy sampling; the samples would be identical anyway
+        params = SamplingParams(n=1 if greedy else settings.n, temperature=max(settings.temperature, 0.0),
+                                top_p=1.0 if greedy else settings.top_p,
                                 max_tokens=settings.max_new_tokens, stop=stops or None,
                                 stop_token_ids=self.stop_ids, seed=settings.seed)
         # Token ids, so BOS handling matches the transformers path exactly.
         ids = [self.tokenizer(p, add_special_tokens=add_special_tokens).input_ids for p in prompts]
         outputs = self.llm.generate([{"prompt_token_ids": i} for i in ids], params)
-        return [[c.text for c in o.outputs] for o in outputs]
+        return [[o.outputs[0].text] * settings.n if greedy else [c.text for c in o.outputs] for o in outputs]
