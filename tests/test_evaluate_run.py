@@ -94,3 +94,24 @@ def test_eval_errors_name_the_file_and_line(tmp_path):
     proc = subprocess.run(cli_command("eval", "run", "--tasks", "humaneval,nope", "--model", "x"),
                           capture_output=True, text=True, env=cli_env(), timeout=300)
     assert proc.returncode == 2 and "unknown task 'nope'" in proc.stderr
+
+
+def test_batched_left_padded_generation_equals_one_at_a_time(tiny_model_dir):
+    """Prompts of different lengths share a batch; padding must not change greedy output."""
+    import torch
+
+    from coder_align.config import ModelConfig
+    from coder_align.evaluation.generation import GenerationSettings, HFGenerator
+    from coder_align.models import load_model, load_tokenizer, stop_token_ids
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    model = load_model(ModelConfig(path=str(tiny_model_dir), gradient_checkpointing=False), tokenizer,
+                       training=False)
+    generator = HFGenerator(model, tokenizer, stop_token_ids(tokenizer))
+    prompts = ["def f(x):\n    return", "import os\nimport sys\n\n\ndef main(argv):\n    '''Entry.'''\n", "x ="]
+    torch.set_num_threads(1)
+    batched = generator.generate(prompts, GenerationSettings(n=2, max_new_tokens=6, batch_size=3), [])
+    alone = [generator.generate([p], GenerationSettings(max_new_tokens=6, batch_size=1), [])[0][0] for p in prompts]
+    assert [b[0] for b in batched] == alone
+    assert all(len(b) == 2 and b[0] == b[1] for b in batched)  # greedy n=2: the same text twice
+    assert any(a.strip() for a in alone)
