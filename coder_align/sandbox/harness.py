@@ -127,8 +127,6 @@ def encode(value, _depth: int = 0, _budget: list | None = None, opaque: bool = F
 
     if value is None or value is True or value is False:
         return value
-    if isinstance(value, bool):  # bool cannot be subclassed; kept for clarity
-        return bool(value)
     if isinstance(value, int):
         return int.__int__(value)
     if isinstance(value, float):

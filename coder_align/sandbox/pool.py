@@ -12,12 +12,14 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import itertools
+import json
 import os
 import queue
 import select
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -65,7 +67,7 @@ class _Worker:
                 kw = dict(bwrap.popen_user_kwargs(), env=bwrap.BWRAP_ENV)
             else:
                 self.scratch = tempfile.mkdtemp(prefix="coder_align_unsandboxed_")
-                cmd = [os.path.realpath(os.sys.executable), "-I", "-S", str(HERE / "worker.py"),
+                cmd = [os.path.realpath(sys.executable), "-I", "-S", str(HERE / "worker.py"),
                        "--tests-fd", str(tests_r), "--tmp", self.scratch]
                 kw = {"env": {"PATH": bwrap.PATH_ENV, "LANG": "C.UTF-8", "HOME": self.scratch}}
             self.proc = subprocess.Popen(
@@ -147,8 +149,6 @@ class _Worker:
 
 
 def _frame(obj) -> bytes:
-    import json
-
     data = json.dumps(obj, separators=(",", ":")).encode()
     return struct.pack(">I", len(data)) + data
 
@@ -219,20 +219,24 @@ class WorkerPool:
         self.spawner.shutdown(wait=False)
 
 
-_POOLS: dict[bool, WorkerPool] = {}
+# keyed by pid too: a forked copy of this process (a DataLoader worker) must not share
+# the parent's pipes to its workers
+_POOLS: dict[tuple[int, bool], WorkerPool] = {}
 _POOLS_LOCK = threading.Lock()
 
 
 def get_pool(sandboxed: bool, min_workers: int = 0) -> WorkerPool:
     with _POOLS_LOCK:
-        pool = _POOLS.get(sandboxed)
+        key = (os.getpid(), sandboxed)
+        pool = _POOLS.get(key)
         if pool is None:
-            pool = _POOLS[sandboxed] = WorkerPool(sandboxed, max(os.cpu_count() or 1, 1))
+            pool = _POOLS[key] = WorkerPool(sandboxed, max(os.cpu_count() or 1, 1))
         pool.max_workers = max(pool.max_workers, min_workers)
         return pool
 
 
 @atexit.register
 def _shutdown_pools() -> None:
-    for pool in _POOLS.values():
-        pool.shutdown()
+    for (pid, _), pool in _POOLS.items():
+        if pid == os.getpid():
+            pool.shutdown()

@@ -25,7 +25,7 @@ import signal
 import stat
 import sys
 import time
-import traceback  # noqa: F401  (imported before forking so candidates do not pay for it)
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
