@@ -71,12 +71,16 @@ def test_eval_run_end_to_end(tiny_model_dir, tmp_path):
     assert (out / "pass_rates.png").stat().st_size > 1000
     assert "model:" in (out / "eval_config.yaml").read_text()
 
-    # instruct mode through the DeepSeek template, with the custom file, then compare
+    # instruct mode through the DeepSeek template, sampled twice per problem, with the custom
+    # file; then compare the two runs
     out2 = tmp_path / "run-instruct"
-    eval_cli("run", "--tasks", f"humaneval,{tasks[1]}", "--mode", "instruct", "--out", str(out2), *common)
+    eval_cli("run", "--tasks", f"humaneval,{tasks[1]}", "--mode", "instruct", "--out", str(out2),
+             "--n", "2", "--temperature", "0.9", *common)
     summary2 = json.loads((out2 / "summary.json").read_text())
     assert summary2["modes"] == {"humaneval": "instruct", "mine": "instruct"}
-    assert summary2["tasks"]["mine"]["samples"] == 2
+    assert summary2["tasks"]["mine"]["samples"] == 4 and summary2["tasks"]["humaneval"]["samples"] == 6
+    assert "pass@1" in summary2["tasks"]["humaneval"] and "pass@10" not in summary2["tasks"]["humaneval"]
+    assert all(p["n"] == 2 for p in summary2["tasks"]["humaneval"]["per_problem"].values())
     proc = eval_cli("compare", str(out), str(out2), "--out", str(tmp_path / "cmp"))
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     he = result["tasks"]["humaneval"]
