@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from coder_align.config import ConfigError, save_config, to_dict
+from coder_align.templates import INSTRUCTION_HEADER
 from coder_align.evaluation.report import bar_chart, compare_runs, headline, markdown_report, write_jsonl
 from coder_align.evaluation.scoring import pass_at_k, read_samples, score_samples
 from coder_align.evaluation.tasks import (
@@ -113,7 +114,16 @@ def prompts_for(task: Task, mode: str, config: EvalConfig, tokenizer) -> tuple[l
             for p in task.problems], False
 
 
-def completions_for(task: Task, mode: str, texts: list[list[str]]) -> list[dict]:
+def stops_for(task: Task, mode: str, config: EvalConfig) -> list[str]:
+    if mode == "fim":
+        return ["\n"]  # single-line infilling
+    if mode == "base":
+        return task.stops
+    # A model that never learnt <|EOT|> goes on with an instruction of its own.
+    return [f"\n{INSTRUCTION_HEADER.strip()}"] if config.template == "deepseek" else []
+
+
+def completions_for(task: Task, mode: str, texts: list[list[str]], stops: list[str]) -> list[dict]:
     samples = []
     for problem, outs in zip(task.problems, texts):
         for text in outs:
@@ -124,7 +134,7 @@ def completions_for(task: Task, mode: str, texts: list[list[str]]) -> list[dict]
                 if problem.kind == "program":  # MBPP: no "\ndef" stop, so a long answer can end mid-def
                     completion = drop_unfinished_tail(completion)
             else:
-                completion = instruct_completion(problem, text)
+                completion = instruct_completion(problem, cut_at_stops(text, stops))
             samples.append({"task_id": problem.task_id, "completion": completion, "response": text})
     return samples
 
@@ -158,13 +168,13 @@ def main(config: EvalConfig) -> dict:
         settings = GenerationSettings(config.n, config.temperature, config.top_p,
                                       config.infill_max_new_tokens if mode == "fim" else config.max_new_tokens,
                                       config.batch_size, config.seed)
-        stops = {"fim": ["\n"], "base": task.stops, "instruct": []}[mode]
+        stops = stops_for(task, mode, config)
         log.info("%s: %d problems, mode %s, %s", task.name, len(prompts), mode, generator.backend)
         started = time.perf_counter()
         texts = generator.generate(prompts, settings, stops, add_special_tokens=add_special)
         generation_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        results, task_summary = score_samples(task, completions_for(task, mode, texts), config.timeout, config.workers)
+        results, task_summary = score_samples(task, completions_for(task, mode, texts, stops), config.timeout, config.workers)
         task_summary.update(mode=mode, generation_seconds=round(generation_seconds, 1),
                             scoring_seconds=round(time.perf_counter() - started, 1))
         write_jsonl(out / f"samples_{task.name}.jsonl", results)

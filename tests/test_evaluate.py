@@ -97,6 +97,9 @@ def test_instruct_completion_redefines_or_completes_the_function():
     ns = {}
     exec(problem.program(completion), ns)
     assert ns["add"](2, 3) == 5
+    # a small model that goes on inventing instructions: the block defining `add` counts
+    rambling = whole + "\n### Instruction:\nWrite mul.\n### Response:\n```python\ndef mul(a, b):\n    return a * b\n```"
+    assert instruct_completion(problem, rambling) == completion
     body = "```python\n    return a + b\n```"
     assert problem.program(instruct_completion(problem, body)).endswith('"""Add."""\n    return a + b\n')
 

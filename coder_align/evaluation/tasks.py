@@ -300,9 +300,16 @@ def instruct_completion(problem: Problem, answer: str) -> str:
     the prompt as a redefinition (the prompt's stub, a docstring only, is valid Python and
     keeps the prompt's imports and helpers); an answer without it is taken as the body.
     """
-    code = extract_code(answer, problem.language)
+    defines = re.compile(rf"^\s*def\s+{re.escape(problem.entry_point)}\s*\(", re.M) if problem.entry_point else None
+    # The first block that defines the function wins: small models go on to answer
+    # instructions of their own invention, and extract_code would take the last block.
+    blocks = [b for b in _BLOCK.findall(answer) if defines and defines.search(b)]
+    code = blocks[0] if blocks else extract_code(answer, problem.language)
     if problem.kind != "continue":
         return code
-    if problem.entry_point and re.search(rf"^\s*def\s+{re.escape(problem.entry_point)}\s*\(", code, re.M):
+    if defines and defines.search(code):
         return "\n" + code
     return code
+
+
+_BLOCK = re.compile(r"^[ \t]*```[\w+#.-]*[^\n]*\n(.*?)^[ \t]*```", re.M | re.S)
