@@ -97,7 +97,9 @@ def compare_runs(run_a: str | Path, run_b: str | Path, out: Path | None = None) 
             **{f"{m} b": b["tasks"][name][m] for m in METRICS if m in b["tasks"][name]}}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        bar_chart({f"A: {a.get('model', run_a)}": headline(a), f"B: {b.get('model', run_b)}": headline(b)},
+        # two runs of one model differ by directory (mode, checkpoint), so label with both
+        label = lambda tag, run, s: f"{tag}: {Path(run).name} ({s.get('model', '?')})"  # noqa: E731
+        bar_chart({label("A", run_a, a): headline(a), label("B", run_b, b): headline(b)},
                   out / "compare.png", "A vs B")
         (out / "compare.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
