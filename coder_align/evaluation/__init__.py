@@ -1,0 +1,1 @@
+"""Pieces of the evaluation stage (`coder_align/evaluate.py`): tasks, generation, scoring, report."""

