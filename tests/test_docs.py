@@ -48,4 +48,4 @@ def test_documented_command_names_real_things(line):
 
 def test_every_documented_subcommand_is_covered():
     documented = {shlex.split(l)[1] for l in COMMAND_LINES if l.startswith("coder-align")}
-    assert {"sft", "merge", "grpo", "pretrain", "corpus", "sandbox"} <= documented
+    assert {"sft", "merge", "grpo", "pretrain", "corpus", "sandbox", "eval"} <= documented
