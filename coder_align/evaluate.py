@@ -74,6 +74,7 @@ class EvalConfig:
 def load_generator(config: EvalConfig):
     from coder_align.config import ModelConfig
     from coder_align.evaluation.generation import HFGenerator, VLLMGenerator, vllm_usable
+    from coder_align.merge import is_adapter_dir, load_merged
     from coder_align.models import load_model, load_tokenizer, resolve_model_path, stop_token_ids
 
     tokenizer = load_tokenizer(config.model, config.template, config.system_prompt)
@@ -81,8 +82,12 @@ def load_generator(config: EvalConfig):
     use_vllm = config.backend == "vllm" or (config.backend == "auto" and vllm_usable())
     if use_vllm:
         return VLLMGenerator(resolve_model_path(config.model), tokenizer, stops, config.dtype), tokenizer
-    model_config = ModelConfig(path=config.model, dtype=config.dtype, gradient_checkpointing=False)
-    model = load_model(model_config, tokenizer, None, training=False, template=config.template)
+    if is_adapter_dir(config.model):  # a LoRA/QLoRA output directory: evaluate base + adapter merged
+        model, _ = load_merged(config.model, dtype=config.dtype)
+        model.eval()
+    else:
+        model_config = ModelConfig(path=config.model, dtype=config.dtype, gradient_checkpointing=False)
+        model = load_model(model_config, tokenizer, None, training=False, template=config.template)
     import torch
 
     if torch.cuda.is_available():  # load_model leaves weights where from_pretrained put them (CPU)

@@ -28,23 +28,34 @@ def base_model_of(adapter_dir: Path) -> str:
     return json.loads(peft_config.read_text())["base_model_name_or_path"]
 
 
-def merge(adapter_dir: str | Path, out: str | Path, base: str | None = None, dtype: str = "bfloat16") -> Path:
+def is_adapter_dir(path: str | Path) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def load_merged(adapter_dir: str | Path, base: str | None = None, dtype: str = "bfloat16"):
+    """(merged model, tokenizer) from an adapter directory: base re-loaded unquantised, grown to
+    the adapter's vocabulary, adapter folded in; generation config from the adapter run."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from coder_align.models import fit_embeddings, resolve_dtype, resolve_model_path
 
-    adapter_dir, out = Path(adapter_dir), Path(out)
+    adapter_dir = Path(adapter_dir)
     base = base or base_model_of(adapter_dir)
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)  # carries <|EOT|> and the chat template
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path(base), dtype=resolve_dtype(dtype))
     fit_embeddings(model, tokenizer)  # the adapter was trained against the grown vocabulary
     model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-    generation = adapter_dir / "generation_config.json"
-    if generation.exists():
+    if (adapter_dir / "generation_config.json").exists():
         from transformers import GenerationConfig
 
         model.generation_config = GenerationConfig.from_pretrained(adapter_dir)
+    return model, tokenizer
+
+
+def merge(adapter_dir: str | Path, out: str | Path, base: str | None = None, dtype: str = "bfloat16") -> Path:
+    adapter_dir, out = Path(adapter_dir), Path(out)
+    model, tokenizer = load_merged(adapter_dir, base, dtype)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

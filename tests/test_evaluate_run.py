@@ -119,3 +119,21 @@ def test_batched_left_padded_generation_equals_one_at_a_time(tiny_model_dir):
     assert [b[0] for b in batched] == alone
     assert all(len(b) == 2 and b[0] == b[1] for b in batched)  # greedy n=2: the same text twice
     assert any(a.strip() for a in alone)
+
+
+def test_eval_run_on_a_lora_output_directory(tiny_model_dir, tmp_path):
+    """A LoRA SFT output (adapter + grown vocabulary) is evaluated as base + adapter merged."""
+    from coder_align.config import load_config
+    from coder_align.sft import SFTConfig, main
+
+    from conftest import DATA_TEMPLATES
+
+    adapter = tmp_path / "lora"
+    main(load_config(SFTConfig, None, [
+        f"model.path={tiny_model_dir}", f"data.path={DATA_TEMPLATES / 'instruction_output.jsonl'}",
+        f"train.output_dir={adapter}", "peft.method=lora", "train.max_steps=1", "train.report_to=[]",
+        "train.disable_progress_bar=true", "model.gradient_checkpointing=false"]))
+    out = tmp_path / "eval"
+    eval_cli("run", "--tasks", "humaneval", "--mode", "instruct", "--model", str(adapter), "--limit", "2",
+             "--max-new-tokens", "8", "--out", str(out), "--threads", "1")
+    assert len(read_jsonl(out / "samples_humaneval.jsonl")) == 2
