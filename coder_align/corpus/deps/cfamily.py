@@ -15,20 +15,12 @@ import posixpath
 from collections import defaultdict
 
 from coder_align.corpus.deps._ts import captures, parse, text_of
+from coder_align.corpus.deps.python import _shared_dirs
 
 _QUERY = """
 (preproc_include path: (string_literal (string_content) @quoted))
 (preproc_include path: (system_lib_string) @angle)
 """
-
-
-def _shared_dirs(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a.split("/")[:-1], b.split("/")[:-1]):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def c_dependencies(files: dict[str, str], all_paths: set[str]) -> dict[str, set[str]]:
