@@ -19,14 +19,14 @@ files with a ``text`` field if you have them.
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
-import json
 import re
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+from coder_align.data.records import DataError, iter_jsonl
 
 NGRAM = 10
 _LETTER = re.compile(r"[^\W\d_]")
@@ -43,29 +43,27 @@ def humaneval_strings() -> list[tuple[str, str]] | None:
     if not path.is_file():
         return None
     out = []
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for row in map(json.loads, f):
-            out += [(row["task_id"], row["prompt"] + row["canonical_solution"]), (row["task_id"], row["test"])]
+    for item in iter_jsonl(path):
+        if isinstance(item, DataError):
+            raise item
+        row = item.data
+        out += [(row["task_id"], row["prompt"] + row["canonical_solution"]), (row["task_id"], row["test"])]
     return out
 
 
 def jsonl_strings(path: str | Path, name: str, fields=("text", "code", "test_list")) -> list[tuple[str, str]]:
     """(id, text) pairs from a JSONL file; list-valued fields give one string per item."""
     out = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg})") from e
-            row_id = f"{name}/{row.get('task_id', line_no)}"
-            for field in fields:
-                value = row.get(field)
-                for text in value if isinstance(value, list) else [value]:
-                    if isinstance(text, str) and text.strip():
-                        out.append((row_id, text))
+    for item in iter_jsonl(path):
+        if isinstance(item, DataError):
+            raise item
+        row = item.data
+        row_id = f"{name}/{row.get('task_id', item.where.rsplit(':', 1)[-1])}"
+        for field in fields:
+            value = row.get(field)
+            for text in value if isinstance(value, list) else [value]:
+                if isinstance(text, str) and text.strip():
+                    out.append((row_id, text))
     return out
 
 

@@ -54,7 +54,7 @@ def iter_rows(path: str, split: str = "train") -> Iterator[Row | DataError]:
     suffix = "".join(p.suffixes[-2:]) if p.suffix == ".gz" else p.suffix
     if p.exists():
         if suffix in (".jsonl", ".jsonl.gz"):
-            yield from _iter_jsonl(p)
+            yield from iter_jsonl(p)
         elif suffix == ".json":
             yield from _iter_json(p)
         elif suffix == ".parquet":
@@ -73,7 +73,10 @@ def _load_dataset(*args, **kwargs):
     return datasets.load_dataset(*args, **kwargs)
 
 
-def _iter_jsonl(p: Path) -> Iterator[Row | DataError]:
+def iter_jsonl(p: str | Path) -> Iterator[Row | DataError]:
+    """Rows of a .jsonl (or .jsonl.gz) file; an unreadable line is yielded as its DataError
+    (not raised), so callers choose between stopping and counting."""
+    p = Path(p)
     import gzip
 
     opener = gzip.open if p.suffix == ".gz" else open

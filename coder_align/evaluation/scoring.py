@@ -10,13 +10,12 @@ Not here: generation, and any isolation of its own (the sandbox does that).
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from coder_align.evaluation.tasks import Problem, Task, TaskError
+from coder_align.evaluation.tasks import Problem, Task, TaskError, read_jsonl
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -40,15 +39,7 @@ def read_samples(path: str | Path) -> list[dict]:
     if not path.exists():
         raise TaskError(f"{path}: samples file not found")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise TaskError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise TaskError(f"{path}:{n}: expected a JSON object with 'task_id' and 'completion'")
+    for n, row in read_jsonl(path):
         for field, kinds in (("task_id", (str, int)), ("completion", (str,))):
             if field not in row:
                 raise TaskError(f"{path}:{n}: missing field '{field}'")
