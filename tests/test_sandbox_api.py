@@ -75,7 +75,12 @@ def test_statement_asserts_and_literal_types():
     assert report.passed, report
     assert report.isolation == "split_process"
     truthy = "import re\ndef m(s): return re.search('a', s)"
-    assert check(truthy, ["assert m('cat')", "assert not m('dog')"]).passed
+    assert check(truthy, ["assert m('cat')", "assert not m('dog')"]).passed  # a match is always true
+    # any other object's truthiness is the candidate's word: only non-strict checks take it
+    rigged = "class Yes:\n    def __bool__(self): return True\ndef m(s): return Yes()"
+    assert check(rigged, ["assert m('cat')"], strict=False).passed
+    strict = check(rigged, ["assert m('cat')"])
+    assert not strict.passed and "strict mode" in strict.details[0].error, strict
 
 
 @needs_bwrap

@@ -96,6 +96,8 @@ def _py_result(report: dict) -> ExecutionResult:
     code, sig = report.get("exit_code"), report.get("signal")
     if report.get("infra_error"):
         status, stderr = UNAVAILABLE, stderr + "\n[sandbox] " + report["infra_error"]
+    elif report.get("oom_killed"):  # the job's memory cgroup hit memory_mb
+        status, stderr = MEMORY_EXCEEDED, stderr + "\n[sandbox] killed at the memory limit"
     elif report.get("worker_died"):
         # only the candidate can kill its own worker mid-job
         status, stderr = RUNTIME_ERROR, stderr + "\n[sandbox] worker killed during the job"
@@ -151,12 +153,13 @@ def compile_check(source: str, language: str = "python", *, import_check: bool =
 
 def check(source: str, tests, language: str = "python", timeout: float = 10.0, memory_mb: int = 1024,
           *, float_tolerance: float | None = None, compile_timeout: float = 30.0,
-          allow_unsandboxed: bool = False) -> TestReport:
+          allow_unsandboxed: bool = False, strict: bool = True) -> TestReport:
     """Judge `source` against `tests`: a list of assert strings (MBPP), a test program
     (HumanEval: `def check(candidate): ...` plus a call), or `[{"stdin", "stdout"}, ...]`.
 
     `timeout` covers the whole run (all asserts) for Python tests, and each case for
-    stdin/stdout cases.
+    stdin/stdout cases. `strict` (Python tests): a non-literal object the candidate returns
+    fails any truth test (`assert is_prime(7)`), since its truthiness is the candidate's word.
     """
     language = languages.normalise(language)
     sandboxed = _sandboxed(allow_unsandboxed)
@@ -164,11 +167,11 @@ def check(source: str, tests, language: str = "python", timeout: float = 10.0, m
         return _check_io(source, tests, language, timeout, memory_mb, float_tolerance, compile_timeout, sandboxed)
     if language != "python":
         raise ValueError(f"{language}: tests must be a list of {{'stdin', 'stdout'}} cases")
-    return _check_python(source, testcases.parse_python_tests(tests), timeout, memory_mb, sandboxed)
+    return _check_python(source, testcases.parse_python_tests(tests), timeout, memory_mb, sandboxed, strict)
 
 
-def _check_python(source, spec: testcases.PythonTests, timeout, memory_mb, sandboxed) -> TestReport:
-    payload = {"setup": spec.setup, "entry_points": spec.entry_points,
+def _check_python(source, spec: testcases.PythonTests, timeout, memory_mb, sandboxed, strict) -> TestReport:
+    payload = {"setup": spec.setup, "entry_points": spec.entry_points, "strict": bool(strict),
                "tests": [{"kind": "value", "code": t.expr} if isinstance(t, testcases.ValueTest)
                          else {"kind": "stmt", "code": t.source} for t in spec.tests]}
     report = get_pool(sandboxed).execute(_py_job("check", source, "", timeout, memory_mb, sandboxed), payload)

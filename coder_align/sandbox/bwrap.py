@@ -25,6 +25,7 @@ from pathlib import Path
 
 SANDBOX_UID = 65534
 TMPFS_BYTES = 512 << 20
+SHM_BYTES = 64 << 20
 PATH_ENV = "/usr/local/bin:/usr/bin:/bin"
 # bwrap's own environment: --clearenv empties only the sandboxed command's, while bwrap's
 # PID-1 process inside the sandbox keeps this one, readable at /proc/1/environ
@@ -92,7 +93,15 @@ def bwrap_command(
     rw_binds: list[tuple[str, str]] = (),
     env: dict[str, str] | None = None,
     chdir: str = "/tmp",
+    as_pid_1: bool = False,
 ) -> list[str]:
+    """The bwrap command line for `argv`; see the module docstring for what it isolates.
+
+    `as_pid_1`: `argv` itself becomes the PID namespace's init instead of bwrap's. bwrap's
+    init keeps fds 0-2 open and runs as the sandbox user, dumpable, so anything in the
+    sandbox could take a copy of them; a warm worker's fds 0-2 are its channel to the host,
+    so the worker must be PID 1 itself (non-dumpable, and immune to signals from inside).
+    """
     cmd = [
         require_bwrap(),
         "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
@@ -102,18 +111,24 @@ def bwrap_command(
         "--die-with-parent", "--new-session", "--cap-drop", "ALL",
         "--clearenv",
     ]
+    if as_pid_1:
+        cmd.append("--as-pid-1")
     full_env = {"PATH": PATH_ENV, "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
     full_env.update(env or {})
     for key, value in full_env.items():
         cmd += ["--setenv", key, value]
     cmd += _system_mounts()
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp"]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
+            "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp"]
     for src, dst in ro_binds:
         if not dst.startswith("/usr/"):
             cmd += ["--ro-bind", src, dst]
     for src, dst in rw_binds:
         cmd += ["--bind", src, dst]
-    cmd += ["--chdir", chdir, "--"]
+    # bwrap builds / and /dev as tmpfs writable by the sandbox user: a file left there by
+    # one job would be read by the next on a warm worker, and it would pin memory outside
+    # every limit. Only the size-capped /tmp and /dev/shm stay writable (not recursive).
+    cmd += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", chdir, "--"]
     return cmd + list(argv)
 
 
@@ -157,28 +172,38 @@ def limits_preexec(cpu_s: int | None, memory_mb: int | None, fsize_mb: int, npro
     return apply
 
 
-def supervise(cmd: list[str], *, stdin: bytes, timeout: float, output_cap: int, **popen_kw) -> dict:
+def supervise(cmd: list[str], *, stdin: bytes, timeout: float, output_cap: int,
+              seccomp_filter: bytes | None = None, **popen_kw) -> dict:
     """Run `cmd` in its own process group; kill the group at the deadline.
 
     Killing bwrap's outer process takes the sandbox's PID 1 down, and with it every process
-    in the sandbox's PID namespace.
+    in the sandbox's PID namespace. `seccomp_filter` (bwrap only) is applied to the command.
     """
     t0 = time.monotonic()
     status_r = None
+    parent_ends = []
     if os.path.basename(cmd[0]) == "bwrap":
         # bwrap reports the sandboxed command's exit on this fd, which the command cannot
         # reach: without that line the sandbox itself failed (infrastructure, not the code)
         status_r, status_w = os.pipe()
-        cmd = [cmd[0], "--json-status-fd", str(status_w), *cmd[1:]]
-        popen_kw["pass_fds"] = (status_w,)
+        extra = ["--json-status-fd", str(status_w)]
+        parent_ends.append(status_w)
+        if seccomp_filter is not None:
+            filter_r, filter_w = os.pipe()  # a few hundred bytes: fits the pipe buffer
+            os.write(filter_w, seccomp_filter)
+            os.close(filter_w)
+            extra += ["--seccomp", str(filter_r)]
+            parent_ends.append(filter_r)
+        cmd = [cmd[0], *extra, *cmd[1:]]
+        popen_kw["pass_fds"] = tuple(parent_ends)
     try:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True, close_fds=True, **popen_kw,
         )
     finally:
-        if status_r is not None:
-            os.close(status_w)
+        for fd in parent_ends:
+            os.close(fd)
     bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
     totals = dict.fromkeys(bufs, 0)
     sel = selectors.DefaultSelector()

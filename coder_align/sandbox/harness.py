@@ -97,16 +97,30 @@ _ITER_MODULES = ("builtins", "itertools", "collections")
 
 class Opaque:
     """Stands in for a value that is not a literal (a regex match, an instance): it keeps
-    only the truthiness the candidate reported, so `assert f(x)` and `assert not f(x)` work
-    as they would in-process, and it equals nothing but itself."""
+    only the truthiness the candidate reported, and it equals nothing but itself.
+
+    That truthiness is the candidate's word (`__bool__` ran in its process, and could be
+    rigged), so in strict mode (the default: `check(strict=True)`) a truth test on it raises,
+    and a bare `assert is_prime(7)` passes only for a builtin value such as True, or for a
+    type whose truth value is fixed by the type (`FIXED_TRUTH`: a regex match is always
+    true). The type name is the candidate's word too, but claiming it buys no more than
+    `return True` would. With strict off, `assert f(x)` and `assert not f(x)` use the
+    reported truthiness."""
 
     __slots__ = ("type_name", "truthy")
+    strict = False  # set once per test process, from the job's tests payload
+    FIXED_TRUTH = {"Match": True}  # re.Match: MBPP tests `assert text_match(s)`
 
     def __init__(self, type_name: str, truthy: bool):
         self.type_name, self.truthy = str(type_name)[:100], bool(truthy)
 
     def __bool__(self):
-        return self.truthy
+        if not Opaque.strict:
+            return self.truthy
+        if self.type_name in Opaque.FIXED_TRUTH:
+            return Opaque.FIXED_TRUTH[self.type_name]
+        raise TypeError(f"strict mode: a {self.type_name} object from the candidate reached a "
+                        "truth test; only builtin values (bool, int, str, ...) can")
 
     def __repr__(self):
         return f"<{self.type_name} object>"
@@ -348,6 +362,7 @@ def run_tests(tests_fd: int, verdict_fd: int, req_fd: int, resp_fd: int) -> None
     or {"error": "..."}.
     """
     payload = read_frame(tests_fd)
+    Opaque.strict = payload.get("strict") is not False
     results = []
     link = _Link(req_fd, resp_fd)
     try:

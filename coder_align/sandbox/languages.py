@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from coder_align.sandbox import bwrap
+from coder_align.sandbox import bwrap, seccomp
 from coder_align.sandbox.results import (
     COMPILE_ERROR, MEMORY_EXCEEDED, OK, RUNTIME_ERROR, TIMEOUT, UNAVAILABLE, ExecutionResult,
 )
@@ -84,6 +84,11 @@ def find_tool(tool: str) -> tuple[str, list[tuple[str, str]]] | None:
         prefix = str(Path(real).parents[1])
         mounts.append((prefix, prefix))
     return real, mounts
+
+
+@lru_cache(maxsize=1)
+def _candidate_filter() -> bytes:
+    return seccomp.build_filter()
 
 
 def _status(res: dict, stderr: str) -> str:
@@ -165,8 +170,10 @@ class Build:
             # set on bwrap itself it would also cap every other sandbox of the same host uid
             cmd[cmd.index("--") + 1:cmd.index("--") + 1] = [shutil.which("prlimit"), f"--nproc={NPROC}", "--"]
         preexec = bwrap.limits_preexec(int(timeout) + 1, memory_mb, 256, None)
+        # the program, never its compiler, runs under the candidate filter
+        program = None if compiling else _candidate_filter()
         return bwrap.supervise(cmd, stdin=stdin, timeout=timeout, output_cap=self.output_cap,
-                               preexec_fn=preexec, cwd=cwd, **kw)
+                               seccomp_filter=program, preexec_fn=preexec, cwd=cwd, **kw)
 
     def compile(self, timeout: float) -> ExecutionResult:
         if self.missing:

@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from coder_align.sandbox import bwrap, harness
+from coder_align.sandbox import bwrap, cgroups, harness
 
 HERE = Path(__file__).resolve().parent
 START_TIMEOUT = 30.0
@@ -33,8 +33,16 @@ REPORT_SLACK = 1.5  # beyond the job timeout: the worker kills at the deadline i
 # candidate that SIGSTOPs its worker costs at most this much before the worker is replaced
 
 
+PINNED_SLACK_MB = 32  # cgroup usage after a job beyond the worker's own at start
+
+
 class WorkerDied(RuntimeError):
-    """The worker vanished mid-job. Reported as the candidate's failure: only it could do that."""
+    """The worker vanished mid-job. Reported as the candidate's failure: only it (or the
+    memory limit it ran into) could do that."""
+
+    def __init__(self, message: str, oom_killed: bool = False):
+        super().__init__(message)
+        self.oom_killed = oom_killed
 
 
 def _harness_dir() -> str:
@@ -42,7 +50,7 @@ def _harness_dir() -> str:
     global _HARNESS_DIR
     if _HARNESS_DIR is None:
         d = tempfile.mkdtemp(prefix="coder_align_harness_")
-        for name in ("worker.py", "harness.py"):
+        for name in ("worker.py", "harness.py", "seccomp.py"):
             shutil.copy(HERE / name, os.path.join(d, name))
             os.chmod(os.path.join(d, name), 0o644)
         os.chmod(d, 0o755)
@@ -63,7 +71,8 @@ class _Worker:
             if sandboxed:
                 exe, prefix = bwrap.sandbox_python()
                 argv = [exe, "-I", "-S", "/opt/coder_align/worker.py", "--tests-fd", str(tests_r), "--pidns"]
-                cmd = bwrap.bwrap_command(argv, ro_binds=[(prefix, prefix), (_harness_dir(), "/opt/coder_align")])
+                cmd = bwrap.bwrap_command(argv, ro_binds=[(prefix, prefix), (_harness_dir(), "/opt/coder_align")],
+                                          as_pid_1=True)
                 kw = dict(bwrap.popen_user_kwargs(), env=bwrap.BWRAP_ENV)
             else:
                 self.scratch = tempfile.mkdtemp(prefix="coder_align_unsandboxed_")
@@ -77,11 +86,25 @@ class _Worker:
         finally:
             os.close(tests_r)
         self.buf = b""
+        self.group = None
         hello = self._read_frame(time.monotonic() + START_TIMEOUT)
         if not (isinstance(hello, dict) and hello.get("ready")):
             err = self.proc.stderr.read1(4000).decode(errors="replace") if self.proc.poll() is not None else ""
             self.close()
             raise bwrap.SandboxUnavailable(f"sandbox worker failed to start: {hello!r} {err}".strip())
+        if sandboxed and cgroups.available():
+            self._enter_memory_group()
+
+    def _enter_memory_group(self) -> None:
+        # The worker has forked nothing yet (it waits for its first job), so moving it
+        # moves every process any job will have.
+        children = cgroups.child_pids(self.proc.pid)
+        if len(children) != 1:
+            self.close()
+            raise bwrap.SandboxUnavailable(f"cannot find the sandbox worker under bwrap (children: {children})")
+        self.group = cgroups.MemoryGroup()
+        self.group.add(children[0])
+        self.baseline_mb = self.group.usage_mb()
 
     def _read_frame(self, deadline: float):
         fd = self.proc.stdout.fileno()
@@ -106,6 +129,9 @@ class _Worker:
         """Send one job; return the worker's report, or a synthetic one if the deadline passed."""
         deadline = time.monotonic() + job["timeout"] + REPORT_SLACK
         frame = _frame(job)
+        if self.group is not None:
+            self.group.limit(job["memory_mb"])
+            oom_before = self.group.oom_kills()
         try:
             self.proc.stdin.write(frame)
             self.proc.stdin.flush()
@@ -113,10 +139,22 @@ class _Worker:
                 self._write_tests(_frame(tests), deadline)
             report = self._read_frame(deadline)
         except (OSError, ValueError) as e:
-            raise WorkerDied(str(e)) from None
+            raise WorkerDied(str(e), self._oom_killed(oom_before) if self.group else False) from None
         if report is TimeoutError:
-            return {"id": job["id"], "timed_out": True, "dirty": True, "worker_timeout": True}
+            report = {"id": job["id"], "timed_out": True, "dirty": True, "worker_timeout": True}
+        if self.group is not None:
+            report["oom_killed"] = self._oom_killed(oom_before)
+            # anything a job left in memory (it should be gone with its processes and
+            # files) is freed by replacing the worker
+            if self.group.usage_mb() > self.baseline_mb + PINNED_SLACK_MB:
+                report["dirty"] = True
         return report
+
+    def _oom_killed(self, before: int) -> bool:
+        try:
+            return self.group.oom_kills() > before
+        except OSError:
+            return False
 
     def _write_tests(self, data: bytes, deadline: float) -> None:
         # The test process may die before reading everything; never block past the deadline.
@@ -144,6 +182,8 @@ class _Worker:
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             f.close()
         os.close(self.tests_w)
+        if self.group is not None:
+            self.group.remove()
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -176,7 +216,7 @@ class WorkerPool:
             report = worker.submit(job, tests)
         except WorkerDied as e:
             self._discard(worker)
-            return {"id": job["id"], "worker_died": str(e), "timed_out": False}
+            return {"id": job["id"], "worker_died": str(e), "timed_out": False, "oom_killed": e.oom_killed}
         except BaseException:
             self._discard(worker)
             raise
