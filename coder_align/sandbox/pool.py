@@ -138,7 +138,7 @@ class _Worker:
             if tests is not None:
                 self._write_tests(_frame(tests), deadline)
             report = self._read_frame(deadline)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, WorkerDied) as e:
             raise WorkerDied(str(e), self._oom_killed(oom_before) if self.group else False) from None
         if report is TimeoutError:
             report = {"id": job["id"], "timed_out": True, "dirty": True, "worker_timeout": True}

@@ -60,6 +60,17 @@ def _set_limits(job: dict, candidate: bool) -> None:
             cap(resource.RLIMIT_NPROC, job["nproc"])
 
 
+def _first_to_go_at_oom() -> None:
+    # Under a memory cgroup the kernel kills someone at the limit: let it be the job's
+    # processes rather than the worker, so their output still comes back (raising one's
+    # own oom_score_adj needs no privilege).
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
+
+
 def _close_except(keep) -> None:
     lo = 3
     for fd in sorted(k for k in set(keep) if k >= 3):
@@ -76,6 +87,7 @@ def _fork_tests(job, tests_fd, ver_w, req_w, resp_r) -> int:
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
             _close_except([tests_fd, ver_w, req_w, resp_r])
+            _first_to_go_at_oom()
             _set_limits(job, candidate=False)
             harness.run_tests(tests_fd, ver_w, req_w, resp_r)
         finally:
@@ -94,6 +106,7 @@ def _fork_candidate(job, workdir, in_r, out_w, err_w, req_r, resp_w) -> int:
             _close_except([fd for fd in (req_r, resp_w) if fd is not None])
             os.chdir(workdir)
             os.environ["TMPDIR"] = workdir
+            _first_to_go_at_oom()
             _set_limits(job, candidate=True)
             if FILTER is not None:
                 seccomp.install(FILTER)  # if this raises, the code never runs: exit 70
