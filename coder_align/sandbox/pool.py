@@ -46,11 +46,11 @@ class WorkerDied(RuntimeError):
 
 
 def _harness_dir() -> str:
-    """A copy of worker.py + harness.py readable by the sandbox user, bound at /opt/coder_align."""
+    """A copy of the in-sandbox modules readable by the sandbox user, bound at /opt/coder_align."""
     global _HARNESS_DIR
     if _HARNESS_DIR is None:
         d = tempfile.mkdtemp(prefix="coder_align_harness_")
-        for name in ("worker.py", "harness.py", "seccomp.py"):
+        for name in ("worker.py", "harness.py", "seccomp.py", "watch.py"):
             shutil.copy(HERE / name, os.path.join(d, name))
             os.chmod(os.path.join(d, name), 0o644)
         os.chmod(d, 0o755)

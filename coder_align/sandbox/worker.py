@@ -14,12 +14,9 @@ go) is reported as `dirty` and the host replaces the whole sandbox.
 
 from __future__ import annotations
 
-import base64
 import ctypes
 import math
 import os
-import resource
-import selectors
 import shutil
 import signal
 import stat
@@ -30,6 +27,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import seccomp  # noqa: E402
+from watch import Capture, Watch, cap_limits  # noqa: E402
 
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
 TMP = "/tmp"  # replaced by --tmp DIR when running without a sandbox: never the host's /tmp
@@ -41,23 +39,12 @@ def _prctl(option: int, value: int) -> None:
 
 
 def _set_limits(job: dict, candidate: bool) -> None:
-    def cap(res, soft, hard=None):
-        hard = soft if hard is None else hard
-        cur_soft, cur_hard = resource.getrlimit(res)
-        if cur_hard != resource.RLIM_INFINITY:
-            hard = min(hard, cur_hard)
-            soft = min(soft, hard)
-        resource.setrlimit(res, (soft, hard))
-
     cpu = int(math.ceil(job["timeout"])) + 1
-    cap(resource.RLIMIT_CPU, cpu, cpu + 1)
-    cap(resource.RLIMIT_CORE, 0)
     if candidate:
-        cap(resource.RLIMIT_AS, job["memory_mb"] << 20)
-        cap(resource.RLIMIT_FSIZE, job["fsize_mb"] << 20)
-        cap(resource.RLIMIT_NOFILE, 256)
-        if job.get("nproc"):
-            cap(resource.RLIMIT_NPROC, job["nproc"])
+        cap_limits(cpu_s=cpu, cpu_grace_s=1, memory_mb=job["memory_mb"], fsize_mb=job["fsize_mb"],
+                   nofile=256, nproc=job.get("nproc"))
+    else:
+        cap_limits(cpu_s=cpu, cpu_grace_s=1)
 
 
 def _first_to_go_at_oom() -> None:
@@ -180,116 +167,47 @@ def _wipe(path: str) -> bool:
     return ok
 
 
-class _Capture:
-    def __init__(self, cap: int):
-        self.cap, self.data, self.total = cap, bytearray(), 0
-
-    def feed(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        room = self.cap - len(self.data)
-        if room > 0:
-            self.data += chunk[:room]
-
-    def dump(self) -> dict:
-        return {"b64": base64.b64encode(bytes(self.data)).decode(), "truncated": self.total > self.cap}
-
-
 def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
     t0 = time.monotonic()
-    deadline = t0 + job["timeout"]
     workdir = os.path.join(TMP, f"job-{job['id']}")
     os.mkdir(workdir, 0o700)
-    check = job["mode"] == "check"
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    req_r = req_w = resp_r = resp_w = ver_r = ver_w = None
-    b_pid = None
-    if check:
+    captures = {out_r: Capture(job["output_cap"]), err_r: Capture(job["output_cap"])}
+    child_ends = [in_r, out_w, err_w]
+    verdict = b_pid = req_r = resp_w = None
+    if job["mode"] == "check":
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         ver_r, ver_w = os.pipe()
         b_pid = _fork_tests(job, tests_fd, ver_w, req_w, resp_r)
+        captures[ver_r] = verdict = Capture(harness.MAX_FRAME)
+        child_ends += [req_r, req_w, resp_r, resp_w, ver_w]
     a_pid = _fork_candidate(job, workdir, in_r, out_w, err_w, req_r, resp_w)
-    for fd in (in_r, out_w, err_w, req_r, req_w, resp_r, resp_w, ver_w):
-        if fd is not None:
-            os.close(fd)
-
-    sel = selectors.DefaultSelector()
-    captures = {out_r: _Capture(job["output_cap"]), err_r: _Capture(job["output_cap"])}
-    verdict = _Capture(harness.MAX_FRAME)
-    if ver_r is not None:
-        captures[ver_r] = verdict
-    for fd in captures:
-        sel.register(fd, selectors.EVENT_READ, "pipe")
-    pending_stdin = memoryview(job["stdin"].encode())
-    if pending_stdin:
-        os.set_blocking(in_w, False)
-        sel.register(in_w, selectors.EVENT_WRITE, "stdin")
-    else:
-        os.close(in_w)
-    waiting = {}
-    for pid in (a_pid, b_pid):
-        if pid is not None:
-            pfd = os.pidfd_open(pid)
-            waiting[pfd] = pid
-            sel.register(pfd, selectors.EVENT_READ, "exit")
-    statuses: dict[int, int] = {}
-    timed_out = False
-
-    def close_fd(fd):
-        sel.unregister(fd)
+    for fd in child_ends:
         os.close(fd)
 
-    while waiting:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            timed_out = True
-            break
-        for key, _ in sel.select(remaining):
-            fd = key.fd
-            if key.data == "stdin":
-                try:
-                    pending_stdin = pending_stdin[os.write(fd, pending_stdin):]
-                except OSError:  # the candidate closed its stdin: fine
-                    pending_stdin = pending_stdin[:0]
-                if not pending_stdin:
-                    close_fd(fd)
-            elif key.data == "pipe":
-                chunk = os.read(fd, 1 << 16)
-                if chunk:
-                    captures[fd].feed(chunk)
-                else:
-                    close_fd(fd)
-            elif key.data == "exit":
-                pid = waiting.pop(fd)
-                close_fd(fd)
-                statuses[pid] = os.waitpid(pid, 0)[1]
-                if pid == b_pid and a_pid not in statuses:
-                    # the tests are over; whatever the candidate still does is irrelevant
-                    try:
-                        os.killpg(a_pid, signal.SIGKILL)
-                    except OSError:
-                        pass
+    statuses: dict[int, int] = {}
+
+    def on_exit(pid: int) -> None:
+        statuses[pid] = os.waitpid(pid, 0)[1]
+        if pid == b_pid and a_pid not in statuses:
+            # the tests are over; whatever the candidate still does is irrelevant
+            try:
+                os.killpg(a_pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    watch = Watch(captures, [pid for pid in (a_pid, b_pid) if pid is not None], in_w, job["stdin"].encode())
+    timed_out = watch.run(t0 + job["timeout"], on_exit)
     clean = _kill_everything(pidns)
-    for pfd, pid in waiting.items():
-        close_fd(pfd)
-        if pid not in statuses:
-            try:
-                statuses[pid] = os.waitpid(pid, 0)[1]
-            except ChildProcessError:
-                pass
     # the writers are dead now, so what is left in the pipes is finite
-    for key in list(sel.get_map().values()):
-        if key.data == "pipe":
-            os.set_blocking(key.fd, False)
-            try:
-                while chunk := os.read(key.fd, 1 << 16):
-                    captures[key.fd].feed(chunk)
-            except BlockingIOError:
-                pass
-        close_fd(key.fd)
-    sel.close()
+    for pid in watch.finish(time.monotonic() + 1.0):
+        try:
+            statuses[pid] = os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            pass
     clean = _wipe(TMP) and clean
     if pidns and os.path.isdir("/dev/shm"):  # the sandbox's own /dev, never the host's
         clean = _wipe("/dev/shm") and clean
@@ -306,7 +224,7 @@ def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
         "dirty": timed_out or not clean,
         "verdict": None,
     }
-    if check and verdict.data:
+    if verdict is not None and verdict.data:
         try:
             report["verdict"] = harness.read_frame_bytes(bytes(verdict.data))
         except Exception:
