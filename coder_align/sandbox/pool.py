@@ -105,6 +105,7 @@ class _Worker:
         self.group = cgroups.MemoryGroup()
         self.group.add(children[0])
         self.baseline_mb = self.group.usage_mb()
+        self.oom_kills = self.group.oom_kills()  # read after each job: the next one's "before"
 
     def _read_frame(self, deadline: float):
         fd = self.proc.stdout.fileno()
@@ -131,7 +132,7 @@ class _Worker:
         frame = _frame(job)
         if self.group is not None:
             self.group.limit(job["memory_mb"])
-            oom_before = self.group.oom_kills()
+            oom_before = self.oom_kills
         try:
             self.proc.stdin.write(frame)
             self.proc.stdin.flush()
@@ -152,9 +153,10 @@ class _Worker:
 
     def _oom_killed(self, before: int) -> bool:
         try:
-            return self.group.oom_kills() > before
+            self.oom_kills = self.group.oom_kills()
         except OSError:
             return False
+        return self.oom_kills > before
 
     def _write_tests(self, data: bytes, deadline: float) -> None:
         # The test process may die before reading everything; never block past the deadline.

@@ -31,7 +31,7 @@ from watch import Capture, Watch, cap_limits  # noqa: E402
 
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
 TMP = "/tmp"  # replaced by --tmp DIR when running without a sandbox: never the host's /tmp
-FILTER: bytes | None = None  # the candidates' seccomp program, checked at start-up
+INSTALL_FILTER = None  # applies the candidates' seccomp program; checked at start-up
 
 
 def _prctl(option: int, value: int) -> None:
@@ -95,8 +95,8 @@ def _fork_candidate(job, workdir, in_r, out_w, err_w, req_r, resp_w) -> int:
             os.environ["TMPDIR"] = workdir
             _first_to_go_at_oom()
             _set_limits(job, candidate=True)
-            if FILTER is not None:
-                seccomp.install(FILTER)  # if this raises, the code never runs: exit 70
+            if INSTALL_FILTER is not None:
+                INSTALL_FILTER()  # if this raises, the code never runs: exit 70
             harness.run_candidate(job, req_r, resp_w)
         finally:
             os._exit(70)
@@ -232,19 +232,19 @@ def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
     return report
 
 
-def _working_filter() -> bytes:
-    """The seccomp program, once a throw-away child has installed it and still works."""
-    program = seccomp.build_filter()
+def _working_filter():
+    """The seccomp installer, once a throw-away child has used it and still works."""
+    install = seccomp.installer(seccomp.build_filter())
     pid = os.fork()
     if pid == 0:
         try:
-            seccomp.install(program)
+            install()
             os._exit(0 if os.getpid() > 0 else 1)
         except BaseException:
             os._exit(1)
     if os.waitpid(pid, 0)[1] != 0:
         raise OSError("the seccomp filter could not be installed")
-    return program
+    return install
 
 
 def main(argv: list[str]) -> int:
@@ -256,14 +256,13 @@ def main(argv: list[str]) -> int:
         raise SystemExit("worker: without a PID namespace pass --tmp with a private directory")
     # non-dumpable: a candidate (same uid) may not ptrace us or open /proc/<pid>/fd|mem
     _prctl(PR_SET_DUMPABLE, 0)
-    global FILTER
+    global INSTALL_FILTER
     try:
-        FILTER = _working_filter()
+        INSTALL_FILTER = _working_filter()
     except OSError as e:
         if pidns:  # sandboxed: no candidate runs without the filter
             harness.write_frame(1, {"ready": False, "error": f"seccomp: {e}"})
             return 1
-        FILTER = None
     # orphans of a job re-parent to us, so we can find and kill them without a PID namespace
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     harness.write_frame(1, {"ready": True, "pid": os.getpid()})
