@@ -102,7 +102,11 @@ class _Worker:
         if len(children) != 1:
             self.close()
             raise bwrap.SandboxUnavailable(f"cannot find the sandbox worker under bwrap (children: {children})")
-        self.group = cgroups.MemoryGroup()
+        try:
+            group = cgroups.MemoryGroup()
+        except OSError:  # writable a moment ago, not now: per-process limits, as without one
+            return
+        self.group = group
         self.group.add(children[0])
         self.baseline_mb = self.group.usage_mb()
         self.oom_kills = self.group.oom_kills()  # read after each job: the next one's "before"
