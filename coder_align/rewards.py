@@ -6,6 +6,7 @@ assistant message is scored). Dataset columns arrive as keyword lists, one item 
 time. A reward never raises into the trainer: a row whose sandbox could not run scores
 `None` (TRL turns it into NaN and leaves it out of the group's statistics) and is counted
 in `INFRA_FAILURES`, which the GRPO stage logs. Each function's `__name__` is its metric key.
+`extract_code` (shared with evaluation) lives in `coder_align.benchmarks.extract`.
 
     >>> extract_code("Here:\\n```python\\nprint(1)\\n```")
     'print(1)\\n'
@@ -18,16 +19,11 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import os
-import re
 import threading
 
-from coder_align.sandbox import check_many, languages
+from coder_align.benchmarks.extract import FENCE_LINE, code_blocks, extract_code
+from coder_align.sandbox import check_many
 from coder_align.sandbox.results import COMPILE_ERROR, UNAVAILABLE
-
-_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*```", re.M | re.S)
-_TAGS = {"python": {"python", "py", "python3"}, "cpp": {"cpp", "c++", "cc", "cxx"}, "c": {"c"},
-         "java": {"java"}, "javascript": {"javascript", "js", "node"}, "go": {"go", "golang"},
-         "rust": {"rust", "rs"}, "bash": {"bash", "sh", "shell"}}
 
 # rows that could not be judged (sandbox down, toolchain missing), by reward name
 INFRA_FAILURES: collections.Counter = collections.Counter()
@@ -47,30 +43,6 @@ def completion_text(completion) -> str:
                 content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
             return str(content)
     return ""
-
-
-def extract_code(text: str, language: str | None = None) -> str:
-    """The code in a completion: the last fenced block tagged `language` (or untagged), else
-    the last fenced block of any tag, else the raw text (a model that answered bare code).
-
-    >>> extract_code("```js\\nx()\\n```\\n```python\\ny()\\n```", "python")
-    'y()\\n'
-    >>> extract_code("def f(): pass")
-    'def f(): pass'
-    """
-    blocks = _FENCE.findall(text)
-    if not blocks:
-        unterminated = re.search(r"^[ \t]*```[ \t]*[\w+#.-]*[^\n]*\n(.*)\Z", text, re.M | re.S)
-        return unterminated.group(1) if unterminated else text
-    if language:
-        wanted = _TAGS.get(languages.normalise(language), {language.lower()})
-        tagged = [code for tag, code in blocks if tag.lower() in wanted]
-        if tagged:
-            return tagged[-1]
-        untagged = [code for tag, code in blocks if not tag]
-        if untagged:
-            return untagged[-1]
-    return blocks[-1][1]
 
 
 def _per_row(value, n: int, name: str) -> list:
@@ -167,8 +139,7 @@ def format_reward(completions, **kwargs) -> list[float | None]:
     out = []
     for completion in completions:
         text = completion_text(completion)
-        fences = re.findall(r"^[ \t]*```", text, re.M)
-        out.append(1.0 if len(fences) == 2 and len(_FENCE.findall(text)) == 1 else 0.0)
+        out.append(1.0 if len(FENCE_LINE.findall(text)) == 2 and len(code_blocks(text)) == 1 else 0.0)
     return out
 
 

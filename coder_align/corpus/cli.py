@@ -18,7 +18,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--dedup-threshold", type=float, default=0.7, help="MinHash Jaccard threshold for near-duplicate repositories")
     b.add_argument("--num-perm", type=int, default=128, help="MinHash permutations")
     b.add_argument("--no-decontaminate", action="store_true", help="skip HumanEval/MBPP decontamination")
-    b.add_argument("--mbpp", default=str(DEFAULT_MBPP), help="MBPP JSONL for decontamination (skipped if missing)")
+    b.add_argument("--mbpp", default=DEFAULT_MBPP,
+                   help="MBPP JSONL for decontamination (default: the one coder_align.benchmarks finds; skipped if none)")
     b.add_argument("--decontam-file", action="append", default=[], metavar="JSONL",
                    help="extra benchmark JSONL (fields text/code/test_list); repeatable")
     b.add_argument("--max-file-bytes", type=int, default=DEFAULT_MAX_FILE_BYTES, help="skip larger files")
