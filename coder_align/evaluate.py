@@ -12,7 +12,8 @@ gets `samples_<task>.jsonl` (task_id, completion, status, passed), `summary.json
 `report.md`, `pass_rates.png` and the resolved `eval_config.yaml`.
 
 Modes: `base` continues the prompt (HumanEval, MBPP); `instruct` asks through the chat
-template (DeepSeek's by default, `--template model` for the tokenizer's own) and takes the
+template (the one a run of ours was trained with, read by run_dir.read_run; DeepSeek's
+for other models; `--template model` for the tokenizer's own) and takes the
 code from the answer; infilling always runs in `fim` mode (PSM sentinels).
 """
 
@@ -23,7 +24,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -48,8 +49,8 @@ class EvalConfig:
     model: str = "embedded"  # local dir, hub id, .gguf, or the embedded SmolLM2-135M-Instruct
     tasks: list[str] = field(default_factory=lambda: ["humaneval", "mbpp", "infilling"])
     mode: Literal["base", "instruct", "fim"] = "base"  # for humaneval/mbpp/custom; infilling is fim
-    template: Literal["deepseek", "model"] = "deepseek"
-    system_prompt: str | None = None  # None: DeepSeek's default system prompt
+    template: Literal["deepseek", "model"] | None = None  # None: the one the run was trained with, else deepseek
+    system_prompt: str | None = None  # None: the run's own, else DeepSeek's default ("" for none)
     n: int = 1
     temperature: float = 0.0
     top_p: float = 0.95
@@ -71,23 +72,32 @@ class EvalConfig:
 
 # --- model ------------------------------------------------------------------------------
 
-def load_generator(config: EvalConfig):
+def load_generator(config: EvalConfig, run=None):
+    """(generator, tokenizer) for `config.model`, read through `run_dir.read_run`: an output
+    directory of ours brings its base weights, adapter, template and system prompt."""
     from coder_align.config import ModelConfig
     from coder_align.evaluation.generation import HFGenerator, VLLMGenerator, vllm_usable
-    from coder_align.merge import is_adapter_dir, load_merged
+    from coder_align.merge import load_merged, merge
     from coder_align.models import load_model, load_tokenizer, resolve_model_path, stop_token_ids
+    from coder_align.run_dir import read_run
 
-    tokenizer = load_tokenizer(config.model, config.template, config.system_prompt)
-    stops = stop_token_ids(tokenizer, config.template)
+    run = run or read_run(config.model, config.template, config.system_prompt)
+    tokenizer = load_tokenizer(run.tokenizer, run.template, run.system_prompt)
+    stops = stop_token_ids(tokenizer, run.template)
     use_vllm = config.backend == "vllm" or (config.backend == "auto" and vllm_usable())
     if use_vllm:
-        return VLLMGenerator(resolve_model_path(config.model), tokenizer, stops, config.dtype), tokenizer
-    if is_adapter_dir(config.model):  # a LoRA/QLoRA output directory: evaluate base + adapter merged
-        model, _ = load_merged(config.model, dtype=config.dtype)
+        weights = run.weights
+        if run.adapter:  # vLLM takes full weights: fold the adapter in once, beside the results
+            weights = str(merge(run.adapter, Path(config.out) / "merged_model", dtype=config.dtype
+                                if config.dtype != "auto" else "bfloat16"))
+            log.info("merged adapter %s into %s for vLLM", run.adapter, weights)
+        return VLLMGenerator(resolve_model_path(weights), tokenizer, stops, config.dtype), tokenizer
+    if run.adapter:  # a LoRA/QLoRA output directory: evaluate base + adapter merged
+        model, _ = load_merged(run.adapter, run.weights, dtype=config.dtype)
         model.eval()
     else:
-        model_config = ModelConfig(path=config.model, dtype=config.dtype, gradient_checkpointing=False)
-        model = load_model(model_config, tokenizer, None, training=False, template=config.template)
+        model_config = ModelConfig(path=run.weights, dtype=config.dtype, gradient_checkpointing=False)
+        model = load_model(model_config, tokenizer, None, training=False, template=run.template)
     import torch
 
     if torch.cuda.is_available():  # load_model leaves weights where from_pretrained put them (CPU)
@@ -109,7 +119,7 @@ def prompts_for(task: Task, mode: str, config: EvalConfig, tokenizer) -> tuple[l
         return [fim_prompt(p) for p in task.problems], True
     if mode == "base":
         return [base_prompt(p) for p in task.problems], True
-    if config.template == "deepseek":
+    if (config.template or "deepseek") == "deepseek":
         from coder_align.templates import render
 
         return [render(instruct_messages(p), add_generation_prompt=True, system_prompt=config.system_prompt)
@@ -125,7 +135,7 @@ def stops_for(task: Task, mode: str, config: EvalConfig) -> list[str]:
     if mode == "base":
         return task.stops
     # A model that never learnt <|EOT|> goes on with an instruction of its own.
-    return [f"\n{INSTRUCTION_HEADER.strip()}"] if config.template == "deepseek" else []
+    return [f"\n{INSTRUCTION_HEADER.strip()}"] if (config.template or "deepseek") == "deepseek" else []
 
 
 def completions_for(task: Task, mode: str, texts: list[list[str]], stops: list[str]) -> list[dict]:
@@ -159,13 +169,19 @@ def main(config: EvalConfig) -> dict:
         torch.set_num_threads(config.threads)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "eval_config.yaml")
     # Load every task before the model, so a bad path fails in seconds, not after loading.
     tasks = [load_task(name, config.mbpp_path, config.infilling_path, config.humaneval_path, config.limit)
              for name in config.tasks]
     modes = {task.name: task_mode(task, config) for task in tasks}
-    generator, tokenizer = load_generator(config)
-    summary = {"stage": "eval", "model": config.model, "backend": generator.backend, "modes": modes,
+    # Prompt as the model was trained: the run's template and system prompt, recorded below.
+    from coder_align.run_dir import read_run
+
+    run = read_run(config.model, config.template, config.system_prompt)
+    config = replace(config, template=run.template, system_prompt=run.system_prompt)
+    save_config(config, out / "eval_config.yaml")
+    generator, tokenizer = load_generator(config, run)
+    summary = {"stage": "eval", "model": config.model, "run": run.describe(), "backend": generator.backend,
+               "modes": modes,
                "n": config.n, "temperature": config.temperature, "tasks": {}, "config": to_dict(config)}
     for task in tasks:
         mode = modes[task.name]
@@ -210,7 +226,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tasks", default=",".join(defaults.tasks),
                      help="comma-separated: humaneval, mbpp, infilling, or custom .jsonl files")
     run.add_argument("--mode", choices=["base", "instruct", "fim"], default=defaults.mode)
-    run.add_argument("--template", choices=["deepseek", "model"], default=defaults.template)
+    run.add_argument("--template", choices=["deepseek", "model"], default=None,
+                     help="default: the template the model was trained with (deepseek when unknown)")
     run.add_argument("--system-prompt", default=None)
     run.add_argument("--n", type=int, default=defaults.n)
     run.add_argument("--temperature", type=float, default=defaults.temperature)
