@@ -150,7 +150,7 @@ def pack_documents(documents: list[str], tokenizer, data: PretrainDataConfig) ->
     The final partial window is dropped (and its tokens counted): padding it would train
     on pad tokens, and carrying it over would break reproducibility across resumes.
     """
-    from coder_align.corpus.fim import apply_fim, split_fim
+    from coder_align.fim import apply_fim, split_fim
 
     rng = random.Random(data.seed)
     stream: list[int] = []

@@ -105,7 +105,7 @@ def test_instruct_completion_redefines_or_completes_the_function():
 
 
 def test_prompts_per_mode():
-    from coder_align.corpus.fim import FIM_BEGIN, FIM_END, FIM_HOLE
+    from coder_align.fim import FIM_BEGIN, FIM_END, FIM_HOLE
 
     mbpp = Problem("Mbpp/11", "program", "Remove a char.", ["assert f(1) == 1"], first_test="assert f(1) == 1")
     assert base_prompt(mbpp) == '"""\nRemove a char.\nassert f(1) == 1\n"""\n'

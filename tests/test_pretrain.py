@@ -23,7 +23,7 @@ def corpus(tmp_path):
 
 
 def test_sentinels_are_added_as_single_special_tokens(tiny_model_dir):
-    from coder_align.corpus.fim import SENTINELS
+    from coder_align.fim import SENTINELS
 
     tokenizer = load_pretrain_tokenizer(str(tiny_model_dir))
     for s in SENTINELS:
@@ -31,7 +31,7 @@ def test_sentinels_are_added_as_single_special_tokens(tiny_model_dir):
 
 
 def test_packing_inserts_eos_between_documents_and_applies_fim(tiny_model_dir):
-    from coder_align.corpus.fim import FIM_BEGIN, split_fim
+    from coder_align.fim import FIM_BEGIN, split_fim
 
     tokenizer = load_pretrain_tokenizer(str(tiny_model_dir))
     docs = ["def a():\n    return 1\n", "def b():\n    return 2\n", "x = 3\n"]

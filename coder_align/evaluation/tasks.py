@@ -196,7 +196,7 @@ def instruct_messages(problem: Problem) -> list[dict]:
 
 
 def fim_prompt(problem: Problem) -> str:
-    from coder_align.corpus.fim import FIM_BEGIN, FIM_END, FIM_HOLE
+    from coder_align.fim import FIM_BEGIN, FIM_END, FIM_HOLE
 
     if problem.kind != "infill":
         raise TaskError(f"{problem.task_id}: fim mode needs an infilling task")
