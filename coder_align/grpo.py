@@ -90,7 +90,7 @@ def main(config: GRPOConfig) -> dict:
     from trl import GRPOConfig as TRLGRPOConfig
 
     from coder_align.data.grpo_rows import read_tasks, to_dataset
-    from coder_align.grpo_rewards import RewardSet
+    from coder_align.reward_set import RewardSet
     from coder_align.models import load_model, load_tokenizer
     from coder_align.training import is_main_process, plot_metric, train_and_save, training_arguments, write_summary
 
