@@ -24,7 +24,6 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import logging
-import time
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -90,6 +89,7 @@ def main(config: GRPOConfig) -> dict:
     from trl import GRPOConfig as TRLGRPOConfig
 
     from coder_align.data.grpo_rows import read_tasks, to_dataset
+    from coder_align.grpo_trainer import CodeGRPOTrainer
     from coder_align.reward_set import RewardSet
     from coder_align.models import load_model, load_tokenizer
     from coder_align.training import is_main_process, plot_metric, train_and_save, training_arguments, write_summary
@@ -131,8 +131,8 @@ def main(config: GRPOConfig) -> dict:
     if hasattr(model, "print_trainable_parameters") and is_main_process():
         model.print_trainable_parameters()
 
-    trainer = _trainer_class()(model=model, reward_funcs=rewards.functions(), args=args, train_dataset=to_dataset(tasks),
-                                 processing_class=tokenizer)
+    trainer = CodeGRPOTrainer(model=model, reward_funcs=rewards.functions(), args=args,
+                              train_dataset=to_dataset(tasks), processing_class=tokenizer)
     trainer.clipped_ratio_warning = g.clipped_ratio_warning
 
     # --- train and save ----------------------------------------------------------------------
@@ -248,51 +248,15 @@ def trl_arguments(g: GRPOSettings, reward_weights: list[float]) -> dict:
     )
 
 
-def _trainer_class():
-    from trl import GRPOTrainer
-
-    class CodeGRPOTrainer(GRPOTrainer):
-        """GRPOTrainer plus generation/step timing and a warning when completions get clipped."""
-
-        clipped_ratio_warning = 0.2
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.warnings: list[str] = []
-
-        def _metric(self, name: str, value: float) -> None:
-            self._metrics["train" if self.model.training else "eval"][name].append(value)
-
-        def _generate(self, prompts):  # TRL's private hook around transformers/vLLM generation
-            started = time.perf_counter()
-            result = super()._generate(prompts)
-            self._metric("timing/generation_s", time.perf_counter() - started)
-            return result
-
-        def training_step(self, *args, **kwargs):
-            # Includes generation and rewards when this step starts a new generation batch.
-            started = time.perf_counter()
-            loss = super().training_step(*args, **kwargs)
-            self._metric("timing/step_s", time.perf_counter() - started)
-            return loss
-
-        def log(self, logs, start_time=None):
-            super().log(logs, start_time)
-            clipped = logs.get("completions/clipped_ratio")
-            if clipped is not None and clipped > self.clipped_ratio_warning and not self.warnings:
-                message = (f"step {self.state.global_step}: {clipped:.0%} of completions hit "
-                           f"max_completion_length={self.args.max_completion_length}; truncated code fails its "
-                           "tests, so raise grpo.max_completion_length or set grpo.mask_truncated_completions=true")
-                self.warnings.append(message)
-                log.warning(message)
-
-    return CodeGRPOTrainer
-
-
 def __getattr__(name):
-    # CodeGRPOTrainer is built on first use, so importing this module does not import TRL.
-    if name == "CodeGRPOTrainer":
-        return _trainer_class()
+    if name == "CodeGRPOTrainer":  # its old home; importing this module must not import TRL
+        import warnings
+
+        from coder_align.grpo_trainer import CodeGRPOTrainer
+
+        warnings.warn("coder_align.grpo.CodeGRPOTrainer moved to coder_align.grpo_trainer", DeprecationWarning,
+                      stacklevel=2)
+        return CodeGRPOTrainer
     raise AttributeError(name)
 
 
