@@ -43,7 +43,7 @@ class GRPODataConfig:
     template: Literal["deepseek", "model"] | None = None  # None: the starting point's, else deepseek
     system_prompt: str | None = None  # None: the starting point's, else DeepSeek's default
     on_invalid: Literal["error", "skip"] = "error"
-    max_rows: int | None = None
+    max_rows: int | None = None  # use at most this many valid rows (reading stops there)
 
 
 @dataclass
