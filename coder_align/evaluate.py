@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from coder_align.cli import user_error
 from coder_align.config import ConfigError, save_config, to_dict
 from coder_align.templates import INSTRUCTION_HEADER
 from coder_align.evaluation.report import bar_chart, compare_runs, headline, markdown_report, write_jsonl
@@ -283,8 +284,7 @@ def cli(argv: list[str]) -> int:
                       f"of {t['common_problems']} common problems")
             print(json.dumps(result))
     except (TaskError, ConfigError, FileNotFoundError) as e:
-        print(f"coder-align eval: {e}", file=sys.stderr)
-        return 2
+        return user_error("coder-align eval", e)
     return 0
 
 

@@ -47,7 +47,7 @@ def test_cli_writes_jsonl_stats_and_report(tmp_path):
 
 def test_cli_reports_a_missing_repo(tmp_path):
     proc = run_cli("build", "--repos", tmp_path / "nope", "--out", tmp_path / "c.jsonl")
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a user error, as in every subcommand (coder_align.cli.EXIT_USER_ERROR)
     assert "nope" in proc.stderr and "not a directory" in proc.stderr
 
 

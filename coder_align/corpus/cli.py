@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from coder_align.cli import user_error
 from coder_align.corpus.decontam import DEFAULT_MBPP
 from coder_align.corpus.walk import DEFAULT_MAX_FILE_BYTES
 
@@ -40,8 +41,7 @@ def cli(argv: list[str]) -> int:
             max_file_bytes=args.max_file_bytes, seed=args.seed, stats_path=args.stats, report_path=args.report,
         )
     except (OSError, ValueError) as e:
-        print(f"coder-align corpus: {e}", file=sys.stderr)
-        return 1
+        return user_error("coder-align corpus", e)
     with open(stats["report_path"], encoding="utf-8") as f:
         print(f.read(), end="")
     print(f"wrote {args.out}, {stats['stats_path']}, {stats['report_path']}")
