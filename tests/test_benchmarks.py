@@ -15,7 +15,7 @@ import pytest
 from coder_align import benchmarks
 from coder_align.benchmarks import extract, prompts, sources
 from coder_align.data.grpo_rows import parse_task_ids, read_tasks
-from coder_align.evaluate import EvalConfig, prompts_for
+from coder_align.evaluate import flat_config, prompts_for
 from coder_align.evaluation.tasks import instruct_messages, load_humaneval, load_mbpp
 
 MBPP_ROWS = [
@@ -50,7 +50,7 @@ def _grpo_and_eval_prompts(grpo_path, eval_task, fmt, system_prompt):
     grpo_text = [tok.apply_chat_template(t["prompt"], tokenize=False, add_generation_prompt=True) for t in grpo_tasks]
     grpo_ids = [tok.apply_chat_template(t["prompt"], tokenize=True, add_generation_prompt=True, return_dict=True)
                 ["input_ids"] for t in grpo_tasks]
-    config = EvalConfig(mode="instruct", template="deepseek", system_prompt=system_prompt)
+    config = flat_config(mode="instruct", template="deepseek", system_prompt=system_prompt)
     eval_text, add_special = prompts_for(eval_task, "instruct", config, tok)
     eval_ids = [tok(t, add_special_tokens=add_special)["input_ids"] for t in eval_text]
     return grpo_tasks, grpo_text, grpo_ids, eval_text, eval_ids

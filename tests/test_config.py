@@ -13,6 +13,7 @@ STAGE_SCHEMAS = {
     "sft": "coder_align.sft:SFTConfig",
     "grpo": "coder_align.grpo:GRPOConfig",
     "pretrain": "coder_align.pretrain:PretrainConfig",
+    "eval": "coder_align.evaluation.config:EvalConfig",
 }
 
 

@@ -85,7 +85,7 @@ def test_each_stage_reads_the_same_base_template_and_system_prompt(round_trip):
 def test_eval_prompts_with_the_bytes_training_used(round_trip, monkeypatch):
     from transformers import AutoTokenizer
 
-    from coder_align.evaluate import EvalConfig, main
+    from coder_align.evaluate import flat_config, main
     from coder_align.evaluation import generation
 
     sft_bytes = render(MESSAGES, add_generation_prompt=True, system_prompt=SYSTEM)  # what SFT tokenized
@@ -106,11 +106,11 @@ def test_eval_prompts_with_the_bytes_training_used(round_trip, monkeypatch):
     for model in ("merged", "grpo"):  # full weights, and base + adapter
         seen.clear()
         out = round_trip["tmp"] / f"eval-{model}"
-        summary = main(EvalConfig(model=str(round_trip[model]), tasks=[tasks], mode="instruct", max_new_tokens=2,
-                                  out=str(out), backend="transformers", threads=1))
+        summary = main(flat_config(model=str(round_trip[model]), tasks=[tasks], mode="instruct", max_new_tokens=2,
+                                   out=str(out), backend="transformers", threads=1))
         assert seen == [sft_bytes], model
         assert summary["run"]["system_prompt"] == SYSTEM
-        assert yaml.safe_load((out / "eval_config.yaml").read_text())["system_prompt"] == SYSTEM
+        assert yaml.safe_load((out / "eval_config.yaml").read_text())["data"]["system_prompt"] == SYSTEM
 
 
 def test_an_explicit_system_prompt_still_wins(round_trip):
@@ -133,7 +133,7 @@ def test_old_grpo_runs_that_saved_an_adapter_as_model_path_resolve_to_its_base(r
 
 
 def test_vllm_backend_gets_merged_weights_for_an_adapter(round_trip, monkeypatch, tmp_path):
-    from coder_align.evaluate import EvalConfig, load_generator
+    from coder_align.evaluate import flat_config, load_generator
     from coder_align.evaluation import generation
 
     got = {}
@@ -145,7 +145,7 @@ def test_vllm_backend_gets_merged_weights_for_an_adapter(round_trip, monkeypatch
             got.update(path=path, stops=stops)
 
     monkeypatch.setattr(generation, "VLLMGenerator", FakeVLLM)
-    load_generator(EvalConfig(model=str(round_trip["grpo"]), backend="vllm", out=str(tmp_path)))
+    load_generator(flat_config(model=str(round_trip["grpo"]), backend="vllm", out=str(tmp_path)))
     merged = tmp_path / "merged_model"
     assert got["path"] == str(merged) and (merged / "model.safetensors").is_file()
     assert not (merged / "adapter_config.json").exists()
