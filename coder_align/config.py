@@ -185,6 +185,23 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     return config
 
 
+def load_config_with_flags(cls: type[T], path: str | Path | None, overrides: list[str],
+                           flags: dict[str, Any], flag_names: dict[str, str]) -> T:
+    """`load_config` for a command that also keeps older `--flags` as aliases of keys:
+    defaults <- YAML <- flags (`flags`: dotted key -> value) <- `key=value` overrides.
+    A flag and the key it stands for given together is an error (`flag_names`: key -> flag)."""
+    data = load_yaml(path) if path else {}
+    parsed = [parse_override(text) for text in overrides]
+    for key, value in flags.items():
+        if any(k == key for k, _ in parsed):
+            raise ConfigError(f"{flag_names.get(key, key)} and {key}= both given; use one")
+        set_dotted(data, key, value)
+    for key, value in parsed:
+        set_dotted(data, key, value)
+    source = (str(path) if path else "defaults") + (" + command line" if flags or overrides else "")
+    return from_dict(cls, data, source)
+
+
 def save_config(config: Any, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")

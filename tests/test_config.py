@@ -14,6 +14,7 @@ STAGE_SCHEMAS = {
     "grpo": "coder_align.grpo:GRPOConfig",
     "pretrain": "coder_align.pretrain:PretrainConfig",
     "eval": "coder_align.evaluation.config:EvalConfig",
+    "corpus": "coder_align.corpus.cli:CorpusConfig",
 }
 
 

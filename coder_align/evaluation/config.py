@@ -14,7 +14,7 @@ import argparse
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from coder_align.config import ConfigError, from_dict, load_yaml, parse_override, set_dotted
+from coder_align.config import ConfigError, from_dict, load_config_with_flags, set_dotted
 
 
 @dataclass
@@ -91,20 +91,13 @@ def add_flag_aliases(parser: argparse.ArgumentParser, names) -> None:
 
 def eval_config(path: str | None = None, overrides: list[str] = (), flags: dict | None = None) -> EvalConfig:
     """Defaults <- YAML file <- flags <- `key=value` overrides; a flag and its key both given is an error."""
-    data = load_yaml(path) if path else {}
-    source = str(path) if path else "defaults"
-    keys = [parse_override(text) for text in overrides]
-    given = {key for key, _ in keys}
+    keyed = {}
     for name, value in (flags or {}).items():
-        key = FLAG_KEYS[name]
-        if key in given:
-            raise ConfigError(f"--{name.replace('_', '-')} and {key}= both given; use one")
         if name == "tasks":
             value = [t.strip() for t in value.split(",") if t.strip()]
-        set_dotted(data, key, value)
-    for key, value in keys:
-        set_dotted(data, key, value)
-    return from_dict(EvalConfig, data, source + (" + command line" if flags or overrides else ""))
+        keyed[FLAG_KEYS[name]] = value
+    names = {FLAG_KEYS[name]: f"--{name.replace('_', '-')}" for name in flags or {}}
+    return load_config_with_flags(EvalConfig, path, list(overrides), keyed, names)
 
 
 def flat_config(**values) -> EvalConfig:
