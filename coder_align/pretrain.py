@@ -1,6 +1,6 @@
 """Continued pretraining on a code corpus, with document-level FIM and optional RoPE scaling.
 
-    deepspeed coder_align/pretrain.py --config configs/pretrain/deepseek-coder-6.7b-continue-zero3.yaml
+    deepspeed coder_align/pretrain.py --config configs/pretrain/deepseek-coder-6.7b-continue-16k-zero3.yaml
     coder-align pretrain --config configs/pretrain/quickstart-cpu.yaml data.path=corpus.jsonl
 
 Steps: tokenizer (+ FIM sentinels where missing) -> corpus rows (`text`, as written by
@@ -23,7 +23,7 @@ import logging
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from coder_align.config import ConfigError, ModelConfig, PeftConfig, TrainConfig, parse_args, to_dict
 
@@ -36,11 +36,13 @@ class PretrainDataConfig:
     split: str = "train"
     text_field: str = "text"
     fim_rate: float = 0.5  # DeepSeek-Coder: 50% PSM
-    spm_rate: float = 0.0
-    seq_length: int = 2048
+    fim_spm_rate: float = 0.0  # share of FIM documents in SPM order (as data.fim_spm_rate in SFT)
+    max_length: int = 2048  # tokens per training window (the name SFT uses for its sample length)
     on_invalid: Literal["error", "skip"] = "error"
-    max_documents: int | None = None
+    max_rows: int | None = None  # use at most this many valid documents (as data.max_rows in SFT and GRPO)
     seed: int = 0
+
+    ALIASES: ClassVar[dict] = {"spm_rate": "fim_spm_rate", "seq_length": "max_length", "max_documents": "max_rows"}
 
 
 @dataclass
@@ -78,7 +80,7 @@ def main(config: PretrainConfig) -> dict:
     windows, pack_stats = pack_documents(documents, tokenizer, config.data)
     log.info("corpus: %s, packing: %s", doc_stats, pack_stats)
     if not windows:
-        raise ValueError(f"{config.data.path}: not enough text for one window of {config.data.seq_length} tokens")
+        raise ValueError(f"{config.data.path}: not enough text for one window of {config.data.max_length} tokens")
 
     # --- model (RoPE overrides are part of the saved config) -----------------------------
     args = training_arguments(config.train, config.model.gradient_checkpointing)
@@ -126,7 +128,7 @@ def read_documents(data: PretrainDataConfig) -> tuple[list[str], dict]:
 
     documents, skipped = [], Counter()
     for item in iter_rows(data.path, data.split):
-        if data.max_documents is not None and len(documents) >= data.max_documents:
+        if data.max_rows is not None and len(documents) >= data.max_rows:
             break
         try:
             if isinstance(item, DataError):
@@ -150,23 +152,23 @@ def pack_documents(documents: list[str], tokenizer, data: PretrainDataConfig) ->
     The final partial window is dropped (and its tokens counted): padding it would train
     on pad tokens, and carrying it over would break reproducibility across resumes.
     """
-    from coder_align.corpus.fim import apply_fim, split_fim
+    from coder_align.fim import apply_fim, split_fim
 
     rng = random.Random(data.seed)
     stream: list[int] = []
     fim_documents = 0
     for text in documents:
-        text = apply_fim(text, rng, data.fim_rate, data.spm_rate)
+        text = apply_fim(text, rng, data.fim_rate, data.fim_spm_rate)
         fim_documents += split_fim(text) is not None
         stream += tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    n = len(stream) // data.seq_length
-    windows = [{"input_ids": stream[i * data.seq_length:(i + 1) * data.seq_length]} for i in range(n)]
+    n = len(stream) // data.max_length
+    windows = [{"input_ids": stream[i * data.max_length:(i + 1) * data.max_length]} for i in range(n)]
     stats = {
         "fim_documents": fim_documents,
         "tokens": len(stream),
         "windows": n,
-        "tokens_in_windows": n * data.seq_length,
-        "tail_tokens_dropped": len(stream) - n * data.seq_length,
+        "tokens_in_windows": n * data.max_length,
+        "tail_tokens_dropped": len(stream) - n * data.max_length,
     }
     return windows, stats
 
@@ -174,7 +176,7 @@ def pack_documents(documents: list[str], tokenizer, data: PretrainDataConfig) ->
 def stack_windows(examples: list[dict]):
     import torch
 
-    ids = torch.tensor([e["input_ids"] for e in examples], dtype=torch.long)  # (B, seq_length)
+    ids = torch.tensor([e["input_ids"] for e in examples], dtype=torch.long)  # (B, max_length)
     return {"input_ids": ids, "labels": ids.clone()}
 
 

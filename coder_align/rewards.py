@@ -4,8 +4,10 @@ Completions are strings or conversations (lists of `{"role", "content"}`; the la
 assistant message is scored). Dataset columns arrive as keyword lists, one item per row
 (`tests`, `language`). Code runs through `coder_align.sandbox.check_many`, a batch at a
 time. A reward never raises into the trainer: a row whose sandbox could not run scores
-`None` (TRL turns it into NaN and leaves it out of the group's statistics) and is counted
-in `INFRA_FAILURES`, which the GRPO stage logs. Each function's `__name__` is its metric key.
+`None` (TRL turns it into NaN and leaves it out of the group's statistics); the GRPO stage
+counts those rows (`RewardSet.unjudged`, logged as `code/unjudged`). Each function's
+`__name__` is its metric key.
+`extract_code` (shared with evaluation) lives in `coder_align.benchmarks.extract`.
 
     >>> extract_code("Here:\\n```python\\nprint(1)\\n```")
     'print(1)\\n'
@@ -15,24 +17,12 @@ in `INFRA_FAILURES`, which the GRPO stage logs. Each function's `__name__` is it
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import os
-import re
-import threading
 
-from coder_align.sandbox import check_many, languages
+from coder_align.benchmarks.extract import FENCE_LINE, code_blocks, extract_code
+from coder_align.sandbox import check_many
 from coder_align.sandbox.results import COMPILE_ERROR, UNAVAILABLE
-
-_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)^[ \t]*```", re.M | re.S)
-_TAGS = {"python": {"python", "py", "python3"}, "cpp": {"cpp", "c++", "cc", "cxx"}, "c": {"c"},
-         "java": {"java"}, "javascript": {"javascript", "js", "node"}, "go": {"go", "golang"},
-         "rust": {"rust", "rs"}, "bash": {"bash", "sh", "shell"}}
-
-# rows that could not be judged (sandbox down, toolchain missing), by reward name
-INFRA_FAILURES: collections.Counter = collections.Counter()
-_lock = threading.Lock()
-
 
 def completion_text(completion) -> str:
     """The text to score: a string as is; a conversation's last assistant message."""
@@ -49,30 +39,6 @@ def completion_text(completion) -> str:
     return ""
 
 
-def extract_code(text: str, language: str | None = None) -> str:
-    """The code in a completion: the last fenced block tagged `language` (or untagged), else
-    the last fenced block of any tag, else the raw text (a model that answered bare code).
-
-    >>> extract_code("```js\\nx()\\n```\\n```python\\ny()\\n```", "python")
-    'y()\\n'
-    >>> extract_code("def f(): pass")
-    'def f(): pass'
-    """
-    blocks = _FENCE.findall(text)
-    if not blocks:
-        unterminated = re.search(r"^[ \t]*```[ \t]*[\w+#.-]*[^\n]*\n(.*)\Z", text, re.M | re.S)
-        return unterminated.group(1) if unterminated else text
-    if language:
-        wanted = _TAGS.get(languages.normalise(language), {language.lower()})
-        tagged = [code for tag, code in blocks if tag.lower() in wanted]
-        if tagged:
-            return tagged[-1]
-        untagged = [code for tag, code in blocks if not tag]
-        if untagged:
-            return untagged[-1]
-    return blocks[-1][1]
-
-
 def _per_row(value, n: int, name: str) -> list:
     """A dataset column (one entry per completion) or one value for all rows."""
     if isinstance(value, (list, tuple)):
@@ -83,32 +49,20 @@ def _per_row(value, n: int, name: str) -> list:
     return [value] * n
 
 
-def _count_infra(name: str, n: int) -> None:
-    if n:
-        with _lock:
-            INFRA_FAILURES[name] += n
-
-
-def _judge(name: str, jobs: list[dict | None], score) -> list[float | None]:
+def _judge(jobs: list[dict | None], score) -> list[float | None]:
     """Run the jobs (None: nothing to run, scores None) and map each report through `score`."""
     todo = [j for j in jobs if j is not None]
     try:
         reports = iter(check_many(todo, return_exceptions=True))
     except Exception:  # e.g. bubblewrap missing: every row is unjudgeable, none is wrong
-        _count_infra(name, len(todo))
         return [None] * len(jobs)
-    out, infra = [], 0
+    out = []
     for job in jobs:
         if job is None:
             out.append(None)
             continue
         report = next(reports)
-        if report.status == UNAVAILABLE:
-            infra += 1
-            out.append(None)
-        else:
-            out.append(float(score(report)))
-    _count_infra(name, infra)
+        out.append(None if report.status == UNAVAILABLE else float(score(report)))
     return out
 
 
@@ -137,7 +91,7 @@ def unit_test_reward(completions, tests, language=None, fraction: bool = False,
             return compile_error_penalty
         return report.fraction if fraction else float(report.passed)
 
-    return _judge("unit_test_reward", jobs, score)
+    return _judge(jobs, score)
 
 
 def compile_reward(completions, language=None, compile_error_penalty: float = 0.0, **kwargs) -> list[float | None]:
@@ -156,10 +110,8 @@ def compile_reward(completions, language=None, compile_error_penalty: float = 0.
 
     with concurrent.futures.ThreadPoolExecutor(max(1, min(n, os.cpu_count() or 1))) as ex:
         results = list(ex.map(one, zip(completions, langs)))
-    out = [None if r is None or r.status == UNAVAILABLE else 1.0 if r.status == "ok" else float(compile_error_penalty)
-           for r in results]
-    _count_infra("compile_reward", sum(v is None for v in out))
-    return out
+    return [None if r is None or r.status == UNAVAILABLE else 1.0 if r.status == "ok" else float(compile_error_penalty)
+            for r in results]
 
 
 def format_reward(completions, **kwargs) -> list[float | None]:
@@ -167,9 +119,16 @@ def format_reward(completions, **kwargs) -> list[float | None]:
     out = []
     for completion in completions:
         text = completion_text(completion)
-        fences = re.findall(r"^[ \t]*```", text, re.M)
-        out.append(1.0 if len(fences) == 2 and len(_FENCE.findall(text)) == 1 else 0.0)
+        out.append(1.0 if len(FENCE_LINE.findall(text)) == 2 and len(code_blocks(text)) == 1 else 0.0)
     return out
 
 
 REWARDS = {f.__name__: f for f in (unit_test_reward, compile_reward, format_reward)}
+
+
+def __getattr__(name):
+    if name == "INFRA_FAILURES":
+        # A process-wide counter only a test read; GRPO counts per run (RewardSet.unjudged).
+        raise AttributeError("coder_align.rewards.INFRA_FAILURES was removed: a reward returns None for a row the "
+                             "sandbox could not judge; count those Nones, or read RewardSet.unjudged in GRPO")
+    raise AttributeError(f"module 'coder_align.rewards' has no attribute {name!r}")

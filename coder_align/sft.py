@@ -38,7 +38,7 @@ class SFTDataConfig:
     overlong: Literal["drop", "truncate_prompt"] = "drop"
     on_invalid: Literal["error", "skip"] = "error"
     packing: bool = False  # padding-free: one row per batch, position_ids restart per sample
-    max_rows: int | None = None
+    max_rows: int | None = None  # use at most this many valid rows (reading stops there)
     # Plain code rows {"text": ...} become FIM samples at this rate (0.5 PSM in DeepSeek-Coder),
     # so an instruct model keeps infilling; FIM sentinels are added to the tokenizer if missing.
     fim_rate: float = 0.0

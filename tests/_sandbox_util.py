@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MBPP = REPO.parent / "shared" / "data" / "mbpp_sanitized.jsonl"
 
 
 def _proc_table() -> dict[int, tuple[int, str]]:

@@ -13,6 +13,8 @@ STAGE_SCHEMAS = {
     "sft": "coder_align.sft:SFTConfig",
     "grpo": "coder_align.grpo:GRPOConfig",
     "pretrain": "coder_align.pretrain:PretrainConfig",
+    "eval": "coder_align.evaluation.config:EvalConfig",
+    "corpus": "coder_align.corpus.cli:CorpusConfig",
 }
 
 
@@ -106,3 +108,37 @@ def test_cli_lists_commands():
     out = subprocess.run(cli_command("--help"), capture_output=True, text=True, env=cli_env(), check=True).stdout
     for command in ("sft", "merge", "grpo", "eval", "sandbox", "corpus", "pretrain"):
         assert command in out
+
+
+def test_one_name_per_idea_with_the_old_names_as_warned_aliases(tmp_path):
+    from coder_align.grpo import GRPOConfig
+    from coder_align.pretrain import PretrainConfig
+
+    path = tmp_path / "old.yaml"
+    path.write_text("data:\n  seq_length: 64\n  spm_rate: 0.25\n  max_documents: 3\n")
+    with pytest.warns(FutureWarning, match="'data.seq_length' is deprecated, use 'data.max_length'"):
+        config = load_config(PretrainConfig, path)
+    assert (config.data.max_length, config.data.fim_spm_rate, config.data.max_rows) == (64, 0.25, 3)
+    with pytest.raises(ConfigError, match="old name of 'data.max_length'"):
+        load_config(PretrainConfig, None, ["data.seq_length=64", "data.max_length=64"])
+    # the same idea has the same key in every stage
+    for cls in (SFTConfig, GRPOConfig, PretrainConfig):
+        assert "max_rows" in vars(cls().data), cls
+    assert hasattr(SFTConfig().data, "fim_spm_rate") and hasattr(PretrainConfig().data, "fim_spm_rate")
+    assert hasattr(SFTConfig().data, "max_length") and hasattr(PretrainConfig().data, "max_length")
+
+
+def test_sft_max_rows_counts_rows_used_as_grpo_does(tmp_path):
+    from coder_align.data.grpo_rows import read_tasks
+    from coder_align.data.records import read_conversations
+
+    rows = [{"instruction": "", "output": "x"}, {"instruction": "a", "output": "b"}, {"instruction": "c", "output": "d"}]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    conversations, stats = read_conversations(str(path), on_invalid="skip", max_rows=2)
+    assert len(conversations) == 2 and stats.rows_read == 3
+    grpo_rows = tmp_path / "grpo.jsonl"
+    grpo_rows.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"prompt": "p"}, {"prompt": "p", "tests": ["assert 1"]}, {"prompt": "q", "tests": ["assert 1"]}]))
+    tasks, grpo_stats = read_tasks(str(grpo_rows), on_invalid="skip", max_rows=2)
+    assert len(tasks) == 2 and grpo_stats.rows_read == 3

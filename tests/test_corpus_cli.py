@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,10 +49,39 @@ def test_cli_writes_jsonl_stats_and_report(tmp_path):
 
 def test_cli_reports_a_missing_repo(tmp_path):
     proc = run_cli("build", "--repos", tmp_path / "nope", "--out", tmp_path / "c.jsonl")
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a user error, as in every subcommand (coder_align.cli.EXIT_USER_ERROR)
     assert "nope" in proc.stderr and "not a directory" in proc.stderr
 
 
 def test_cli_requires_out():
     proc = run_cli("build", "--repos", ".")
     assert proc.returncode == 2 and "--out" in proc.stderr
+
+
+def test_settings_from_a_config_file_and_overrides(tmp_path):
+    from coder_align.config import ConfigError
+    from coder_align.corpus.cli import corpus_config
+
+    path = tmp_path / "corpus.yaml"
+    path.write_text("data:\n  repos: [a, b]\ndedup:\n  threshold: 0.9\noutput_path: c.jsonl\n")
+    config = corpus_config(str(path), ["decontam.enabled=false"], {"seed": "3", "decontam_file": ["x.jsonl"]})
+    assert config.data.repos == ["a", "b"] and config.dedup.threshold == 0.9 and config.data.seed == 3
+    assert config.decontam.enabled is False and config.decontam.extra_files == ["x.jsonl"]
+    assert corpus_config(None, [], {"repos": ["r"], "out": "o.jsonl", "no_decontaminate": False}).decontam.enabled is False
+    with pytest.raises(ConfigError, match="--out and output_path= both given"):
+        corpus_config(str(path), ["output_path=d.jsonl"], {"out": "e.jsonl"})
+    with pytest.raises(ConfigError, match="unknown key 'dedup.treshold'"):
+        corpus_config(str(path), ["dedup.treshold=0.5"], {})
+
+
+def test_config_file_run_matches_the_flags_run(tmp_path):
+    repo = tmp_path / "r"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg" / "a.py").write_text("def a():\n    return 1\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data:\n  repos: [{repo}]\ndecontam:\n  enabled: false\noutput_path: {tmp_path / 'x.jsonl'}\n")
+    proc = run_cli("build", "--config", cfg)
+    assert proc.returncode == 0, proc.stderr
+    flags = run_cli("build", "--repos", repo, "--out", tmp_path / "y.jsonl", "--no-decontaminate")
+    assert flags.returncode == 0, flags.stderr
+    assert (tmp_path / "x.jsonl").read_text() == (tmp_path / "y.jsonl").read_text() != ""

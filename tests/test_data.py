@@ -171,7 +171,7 @@ def test_packing_probe_refuses_a_model_that_leaks_across_samples():
 
 
 def test_code_rows_become_fim_samples_with_full_loss(tmp_path, tiny_model_dir):
-    from coder_align.corpus.fim import FIM_BEGIN, split_fim
+    from coder_align.fim import FIM_BEGIN, split_fim
     from coder_align.models import load_tokenizer
 
     tokenizer = load_tokenizer(str(tiny_model_dir), fim_tokens=True)

@@ -49,3 +49,35 @@ def test_documented_command_names_real_things(line):
 def test_every_documented_subcommand_is_covered():
     documented = {shlex.split(l)[1] for l in COMMAND_LINES if l.startswith("coder-align")}
     assert {"sft", "merge", "grpo", "pretrain", "corpus", "sandbox", "eval"} <= documented
+
+
+def _documented_commands() -> list[tuple[str, str]]:
+    """(where, command line) for every command in a module docstring or a config's header."""
+    import ast
+
+    found = []
+    for path in sorted((REPO_ROOT / "coder_align").rglob("*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        found += [(str(path), line.strip()) for line in doc.splitlines()
+                  if line.strip().startswith(("coder-align ", "deepspeed ", "`coder-align "))]
+    for path in sorted((REPO_ROOT / "configs").rglob("*.yaml")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.startswith("#"):
+                break
+            text = line.lstrip("# ").split("(=")[0]
+            if text.startswith(("coder-align ", "deepspeed ", "make ")) or "coder-align " in text:
+                found.append((str(path), text[text.find("coder-align ") if "coder-align " in text else 0:]))
+    return found
+
+
+def test_every_command_in_a_docstring_or_config_header_exists():
+    commands = _documented_commands()
+    assert len(commands) > 15
+    for where, line in commands:
+        words = shlex.split(line.strip("`").split("`")[0])
+        if words[0] == "coder-align" and not words[1].isupper():  # COMMAND is a placeholder
+            assert words[1] in COMMANDS, (where, line)
+        for i, word in enumerate(words):
+            if word in ("--config", "-c") or (word.startswith("coder_align/") and word.endswith(".py")):
+                target = words[i + 1] if word in ("--config", "-c") else word
+                assert (REPO_ROOT / target).is_file(), f"{where}: {line}"

@@ -105,7 +105,7 @@ def test_instruct_completion_redefines_or_completes_the_function():
 
 
 def test_prompts_per_mode():
-    from coder_align.corpus.fim import FIM_BEGIN, FIM_END, FIM_HOLE
+    from coder_align.fim import FIM_BEGIN, FIM_END, FIM_HOLE
 
     mbpp = Problem("Mbpp/11", "program", "Remove a char.", ["assert f(1) == 1"], first_test="assert f(1) == 1")
     assert base_prompt(mbpp) == '"""\nRemove a char.\nassert f(1) == 1\n"""\n'
@@ -149,3 +149,30 @@ def test_compare_counts_wins_and_losses(tmp_path):
     assert result["tasks"]["toy"] == {"common_problems": 3, "b_wins": 2, "b_losses": 1, "ties": 0,
                                       "pass@1 a": 1 / 3, "pass@1 b": 2 / 3}
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 1000
+
+
+def test_eval_settings_come_from_yaml_overrides_and_the_old_flags(tmp_path):
+    import warnings
+
+    from coder_align.config import ConfigError
+    from coder_align.evaluation.config import eval_config, flat_config
+
+    path = tmp_path / "eval.yaml"
+    path.write_text("model:\n  path: outputs/sft\ndata:\n  tasks: [humaneval]\n  mode: instruct\ngeneration:\n  n: 4\n")
+    config = eval_config(str(path), ["generation.temperature=0.8", "data.tasks=humaneval,mbpp"],
+                         {"limit": "3", "out": "o", "threads": "1"})
+    assert config.model.path == "outputs/sft" and config.data.tasks == ["humaneval", "mbpp"]
+    assert (config.data.mode, config.generation.n, config.generation.temperature) == ("instruct", 4, 0.8)
+    assert (config.data.max_rows, config.output_dir, config.generation.threads) == (3, "o", 1)
+    assert flat_config(model="m", tasks=["mbpp"], n=2, out="x") == eval_config(
+        None, ["model.path=m", "data.tasks=[mbpp]", "generation.n=2", "output_dir=x"])
+    with pytest.raises(ConfigError, match="--model and model.path= both given"):
+        eval_config(None, ["model.path=a"], {"model": "b"})
+    with pytest.raises(ConfigError, match="unknown key 'generation.tempreature'; did you mean 'generation.temperature'"):
+        eval_config(None, ["generation.tempreature=1"])
+    with pytest.raises(ConfigError, match="'data.mode' must be one of"):
+        eval_config(None, [], {"mode": "chat"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert eval_config(None, ["data.limit=5"]).data.max_rows == 5
+    assert any("use 'data.max_rows'" in str(w.message) for w in caught)

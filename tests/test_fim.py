@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from coder_align.corpus.fim import FIM_BEGIN, FIM_END, FIM_HOLE, apply_fim, split_fim
+from coder_align.fim import FIM_BEGIN, FIM_END, FIM_HOLE, apply_fim, split_fim
 
 DOC = "def add(a, b):\n    return a + b\n\nprint(add(1, 2))\n"
 
@@ -77,3 +77,28 @@ def test_split_rejects_non_fim_text():
 def test_bad_rates_raise(kwargs):
     with pytest.raises(ValueError, match="rate"):
         apply_fim(DOC, random.Random(0), **kwargs)
+
+
+def test_old_corpus_locations_are_deprecated_aliases():
+    import importlib
+    import sys
+
+    import coder_align.corpus as corpus
+    import coder_align.fim as fim
+
+    with pytest.warns(DeprecationWarning, match="moved to coder_align.fim"):
+        assert corpus.apply_fim is fim.apply_fim
+    sys.modules.pop("coder_align.corpus.fim", None)
+    with pytest.warns(DeprecationWarning, match="moved to coder_align.fim"):
+        old = importlib.import_module("coder_align.corpus.fim")
+    assert old.split_fim is fim.split_fim and old.SENTINELS == fim.SENTINELS
+
+
+def test_the_data_layer_does_not_import_the_corpus_package():
+    import subprocess
+    import sys
+
+    code = ("import sys, coder_align.data, coder_align.fim, coder_align.evaluation.tasks; "
+            "print(sorted(m for m in sys.modules if m.startswith('coder_align.corpus')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

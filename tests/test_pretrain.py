@@ -15,7 +15,9 @@ from conftest import REPO_ROOT
 def corpus(tmp_path):
     """The project's own source files as a small real code corpus."""
     path = tmp_path / "corpus.jsonl"
-    files = sorted((REPO_ROOT / "coder_align").glob("*.py"))[:6]
+    # named, not globbed: a new module sorting into the first six changed the data and the loss curve
+    files = [REPO_ROOT / "coder_align" / name for name in
+             ("__init__.py", "cli.py", "config.py", "evaluate.py", "grpo.py", "templates.py")]
     with open(path, "w") as f:
         for p in files:
             f.write(json.dumps({"text": p.read_text(), "repo": "coder_align", "files": [p.name]}) + "\n")
@@ -23,7 +25,7 @@ def corpus(tmp_path):
 
 
 def test_sentinels_are_added_as_single_special_tokens(tiny_model_dir):
-    from coder_align.corpus.fim import SENTINELS
+    from coder_align.fim import SENTINELS
 
     tokenizer = load_pretrain_tokenizer(str(tiny_model_dir))
     for s in SENTINELS:
@@ -31,11 +33,11 @@ def test_sentinels_are_added_as_single_special_tokens(tiny_model_dir):
 
 
 def test_packing_inserts_eos_between_documents_and_applies_fim(tiny_model_dir):
-    from coder_align.corpus.fim import FIM_BEGIN, split_fim
+    from coder_align.fim import FIM_BEGIN, split_fim
 
     tokenizer = load_pretrain_tokenizer(str(tiny_model_dir))
     docs = ["def a():\n    return 1\n", "def b():\n    return 2\n", "x = 3\n"]
-    windows, stats = pack_documents(docs, tokenizer, PretrainDataConfig(fim_rate=0.0, seq_length=8))
+    windows, stats = pack_documents(docs, tokenizer, PretrainDataConfig(fim_rate=0.0, max_length=8))
     stream = sum((w["input_ids"] for w in windows), [])
     assert stats["tokens"] == stats["tokens_in_windows"] + stats["tail_tokens_dropped"]
     assert all(len(w["input_ids"]) == 8 for w in windows)
@@ -43,7 +45,7 @@ def test_packing_inserts_eos_between_documents_and_applies_fim(tiny_model_dir):
     assert whole.startswith(docs[0] + tokenizer.eos_token + docs[1] + tokenizer.eos_token)
     assert stream.count(tokenizer.eos_token_id) >= 2
 
-    windows, stats = pack_documents(docs, tokenizer, PretrainDataConfig(fim_rate=1.0, seq_length=4))
+    windows, stats = pack_documents(docs, tokenizer, PretrainDataConfig(fim_rate=1.0, max_length=4))
     assert stats["fim_documents"] == 3
     text = tokenizer.decode([t for w in windows for t in w["input_ids"]])
     assert text.count(FIM_BEGIN) == 3 or stats["tail_tokens_dropped"] > 0
@@ -64,7 +66,7 @@ def test_bad_corpus_rows_name_the_line(tmp_path):
 def test_continued_pretraining_run_saves_rope_scaling(tiny_model_dir, corpus, tmp_path):
     out = tmp_path / "pt"
     config = load_config(PretrainConfig, None, [
-        f"model.path={tiny_model_dir}", f"data.path={corpus}", f"train.output_dir={out}", "data.seq_length=128",
+        f"model.path={tiny_model_dir}", f"data.path={corpus}", f"train.output_dir={out}", "data.max_length=128",
         "rope.scaling_factor=4", "rope.theta=100000", "train.max_steps=10", "train.learning_rate=3e-3",
         "train.warmup_steps=0", "train.report_to=[]", "train.disable_progress_bar=true",
         "model.gradient_checkpointing=false", "train.per_device_train_batch_size=2",
@@ -84,7 +86,7 @@ def test_continued_pretraining_run_saves_rope_scaling(tiny_model_dir, corpus, tm
 def test_lora_continued_pretraining_trains_new_sentinel_rows(tiny_model_dir, corpus, tmp_path):
     out = tmp_path / "pt-lora"
     config = load_config(PretrainConfig, None, [
-        f"model.path={tiny_model_dir}", f"data.path={corpus}", f"train.output_dir={out}", "data.seq_length=128",
+        f"model.path={tiny_model_dir}", f"data.path={corpus}", f"train.output_dir={out}", "data.max_length=128",
         "peft.method=lora", "train.max_steps=3", "train.report_to=[]", "train.disable_progress_bar=true",
         "model.gradient_checkpointing=false",
     ])
@@ -114,7 +116,7 @@ def test_readme_corpus_build_then_pretrain_cli(tiny_model_dir, tmp_path):
     out = tmp_path / "pt-cli"
     result = subprocess.run(cli_command(
         "pretrain", "--config", "configs/pretrain/quickstart-cpu.yaml", f"data.path={corpus_path}",
-        f"model.path={tiny_model_dir}", f"train.output_dir={out}", "train.max_steps=2", "data.seq_length=64",
+        f"model.path={tiny_model_dir}", f"train.output_dir={out}", "train.max_steps=2", "data.max_length=64",
         "train.report_to=[]"), env=cli_env(), cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((out / "summary.json").read_text())["steps"] == 2

@@ -31,7 +31,16 @@ def test_extract_code():
 
 
 def test_names_are_stable_metric_keys():
-    assert [f.__name__ for f in (unit_test_reward, compile_reward, format_reward)] == list(rewards.REWARDS)
+    # Users write these names in grpo.rewards and read rewards/<name>/mean in their logs:
+    # a renamed function, a wrapper that loses __name__ or a table built differently breaks it.
+    from coder_align.reward_set import RewardSet, resolve_reward
+
+    assert {name: fn.__name__ for name, fn in rewards.REWARDS.items()} == {
+        "unit_test_reward": "unit_test_reward", "compile_reward": "compile_reward", "format_reward": "format_reward"}
+    for short in ("unit_test", "compile", "format"):
+        assert resolve_reward(short) is rewards.REWARDS[f"{short}_reward"]
+    served = RewardSet({"unit_test": 1.0, "compile": 0.2, "format": 0.1}).functions()
+    assert [f.__name__ for f in served] == ["unit_test_reward", "compile_reward", "format_reward"]
 
 
 @needs_bwrap
@@ -65,13 +74,18 @@ def test_compile_reward():
 def test_infrastructure_failure_is_none_and_counted(monkeypatch):
     import coder_align.sandbox as sb
     import coder_align.sandbox.bwrap as bw
+    from coder_align.reward_set import RewardSet
 
     monkeypatch.setattr(sb, "find_bwrap", lambda: None)
     monkeypatch.setattr(bw, "find_bwrap", lambda: None)
-    before = rewards.INFRA_FAILURES["unit_test_reward"]
     assert unit_test_reward([GOOD, WRONG], tests=[TESTS, TESTS]) == [None, None]
-    assert rewards.INFRA_FAILURES["unit_test_reward"] == before + 2
     assert compile_reward([GOOD]) == [None]
+    # counted where GRPO logs it (code/unjudged), per run rather than in a process-wide global
+    reward_set = RewardSet({"unit_test": 1.0})
+    reward_set.functions()[0]([GOOD, WRONG], tests=[TESTS, TESTS])
+    assert reward_set.unjudged["unit_test_reward"] == 2
+    with pytest.raises(AttributeError, match="RewardSet.unjudged"):
+        rewards.INFRA_FAILURES
 
 
 def test_format_reward():

@@ -1,13 +1,18 @@
-"""Every MBPP reference solution passes (with the README's `import math` quirk); ~10 s."""
+"""Every MBPP reference solution passes (with the README's `import math` quirk); ~10 s.
+
+The jobs are built as GRPO and evaluation build them, through `coder_align.benchmarks`.
+"""
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import pytest
 
-from _sandbox_util import MBPP
+from coder_align import benchmarks
 from coder_align.sandbox import check_many, find_bwrap
+
+MBPP = benchmarks.find_data(benchmarks.MBPP_FILE) or Path(benchmarks.MBPP_FILE)
 
 pytestmark = [
     pytest.mark.skipif(find_bwrap() is None, reason="bubblewrap not installed"),
@@ -16,13 +21,12 @@ pytestmark = [
 
 
 def _jobs(rows):
-    # 10 tasks call math.* without importing it; upstream keeps those imports elsewhere
-    return [{"source": r["code"], "tests": ["import math", *([r["test_setup_code"]] if r["test_setup_code"] else []),
-                                            *r["test_list"]]} for r in rows]
+    # 10 tasks call math.* without importing it; mbpp_setup puts `import math` first
+    return [{"source": r["code"], "tests": [*benchmarks.mbpp_setup(r), *r["test_list"]]} for r in rows]
 
 
 def _rows():
-    return [json.loads(line) for line in MBPP.read_text().splitlines() if line.strip()]
+    return [row for _, row in benchmarks.read_mbpp(str(MBPP))]
 
 
 def _assert_all_pass(rows):

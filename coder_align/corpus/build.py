@@ -69,83 +69,103 @@ def build_corpus(
     stats_path = Path(stats_path) if stats_path else Path(f"{base}.stats.json")
     report_path = Path(report_path) if report_path else Path(f"{base}.report.txt")
 
-    # the headline counters exist (as 0) even when nothing was removed
-    counts: Counter = Counter(dict.fromkeys((
-        "repos_in", "repos_out", "files_walked", "files_out", "samples", "bytes_in", "bytes_out",
-        "neardup_repos_removed", "neardup_files_removed", "exact_duplicate_files_removed",
-        "decontam_files_removed", "repos_empty_after_filtering", "dependency_edges"), 0))
-    seconds = dict.fromkeys(STAGES, 0.0)
-
-    @contextmanager
-    def stage(name: str):
-        start = time.perf_counter()
-        yield
-        seconds[name] += time.perf_counter() - start
-
-    index, benchmarks = (load_index(mbpp=mbpp, extra=list(decontam_files)) if decontaminate else (None, {}))
+    # --- what every repository is checked against ------------------------------------------
+    counts = Counter(dict.fromkeys(HEADLINE_COUNTS, 0))  # exist (as 0) even when nothing was removed
+    timer = StageTimer()
+    index, benchmark_sources = (load_index(mbpp=mbpp, extra=list(decontam_files)) if decontaminate else (None, {}))
     near, exact = NearDedup(dedup_threshold, num_perm), ExactDedup()
     languages: Counter = Counter()
+
+    # --- one repository at a time: clean files -> dependency order -> samples ------------------
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as sink:
         for path, name in zip(repos, _repo_names(repos)):
             counts["repos_in"] += 1
-            with stage("walk"):
-                files = walk_repo(path, counts, max_file_bytes)
-            counts["bytes_in"] += sum(f.size for f in files)
-            with stage("filter"):
-                kept = []
-                for f in files:
-                    reason = filters.rejecting_filter(f)
-                    counts[f"filter_{reason}" if reason else "filter_kept"] += 1
-                    if not reason:
-                        kept.append(f)
-            with stage("neardup"):
-                dup_of = near.duplicate_of(name, "\n".join(f.text for f in kept)) if kept else None
-            if dup_of is not None:
-                counts["neardup_repos_removed"] += 1
-                counts["neardup_files_removed"] += len(kept)
-                continue
-            with stage("exact"):
-                unique = [f for f in kept if not exact.is_duplicate(f.text)]
-                counts["exact_duplicate_files_removed"] += len(kept) - len(unique)
-            with stage("decontam"):
-                clean = unique
-                if index is not None:
-                    clean = [f for f in unique if index.match(f.text) is None]
-                    counts["decontam_files_removed"] += len(unique) - len(clean)
+            clean = _clean_files(path, name, counts, timer, max_file_bytes, near, exact, index)
             if not clean:
-                counts["repos_empty_after_filtering"] += 1
                 continue
-            with stage("order"):
+            with timer("order"):
                 texts = {f.path: f.text for f in clean}
                 deps = dependencies(texts, counts)
                 counts["dependency_edges"] += sum(map(len, deps.values()))
                 components = order_graph(deps, seed)
-            with stage("write"):
+            with timer("write"):
                 for comp in components:
                     text, language = render_sample(comp, texts)
-                    row = {"text": text, "repo": name, "files": comp, "language": language}
-                    sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    sink.write(json.dumps({"text": text, "repo": name, "files": comp, "language": language},
+                                          ensure_ascii=False) + "\n")
                     languages[language] += 1
                     counts["samples"] += 1
                     counts["bytes_out"] += len(text.encode("utf-8"))
             counts["repos_out"] += 1
             counts["files_out"] += len(clean)
 
+    # --- stats and report --------------------------------------------------------------------
     stats = {
         "repos": [str(r) for r in repos],
         "out": str(out),
         "settings": {"dedup_threshold": dedup_threshold, "num_perm": num_perm, "decontaminate": decontaminate,
                      "max_file_bytes": max_file_bytes, "seed": seed},
-        "benchmarks": benchmarks,
+        "benchmarks": benchmark_sources,
         "counts": dict(sorted(counts.items())),
         "samples_by_language": dict(languages.most_common()),
-        "seconds": {k: round(v, 4) for k, v in seconds.items()},
+        "seconds": {k: round(v, 4) for k, v in timer.seconds.items()},
     }
     stats_path.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     report_path.write_text(format_report(stats), encoding="utf-8")
     stats["stats_path"], stats["report_path"] = str(stats_path), str(report_path)
     return stats
+
+
+HEADLINE_COUNTS = ("repos_in", "repos_out", "files_walked", "files_out", "samples", "bytes_in", "bytes_out",
+                   "neardup_repos_removed", "neardup_files_removed", "exact_duplicate_files_removed",
+                   "decontam_files_removed", "repos_empty_after_filtering", "dependency_edges")
+
+
+class StageTimer:
+    """Seconds spent per stage, summed over repositories (`with timer("walk"): ...`)."""
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        yield
+        self.seconds[name] += time.perf_counter() - start
+
+
+def _clean_files(path: Path, name: str, counts: Counter, timer: StageTimer, max_file_bytes: int,
+                 near: NearDedup, exact: ExactDedup, index) -> list:
+    """A repository's files that survive walk -> filters -> near-dup -> exact dup -> decontamination,
+    each removal counted; [] when nothing is left (a near-duplicate repository, or all removed)."""
+    with timer("walk"):
+        files = walk_repo(path, counts, max_file_bytes)
+    counts["bytes_in"] += sum(f.size for f in files)
+    with timer("filter"):
+        kept = []
+        for f in files:
+            reason = filters.rejecting_filter(f)
+            counts[f"filter_{reason}" if reason else "filter_kept"] += 1
+            if not reason:
+                kept.append(f)
+    with timer("neardup"):
+        dup_of = near.duplicate_of(name, "\n".join(f.text for f in kept)) if kept else None
+    if dup_of is not None:  # the whole repository goes: it is a copy of one already written
+        counts["neardup_repos_removed"] += 1
+        counts["neardup_files_removed"] += len(kept)
+        return []
+    with timer("exact"):
+        unique = [f for f in kept if not exact.is_duplicate(f.text)]
+        counts["exact_duplicate_files_removed"] += len(kept) - len(unique)
+    with timer("decontam"):
+        clean = unique
+        if index is not None:
+            clean = [f for f in unique if index.match(f.text) is None]
+            counts["decontam_files_removed"] += len(unique) - len(clean)
+    if not clean:
+        counts["repos_empty_after_filtering"] += 1
+    return clean
 
 
 def format_report(stats: dict) -> str:

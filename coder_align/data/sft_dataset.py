@@ -45,7 +45,7 @@ def tokenize_conversation(messages, tokenizer, data_config):
 def tokenize_code_document(text, tokenizer, data_config, rng):
     """A plain code row: FIM at `fim_rate` (so an instruct model keeps infilling), loss on every
     token as in pretraining, EOS at the end. None when it does not fit `max_length`."""
-    from coder_align.corpus.fim import apply_fim
+    from coder_align.fim import apply_fim
 
     text = apply_fim(text, rng, data_config.fim_rate, data_config.fim_spm_rate)
     ids = special_prefix_ids(tokenizer) + tokenizer(text, add_special_tokens=False)["input_ids"]

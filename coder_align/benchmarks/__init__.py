@@ -1,0 +1,32 @@
+"""The code benchmarks in one place: where their data lives, how they prompt, how they test.
+
+HumanEval, MBPP (sanitized) and HumanEval single-line infilling are used by four parts of
+the project -- GRPO training rows, evaluation, corpus decontamination and the sandbox's
+MBPP test -- and must mean the same thing in each: the same split ids, the same prompt
+bytes for a mode, the same test program. They all import it from here.
+
+- `sources`: default paths, file and hub loaders, MBPP's split ids.
+- `prompts`: the prompt for each mode and the program the sandbox runs.
+- `extract`: the code in a model's answer (fenced blocks), for rewards and evaluation.
+
+Not here: Problem/Task objects and scoring (`coder_align.evaluation`), GRPO row validation
+(`coder_align.data.grpo_rows`), running code (`coder_align.sandbox`).
+"""
+
+from coder_align.benchmarks.extract import code_blocks, extract_code
+from coder_align.benchmarks.prompts import (
+    HUMANEVAL_INSTRUCT, MBPP_ALWAYS_IMPORTED, MBPP_BASE, MBPP_INSTRUCT, humaneval_instruct_prompt,
+    humaneval_test_program, mbpp_base_prompt, mbpp_instruct_prompt, mbpp_setup,
+)
+from coder_align.benchmarks.sources import (
+    DATA_ENV, INFILLING_FILE, MBPP_FILE, MBPP_HUB, MBPP_SPLITS, BenchmarkDataMissing, BenchmarkError, data_dirs,
+    find_data, humaneval_path, infilling_path, mbpp_source, read_jsonl, read_mbpp, split_ids,
+)
+
+__all__ = [
+    "BenchmarkDataMissing", "BenchmarkError", "DATA_ENV", "HUMANEVAL_INSTRUCT", "INFILLING_FILE",
+    "MBPP_ALWAYS_IMPORTED", "MBPP_BASE", "MBPP_FILE", "MBPP_HUB", "MBPP_INSTRUCT", "MBPP_SPLITS", "code_blocks",
+    "data_dirs", "extract_code", "find_data", "humaneval_instruct_prompt", "humaneval_path", "humaneval_test_program",
+    "infilling_path", "mbpp_base_prompt", "mbpp_instruct_prompt", "mbpp_setup", "mbpp_source", "read_jsonl",
+    "read_mbpp", "split_ids",
+]

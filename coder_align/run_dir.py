@@ -1,0 +1,107 @@
+"""Reading a model path the way every stage needs it: `read_run(path) -> Run`.
+
+A training stage writes an output directory (`training.train_and_save`): weights or a
+LoRA adapter, the tokenizer with its chat template, `coder_align_config.yaml` (the resolved
+config) and `summary.json`. A later stage -- GRPO, merge, eval -- must load the same base
+weights and prompt the model with the same template and system prompt it was trained
+with. This module is the one reader of those directories; it also accepts a plain model
+(a hub id, a local directory, a `.gguf` file or `embedded`), which has no recorded template.
+
+What it does not do: load weights (`coder_align.models`, `coder_align.merge`).
+
+    >>> run = read_run("embedded")
+    >>> (run.weights, run.adapter, run.template, run.stage)
+    ('embedded', None, 'deepseek', None)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "coder_align_config.yaml"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+@dataclass
+class Run:
+    path: str  # what was asked for
+    weights: str  # full weights to load: the run itself, or the base an adapter was trained on
+    adapter: str | None  # a LoRA/QLoRA adapter directory to put on `weights`
+    tokenizer: str  # where the tokenizer (with <|EOT|> and the chat template) is saved
+    template: str  # "deepseek" or "model" (the tokenizer's own chat template)
+    system_prompt: str | None  # None: DeepSeek's default prompt; "" for none
+    stage: str | None  # sft, grpo, pretrain; None for a model no stage of ours wrote
+    config: dict = field(default_factory=dict)  # the saved resolved config ({} when none)
+    adapter_trains_new_tokens: bool = False  # the adapter trains rows of added tokens (e.g. <|EOT|>)
+
+    def describe(self) -> dict:
+        return {"path": self.path, "weights": self.weights, "adapter": self.adapter, "tokenizer": self.tokenizer,
+                "template": self.template, "system_prompt": self.system_prompt, "stage": self.stage}
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def read_run(path: str | Path, template: str | None = None, system_prompt: str | None = None) -> Run:
+    """What to load for `path`, and how the model there was prompted in training.
+
+    `template` / `system_prompt` override the recorded ones (None: keep them); a run that
+    recorded none gets DeepSeek's template and default system prompt.
+    """
+    path = str(path)
+    folder = Path(path)
+    saved = _yaml(folder / CONFIG_FILE)
+    data = saved.get("data") or {}
+    run = Run(
+        path=path, weights=path, adapter=None, tokenizer=path,
+        template=template or data.get("template") or "deepseek",
+        system_prompt=data.get("system_prompt") if system_prompt is None else system_prompt,
+        stage=_stage(folder, saved), config=saved)
+    if is_adapter_dir(folder):
+        adapter = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+        # Our record of the base comes first: peft records the resolved cache directory of
+        # `embedded` or a GGUF file, which is machine-specific.
+        base = (saved.get("model") or {}).get("path") or adapter.get("base_model_name_or_path")
+        if not base:
+            raise FileNotFoundError(f"{folder}: {ADAPTER_CONFIG} names no base model and there is no {CONFIG_FILE}")
+        if Path(base).resolve() == folder.resolve() or is_adapter_dir(base):
+            # Runs written before the saved config recorded the resolved base: GRPO started
+            # from an adapter saved that adapter directory as its model.path.
+            inner = read_run(base) if Path(base).resolve() != folder.resolve() else None
+            base = inner.weights if inner else adapter.get("base_model_name_or_path")
+            log.warning("%s: the recorded model.path is an adapter; using its base %s", folder, base)
+        run.weights, run.adapter = base, path
+        run.adapter_trains_new_tokens = bool(adapter.get("trainable_token_indices"))
+        if not (folder / "tokenizer_config.json").is_file():
+            run.tokenizer = base
+    return run
+
+
+def _yaml(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
+def _stage(folder: Path, saved: dict) -> str | None:
+    summary = folder / "summary.json"
+    if summary.is_file():
+        try:
+            stage = json.loads(summary.read_text(encoding="utf-8")).get("stage")
+        except (json.JSONDecodeError, AttributeError):
+            stage = None
+        if stage:
+            return stage
+    if not saved:
+        return None
+    # a saved config without a summary (a run stopped before its end): its groups say which stage
+    return "grpo" if "grpo" in saved else "pretrain" if "rope" in saved else "sft"

@@ -1,0 +1,65 @@
+"""What CodeGRPOTrainer and RewardSet rely on in TRL: fails loudly when a TRL upgrade changes it.
+
+The real runs in test_grpo_train.py show the features work (timing keys logged, rewards
+matching the sandbox); these checks name the exact TRL piece that moved.
+"""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+
+def test_private_methods_we_override_or_call_still_exist():
+    from coder_align.grpo_trainer import RELIED_ON, check_trl
+    from trl import GRPOTrainer
+
+    check_trl()
+    for name, params in RELIED_ON.items():
+        assert list(inspect.signature(getattr(GRPOTrainer, name)).parameters) == params
+
+
+def test_check_trl_names_what_changed():
+    from coder_align.grpo_trainer import check_trl
+
+    class Changed:
+        def _generate(self, prompts, extra):
+            pass
+
+    with pytest.raises(RuntimeError, match=r"_generate.*no longer takes.*_log_metric no longer exists"):
+        check_trl(Changed)
+
+
+def test_reward_functions_get_the_keywords_reward_set_uses():
+    # RewardSet keys a batch on prompts, completions and trainer_state, and logs via log_metric.
+    from trl import GRPOTrainer
+
+    source = inspect.getsource(GRPOTrainer._calculate_rewards)
+    for needle in ('reward_kwargs["trainer_state"] = self.state', 'reward_kwargs["log_metric"] = self._log_metric',
+                   "prompts=prompts, completions=completions"):
+        assert needle in source, f"TRL's _calculate_rewards no longer has: {needle}"
+
+
+def test_log_metric_values_reach_the_logged_metrics():
+    # _log_metric buffers; _generate_and_score_completions must flush the buffer into _metrics.
+    from trl import GRPOTrainer
+
+    source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    assert "self._pending_metrics" in source and "self._metrics[mode][name].append" in source
+
+
+def test_importing_the_grpo_stage_does_not_import_trl():
+    code = "import sys, coder_align.grpo; print('trl' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_old_location_is_a_deprecated_alias():
+    import coder_align.grpo as grpo
+    from coder_align.grpo_trainer import CodeGRPOTrainer
+
+    with pytest.warns(DeprecationWarning, match="moved to coder_align.grpo_trainer"):
+        assert grpo.CodeGRPOTrainer is CodeGRPOTrainer
