@@ -7,10 +7,16 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+SANDBOX ?=
 
-.PHONY: install quickstart test test-slow test-gpu bench clean
+.PHONY: install sandbox-deps quickstart test test-slow test-gpu bench clean
 
-install: $(STAMP)
+install: sandbox-deps $(STAMP)
+
+# bubblewrap for the execution sandbox: apt-get as root, else stop with the command to run
+# (SANDBOX=skip to go on without it; then GRPO and eval refuse to score).
+sandbox-deps:
+	SANDBOX=$(SANDBOX) sh scripts/install_sandbox_deps.sh
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
