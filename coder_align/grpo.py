@@ -117,6 +117,7 @@ def main(config: GRPOConfig) -> dict:
     g = config.grpo
     rewards = RewardSet(g.rewards, g.reward_kwargs, g.on_reward_error,
                         record_to=out / "completions.jsonl" if is_main_process() else None)
+    check_sandbox(rewards.names, tasks)
 
     # --- training arguments before the model: ZeRO-3 must partition it while loading ------
     args = training_arguments(config.train, config.model.gradient_checkpointing, args_class=TRLGRPOConfig,
@@ -212,6 +213,21 @@ def starting_point(config: GRPOConfig) -> dict:
         start.update(weights=adapter["base_model_name_or_path"], adapter=str(path))
     start["template"] = start["template"] or "deepseek"
     return start
+
+
+def check_sandbox(reward_names: list[str], tasks: list[dict]) -> None:
+    """Refuse to train when the sandbox cannot judge code: every judging reward would be None,
+    so no group would carry a signal and the run would spend its steps learning nothing."""
+    from coder_align.grpo_rewards import JUDGING
+    from coder_align.preflight import PreflightError, sandbox_problem
+
+    judging = [name for name in reward_names if name in JUDGING]
+    if not judging:
+        return
+    problem = sandbox_problem({task["language"] for task in tasks})
+    if problem:
+        raise PreflightError(f"the sandbox cannot judge code here, so {', '.join(judging)} would score nothing: "
+                             f"{problem}")
 
 
 def load_adapter(model, adapter_dir: str):

@@ -71,6 +71,66 @@ def test_summary_counts_unknown_ids_and_pass_at_k_only_where_n_allows():
     assert summary["unknown_task_ids"] == 2 and summary["unknown_task_id_examples"] == ["t/9"]
 
 
+def test_unjudged_samples_make_pass_at_k_null_unless_allowed():
+    from collections import Counter
+
+    results = [{"task_id": "t/0", "passed": True, "status": "ok"},
+               {"task_id": "t/1", "passed": False, "status": "unavailable", "error": "x\nbwrap: setting up uid map"}]
+    summary = summarise(_task(), results, Counter(), Counter({"ok": 1, "unavailable": 1}), ks=(1,))
+    assert summary["pass@1"] is None  # not 0.5: t/1 was neither passed nor failed
+    assert summary["unavailable"] == 1 and summary["unavailable_reason"] == "bwrap: setting up uid map"
+    allowed = summarise(_task(), results, Counter(), Counter(), ks=(1,), allow_unavailable=True)
+    assert allowed["pass@1"] == 1.0 and allowed["problems_unjudged"] == 1
+
+
+def test_eval_score_without_a_sandbox_fails_with_null_pass_at_k(tmp_path):
+    import json
+    import subprocess
+
+    from conftest import cli_command, cli_env
+
+    task = tmp_path / "toy.jsonl"
+    task.write_text(json.dumps({"task_id": "a", "instruction": "Write one().", "tests": ["assert one() == 1"]}) + "\n")
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps({"task_id": "a", "completion": "def one():\n    return 1\n"}) + "\n")
+    env = {**cli_env(), "PATH": str(tmp_path / "no-bin")}  # no bwrap on PATH, as on a fresh machine
+    command = cli_command("eval", "score", "--task", str(task), "--samples", str(samples))
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 3
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["pass@1"] is None and summary["status_counts"] == {"unavailable": 1}
+    [line] = proc.stderr.strip().splitlines()
+    assert "could not be judged" in line and "bubblewrap" in line and "--allow-unavailable" in line
+    proc = subprocess.run(command + ["--allow-unavailable"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and json.loads(proc.stdout.strip().splitlines()[-1])["pass@1"] is None
+
+
+def test_eval_run_without_a_sandbox_stops_before_loading_the_model(tmp_path):
+    import json
+    import subprocess
+
+    from conftest import cli_command, cli_env
+
+    task = tmp_path / "toy.jsonl"
+    task.write_text(json.dumps({"task_id": "a", "instruction": "Write one().", "tests": ["assert one() == 1"]}) + "\n")
+    env = {**cli_env(), "PATH": str(tmp_path / "no-bin")}
+    # a model path that does not exist: the sandbox check must fail first
+    proc = subprocess.run(cli_command("eval", "run", "--tasks", str(task), "--model", str(tmp_path / "no-model"),
+                                      "--mode", "instruct", "--out", str(tmp_path / "out")),
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2
+    assert "cannot score here: bubblewrap" in proc.stderr and "--allow-unavailable" in proc.stderr
+
+
+def test_markdown_and_chart_show_null_as_null_not_zero(tmp_path):
+    from coder_align.evaluation.report import bar_chart, markdown_report
+
+    summary = {"tasks": {"toy": {"problems_scored": 1, "problems": 1, "samples": 1, "pass@1": None}}}
+    assert "| toy | 1/1 | 1 | null |" in markdown_report(summary)
+    bar_chart({"run": {"toy pass@1": None}}, tmp_path / "p.png", "t")
+    assert (tmp_path / "p.png").exists()
+
+
 def test_cut_at_stops_takes_the_earliest_stop():
     text = "    return 1\n\n# test\ndef other():\n"
     assert cut_at_stops(text, ["\ndef ", "\n#"]) == "    return 1\n"

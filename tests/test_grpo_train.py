@@ -76,6 +76,18 @@ def test_run_with_sandbox_rewards_saves_and_logs_what_the_sandbox_says(tiny_mode
 
 
 
+def test_refuses_to_start_when_the_sandbox_cannot_judge(tiny_model_dir, tmp_path, monkeypatch):
+    from coder_align.grpo import check_sandbox
+    from coder_align.preflight import PreflightError
+
+    data = write_rows(tmp_path / "rows.jsonl")
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # no bwrap, as on a fresh machine
+    with pytest.raises(PreflightError, match="unit_test_reward would score nothing: bubblewrap"):
+        grpo(tiny_model_dir, data, tmp_path / "run", "train.max_steps=1")
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    check_sandbox(["format_reward"], [{"language": "python"}])  # a reward that runs no code needs no sandbox
+
+
 @pytest.mark.skipif(not os.path.exists(os.path.join(os.path.dirname(sys.executable), "deepspeed")),
                     reason="deepspeed launcher not installed")
 def test_deepspeed_two_processes_on_cpu(tiny_model_dir, tmp_path):

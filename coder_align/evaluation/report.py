@@ -35,7 +35,8 @@ def markdown_report(summary: dict) -> str:
              "| task | problems | samples | " + " | ".join(METRICS) + " | generation s | scoring s |",
              "|---|---|---|" + "---|" * len(METRICS) + "---|---|"]
     for name, task in summary.get("tasks", {}).items():
-        cells = [f"{100 * task[m]:.1f}" if m in task else "-" for m in METRICS]
+        # null: samples the sandbox could not judge (see status counts)
+        cells = [("null" if task[m] is None else f"{100 * task[m]:.1f}") if m in task else "-" for m in METRICS]
         lines.append(f"| {name} | {task['problems_scored']}/{task['problems']} | {task['samples']} | "
                      + " | ".join(cells) + f" | {task.get('generation_seconds', '-')} | {task.get('scoring_seconds', '-')} |")
     lines += ["", "Percentages. Status counts per task:", ""]
@@ -58,7 +59,8 @@ def bar_chart(series: dict[str, dict[str, float]], path: Path, title: str) -> No
     fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(metrics) + 2), 3.5))
     for i, (label, values) in enumerate(series.items()):
         xs = np.arange(len(metrics)) + i * width
-        ax.bar(xs, [100 * values.get(m, 0.0) for m in metrics], width, label=label)
+        # a missing or null metric draws no bar (NaN), never a bar at 0
+        ax.bar(xs, [100 * values[m] if values.get(m) is not None else np.nan for m in metrics], width, label=label)
     ax.set_xticks(np.arange(len(metrics)) + width * (len(series) - 1) / 2, metrics, rotation=20, ha="right")
     ax.set_ylabel("%")
     ax.set_title(title)
