@@ -7,7 +7,40 @@ pay for importing torch.
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import sys
+
+DEBUG_ENV = "CODER_ALIGN_DEBUG"
+
+# Exceptions that are the user's to fix (config, data, task, missing file or model, no
+# sandbox): one line and exit 2. Anything else is a bug and keeps its traceback.
+# (module, class) pairs: a class whose module was never imported cannot have been raised.
+USER_ERRORS = [
+    ("coder_align.config", "ConfigError"),
+    ("coder_align.data.records", "DataError"),
+    ("coder_align.templates", "TemplateError"),
+    ("coder_align.evaluation.tasks", "TaskError"),
+    ("coder_align.models", "ModelError"),
+    ("coder_align.preflight", "PreflightError"),
+    ("coder_align.sandbox.bwrap", "SandboxUnavailable"),
+    ("builtins", "FileNotFoundError"),
+    ("builtins", "IsADirectoryError"),
+    ("builtins", "NotADirectoryError"),
+]
+
+
+def is_user_error(error: BaseException) -> bool:
+    for module_name, class_name in USER_ERRORS:
+        module = sys.modules.get(module_name)
+        if module is not None and isinstance(error, getattr(module, class_name)):
+            return True
+    return False
+
+
+def one_line(error: BaseException) -> str:
+    text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
+    return text or type(error).__name__
 
 # command -> (module, function taking argv and returning an exit code)
 COMMANDS = {
@@ -24,12 +57,15 @@ COMMANDS = {
 def usage() -> str:
     lines = ["usage: coder-align COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, _, help_) in COMMANDS.items()]
-    lines += ["", "Run `coder-align COMMAND --help` for a command's options."]
+    lines += ["", "Run `coder-align COMMAND --help` for a command's options.",
+              f"--debug (anywhere) or {DEBUG_ENV}=1 shows the traceback of an error."]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0
@@ -38,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"coder-align: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
         return 2
     module_name, func_name, _ = COMMANDS[name]
+    # bitsandbytes warns at import on CPUs with AVX512-BF16 that an optional kernel package is
+    # missing; it matters only for 4-bit QLoRA on CPU, and it buried our one-line errors.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
@@ -45,7 +84,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"coder-align: command '{name}' is not available in this build ({e.name} missing)", file=sys.stderr)
             return 2
         raise
-    return int(getattr(module, func_name)(rest) or 0)
+    try:
+        return int(getattr(module, func_name)(rest) or 0)
+    except Exception as e:
+        if debug or not is_user_error(e):
+            raise
+        print(f"coder-align {name}: error: {one_line(e)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -293,7 +294,9 @@ def cli(argv: list[str]) -> int:
                       f"of {t['common_problems']} common problems")
             print(json.dumps(result))
     except (TaskError, ConfigError, FileNotFoundError, PreflightError) as e:
-        print(f"coder-align eval: {e}", file=sys.stderr)
+        if "--debug" in sys.argv or os.environ.get("CODER_ALIGN_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"coder-align eval: error: {e}", file=sys.stderr)
         return 2
     return 0
 

@@ -91,6 +91,7 @@ def main(config: GRPOConfig) -> dict:
     from trl import GRPOConfig as TRLGRPOConfig
 
     from coder_align.data.grpo_rows import read_tasks, to_dataset
+    from coder_align.data.records import DataError
     from coder_align.grpo_rewards import RewardSet
     from coder_align.models import load_model, load_tokenizer
     from coder_align.training import is_main_process, plot_metric, train_and_save, training_arguments, write_summary
@@ -111,7 +112,7 @@ def main(config: GRPOConfig) -> dict:
                                    d.on_invalid, d.max_rows)
     log.info("data: %s", data_stats.as_dict())
     if not tasks:
-        raise ValueError(f"{d.path}: no usable rows ({data_stats.as_dict()})")
+        raise DataError(d.path, f"no usable rows ({data_stats.as_dict()})", "no_rows")
 
     # --- rewards ----------------------------------------------------------------------------
     g = config.grpo

@@ -78,7 +78,10 @@ def main(config: PretrainConfig) -> dict:
     windows, pack_stats = pack_documents(documents, tokenizer, config.data)
     log.info("corpus: %s, packing: %s", doc_stats, pack_stats)
     if not windows:
-        raise ValueError(f"{config.data.path}: not enough text for one window of {config.data.seq_length} tokens")
+        from coder_align.data.records import DataError
+
+        raise DataError(config.data.path, f"not enough text for one window of {config.data.seq_length} tokens",
+                        "no_rows")
 
     # --- model (RoPE overrides are part of the saved config) -----------------------------
     args = training_arguments(config.train, config.model.gradient_checkpointing)

@@ -64,6 +64,7 @@ def main(config: SFTConfig) -> dict:
     from transformers import Trainer, set_seed
 
     from coder_align.data import PackingCollator, PaddingCollator, build_sft_examples
+    from coder_align.data.records import DataError
     from coder_align.models import load_model, load_tokenizer
     from coder_align.training import is_main_process, plot_metric, train_and_save, training_arguments, write_summary
 
@@ -79,7 +80,7 @@ def main(config: SFTConfig) -> dict:
     examples, data_stats = build_sft_examples(config.data, tokenizer)
     log.info("data: %s", data_stats.as_dict())
     if not examples:
-        raise ValueError(f"{config.data.path}: no trainable rows left ({data_stats.as_dict()})")
+        raise DataError(config.data.path, f"no trainable rows left ({data_stats.as_dict()})", "no_rows")
 
     # --- training arguments before the model: ZeRO-3 must partition it while loading ------
     args = training_arguments(config.train, config.model.gradient_checkpointing)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from coder_align.config import ConfigError
 from coder_align.data.records import DataError, Row, iter_rows
 
 MBPP_PROMPT = "{text}\nYour code should pass these tests:\n\n{tests}"
@@ -58,7 +59,7 @@ def parse_task_ids(spec: str | None) -> set[int] | None:
             elif part:
                 ids.add(int(part))
         except ValueError:
-            raise ValueError(f"data.task_ids: cannot read '{part}' (use e.g. 511-974 or 601-974,11)") from None
+            raise ConfigError(f"data.task_ids: cannot read '{part}' (use e.g. 511-974 or 601-974,11)") from None
     return ids
 
 
