@@ -73,6 +73,28 @@ def extract_code(text: str, language: str | None = None) -> str:
     return blocks[-1][1]
 
 
+def fence_language(text: str) -> str | None:
+    """The sandbox language named by the info string of the block `extract_code` takes without
+    a language (the last fenced block), or None (no fence, no tag, or a tag we do not run).
+
+    >>> fence_language("```c++\\nint main() {}\\n```")
+    'cpp'
+    >>> fence_language("no fence") is None
+    True
+    """
+    blocks = _FENCE.findall(text)
+    if not blocks:
+        return None
+    tag = blocks[-1][0].lower()
+    return next((lang for lang, tags in _TAGS.items() if tag in tags), None)
+
+
+def _languages(completions, language, n: int) -> list[str]:
+    """Per row: the `language` argument when given (it wins), else the fence's tag, else Python."""
+    given = _per_row(language, n, "language")
+    return [lang or fence_language(completion_text(c)) or "python" for c, lang in zip(completions, given)]
+
+
 def _per_row(value, n: int, name: str) -> list:
     """A dataset column (one entry per completion) or one value for all rows."""
     if isinstance(value, (list, tuple)):
@@ -118,11 +140,12 @@ def unit_test_reward(completions, tests, language=None, fraction: bool = False,
     """1.0 if the code passes every test of its row, else 0.0; `fraction=True` gives the
     share of tests passed. `tests` is the dataset column: per row, a list of asserts, a
     test program, or stdin/stdout cases (see `sandbox.check`); `language` a column or one
-    value. `compile_error_penalty` (e.g. -0.5) scores code that does not
+    value; without it, each completion's fence tag decides (```c, ```cpp...), else Python.
+    `compile_error_penalty` (e.g. -0.5) scores code that does not
     compile below a wrong answer, as in CodeRL and PPOCoder. Rows without tests score None.
     """
     n = len(completions)
-    langs = _per_row(language or "python", n, "language")
+    langs = _languages(completions, language, n)
     rows = _per_row(tests, n, "tests")
     jobs = []
     for completion, row_tests, lang in zip(completions, rows, langs):
@@ -141,11 +164,12 @@ def unit_test_reward(completions, tests, language=None, fraction: bool = False,
 
 
 def compile_reward(completions, language=None, compile_error_penalty: float = 0.0, **kwargs) -> list[float | None]:
-    """1.0 if the extracted code compiles (Python: parses), else `compile_error_penalty`."""
+    """1.0 if the extracted code compiles (Python: parses), else `compile_error_penalty`.
+    The language is the `language` argument, else the completion's fence tag, else Python."""
     from coder_align.sandbox import compile_check
 
     n = len(completions)
-    langs = _per_row(language or "python", n, "language")
+    langs = _languages(completions, language, n)
 
     def one(item):
         completion, lang = item
