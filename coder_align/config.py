@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, ClassVar, Literal, TypeVar, Union
 
 import yaml
 
@@ -24,6 +24,49 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config file or override does not fit the schema."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric setting: [low, high] with optionally open ends, plus
+    special values (e.g. -1 for "off"). Declared per dataclass in a `RANGES` class variable,
+    checked when a config is built, so `lr=-1` fails before any model loads."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    special: tuple = ()
+
+    def __contains__(self, value) -> bool:
+        if value in self.special:
+            return True
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        text = " and ".join(parts) or "any number"
+        return text + "".join(f" or {v!r}" for v in self.special)
+
+
+POSITIVE = Range(0, low_open=True)
+NON_NEGATIVE = Range(0)
+ONE_OR_MORE = Range(1)
+FRACTION = Range(0, 1)
+
+
+def check_ranges(config: Any, source: str = "config", prefix: str = "") -> None:
+    """Every numeric field of `config` (not of its groups) against its class's RANGES."""
+    for name, allowed in getattr(type(config), "RANGES", {}).items():
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, bool) and value not in allowed:
+            raise ConfigError(f"{source}: '{prefix}{name}' = {value!r} is out of range; allowed: {allowed}")
 
 
 def from_dict(cls: type[T], data: dict | None, source: str = "config", prefix: str = "") -> T:
@@ -40,7 +83,9 @@ def from_dict(cls: type[T], data: dict | None, source: str = "config", prefix: s
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _coerce(value, hints[name], source, f"{prefix}{name}")
-    return cls(**kwargs)
+    config = cls(**kwargs)
+    check_ranges(config, source, prefix)
+    return config
 
 
 def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
@@ -207,6 +252,8 @@ class PeftConfig:
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))  # or [all-linear]
 
+    RANGES: ClassVar[dict] = {"r": ONE_OR_MORE, "alpha": POSITIVE, "dropout": Range(0, 1, high_open=True)}
+
 
 @dataclass
 class TrainConfig:
@@ -229,3 +276,11 @@ class TrainConfig:
     resume: str = "auto"  # auto: last checkpoint in output_dir if any; none; or a checkpoint path
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     disable_progress_bar: bool = False
+
+    RANGES: ClassVar[dict] = {
+        "learning_rate": POSITIVE, "warmup_steps": NON_NEGATIVE, "num_train_epochs": POSITIVE,
+        "max_steps": Range(1, special=(-1,)), "per_device_train_batch_size": ONE_OR_MORE,
+        "gradient_accumulation_steps": ONE_OR_MORE, "weight_decay": NON_NEGATIVE, "max_grad_norm": NON_NEGATIVE,
+        "logging_steps": ONE_OR_MORE, "save_steps": ONE_OR_MORE, "save_total_limit": ONE_OR_MORE,
+        "seed": NON_NEGATIVE,
+    }

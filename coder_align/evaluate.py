@@ -26,9 +26,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from coder_align.config import ConfigError, save_config, to_dict
+from coder_align.config import (
+    NON_NEGATIVE, ONE_OR_MORE, POSITIVE, ConfigError, Range, check_ranges, save_config, to_dict,
+)
 from coder_align.preflight import PreflightError, sandbox_problem
 from coder_align.templates import INSTRUCTION_HEADER
 from coder_align.evaluation.report import bar_chart, compare_runs, headline, markdown_report, write_jsonl
@@ -72,6 +74,13 @@ class EvalConfig:
     # Samples the sandbox could not judge make pass@k null and the command fail; true scores
     # the problems whose samples were all judged and exits 0.
     allow_unavailable: bool = False
+
+    RANGES: ClassVar[dict] = {
+        "n": ONE_OR_MORE, "temperature": NON_NEGATIVE,  # 0: greedy
+        "top_p": Range(0, 1, low_open=True), "max_new_tokens": ONE_OR_MORE, "infill_max_new_tokens": ONE_OR_MORE,
+        "batch_size": ONE_OR_MORE, "limit": ONE_OR_MORE, "timeout": POSITIVE, "workers": ONE_OR_MORE,
+        "seed": NON_NEGATIVE, "threads": ONE_OR_MORE,
+    }
 
 
 # --- model ------------------------------------------------------------------------------
@@ -156,8 +165,7 @@ def main(config: EvalConfig) -> dict:
     from coder_align.evaluation.generation import GenerationSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if config.n < 1:
-        raise ConfigError(f"n must be >= 1, got {config.n}")
+    check_ranges(config, "EvalConfig")  # also for configs built in Python, not parsed
     if config.threads:
         import torch
 
@@ -257,7 +265,9 @@ def _config(args: argparse.Namespace) -> EvalConfig:
     values = {k: v for k, v in vars(args).items() if k in EvalConfig.__dataclass_fields__}
     if "tasks" in values:
         values["tasks"] = [t.strip() for t in values["tasks"].split(",") if t.strip()]
-    return EvalConfig(**values)
+    config = EvalConfig(**values)
+    check_ranges(config, "command line")
+    return config
 
 
 def _unjudged_exit(tasks: dict[str, dict], allowed: bool) -> int:

@@ -27,9 +27,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import ClassVar, Literal
 
-from coder_align.config import ConfigError, ModelConfig, PeftConfig, TrainConfig, parse_args, to_dict
+from coder_align.config import (
+    FRACTION, NON_NEGATIVE, ONE_OR_MORE, POSITIVE, ConfigError, ModelConfig, PeftConfig, Range, TrainConfig,
+    parse_args, to_dict,
+)
 
 log = logging.getLogger("coder_align.grpo")
 
@@ -46,6 +49,8 @@ class GRPODataConfig:
     system_prompt: str | None = None  # None: the starting point's, else DeepSeek's default
     on_invalid: Literal["error", "skip"] = "error"
     max_rows: int | None = None
+
+    RANGES: ClassVar[dict] = {"shown_tests": NON_NEGATIVE, "max_rows": ONE_OR_MORE}
 
 
 @dataclass
@@ -69,6 +74,14 @@ class GRPOSettings:
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = 0.3
     vllm_server_base_url: str | None = None
+
+    RANGES: ClassVar[dict] = {
+        "num_generations": Range(2),  # the advantage is relative to the group: one sample has no baseline
+        "max_completion_length": ONE_OR_MORE, "clipped_ratio_warning": FRACTION,
+        "temperature": POSITIVE,  # TRL divides logits by it
+        "top_p": Range(0, 1, low_open=True), "beta": NON_NEGATIVE, "epsilon": POSITIVE, "num_iterations": ONE_OR_MORE,
+        "steps_per_generation": ONE_OR_MORE, "vllm_gpu_memory_utilization": Range(0, 1, low_open=True),
+    }
 
 
 @dataclass

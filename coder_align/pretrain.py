@@ -23,9 +23,12 @@ import logging
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
-from coder_align.config import ConfigError, ModelConfig, PeftConfig, TrainConfig, parse_args, to_dict
+from coder_align.config import (
+    FRACTION, NON_NEGATIVE, ONE_OR_MORE, POSITIVE, ConfigError, ModelConfig, PeftConfig, Range, TrainConfig,
+    parse_args, to_dict,
+)
 
 log = logging.getLogger("coder_align.pretrain")
 
@@ -42,11 +45,16 @@ class PretrainDataConfig:
     max_documents: int | None = None
     seed: int = 0
 
+    RANGES: ClassVar[dict] = {"fim_rate": FRACTION, "spm_rate": FRACTION, "seq_length": Range(2),
+                              "max_documents": ONE_OR_MORE, "seed": NON_NEGATIVE}
+
 
 @dataclass
 class RopeConfig:
     scaling_factor: float | None = None  # linear scaling; DeepSeek-Coder 16K: 4.0
     theta: float | None = None  # base frequency; DeepSeek-Coder 16K: 100000
+
+    RANGES: ClassVar[dict] = {"scaling_factor": POSITIVE, "theta": POSITIVE}
 
 
 @dataclass

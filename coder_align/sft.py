@@ -21,9 +21,11 @@ if __name__ == "__main__" and not __package__:
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
-from coder_align.config import ConfigError, ModelConfig, PeftConfig, TrainConfig, parse_args, to_dict
+from coder_align.config import (
+    FRACTION, NON_NEGATIVE, ONE_OR_MORE, ConfigError, ModelConfig, PeftConfig, Range, TrainConfig, parse_args, to_dict,
+)
 
 log = logging.getLogger("coder_align.sft")
 
@@ -45,6 +47,9 @@ class SFTDataConfig:
     fim_spm_rate: float = 0.0
     seed: int = 0
 
+    RANGES: ClassVar[dict] = {"max_length": Range(2), "max_rows": ONE_OR_MORE, "fim_rate": FRACTION,
+                              "fim_spm_rate": FRACTION, "seed": NON_NEGATIVE}
+
 
 @dataclass
 class SFTConfig:
@@ -57,6 +62,8 @@ class SFTConfig:
     # Instructions answered by the tuned model after training (printed, saved to samples.jsonl).
     sample_prompts: list[str] = field(default_factory=list)
     max_new_tokens: int = 256
+
+    RANGES: ClassVar[dict] = {"max_new_tokens": ONE_OR_MORE}
 
 
 def main(config: SFTConfig) -> dict:
