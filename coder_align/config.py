@@ -273,7 +273,10 @@ class TrainConfig:
     save_total_limit: int | None = 3
     seed: int = 42
     deepspeed: str | None = None  # path to a DeepSpeed JSON (configs/deepspeed/)
-    resume: str = "auto"  # auto: last checkpoint in output_dir if any; none; or a checkpoint path
+    # auto: the last checkpoint in output_dir, if the config saved there matches on everything
+    # that shapes training; never (or none): start fresh; or a checkpoint path
+    resume: str = "auto"
+    overwrite: bool = False  # true: delete output_dir's checkpoints and earlier results, start fresh
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     disable_progress_bar: bool = False
 

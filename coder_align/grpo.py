@@ -107,7 +107,9 @@ def main(config: GRPOConfig) -> dict:
     from coder_align.data.records import DataError
     from coder_align.grpo_rewards import RewardSet
     from coder_align.models import load_model, load_tokenizer
-    from coder_align.training import is_main_process, plot_metric, train_and_save, training_arguments, write_summary
+    from coder_align.training import (
+        is_main_process, plot_metric, prepare_output_dir, train_and_save, training_arguments, write_summary,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
@@ -132,6 +134,7 @@ def main(config: GRPOConfig) -> dict:
     rewards = RewardSet(g.rewards, g.reward_kwargs, g.on_reward_error,
                         record_to=out / "completions.jsonl" if is_main_process() else None)
     check_sandbox(rewards.names, tasks)
+    resume = prepare_output_dir(config, out)  # before the model: a wrong resume or directory fails fast
 
     # --- training arguments before the model: ZeRO-3 must partition it while loading ------
     args = training_arguments(config.train, config.model.gradient_checkpointing, args_class=TRLGRPOConfig,
@@ -152,7 +155,7 @@ def main(config: GRPOConfig) -> dict:
     trainer.clipped_ratio_warning = g.clipped_ratio_warning
 
     # --- train and save ----------------------------------------------------------------------
-    run = train_and_save(trainer, config, tokenizer, out)
+    run = train_and_save(trainer, config, tokenizer, out, resume)
     if not run.is_main:
         return {}
     history = [h for h in trainer.state.log_history if "reward" in h]
@@ -173,6 +176,7 @@ def main(config: GRPOConfig) -> dict:
         "mean_over_run": {k: mean(h.get(k) for h in history) for k in SUMMARY_KEYS},
         "warnings": trainer.warnings,
         "resumed_from": run.resumed_from,
+        "resumed_from_step": run.resumed_from_step,
         "config": to_dict(config),
     }
     write_summary(out, summary)

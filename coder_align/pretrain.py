@@ -72,7 +72,7 @@ def main(config: PretrainConfig) -> dict:
     from transformers import Trainer, set_seed
 
     from coder_align.models import load_model
-    from coder_align.training import plot_metric, train_and_save, training_arguments, write_summary
+    from coder_align.training import plot_metric, prepare_output_dir, train_and_save, training_arguments, write_summary
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
@@ -90,6 +90,7 @@ def main(config: PretrainConfig) -> dict:
 
         raise DataError(config.data.path, f"not enough text for one window of {config.data.seq_length} tokens",
                         "no_rows")
+    resume = prepare_output_dir(config, out)  # before the model: a wrong resume or directory fails fast
 
     # --- model (RoPE overrides are part of the saved config) -----------------------------
     args = training_arguments(config.train, config.model.gradient_checkpointing)
@@ -98,7 +99,7 @@ def main(config: PretrainConfig) -> dict:
     trainer = Trainer(model=model, args=args, train_dataset=windows, data_collator=stack_windows)
 
     # --- train and save ---------------------------------------------------------------------
-    run = train_and_save(trainer, config, tokenizer, out)
+    run = train_and_save(trainer, config, tokenizer, out, resume)
     if not run.is_main:
         return {}
     summary = {
@@ -114,6 +115,7 @@ def main(config: PretrainConfig) -> dict:
         "train_loss": run.result.training_loss,
         "rope_parameters": rope_overrides(config.rope),
         "resumed_from": run.resumed_from,
+        "resumed_from_step": run.resumed_from_step,
         "config": to_dict(config),
     }
     plot_metric(trainer.state.log_history, "loss", out / "loss.png", "Continued pretraining loss")

@@ -73,7 +73,9 @@ def main(config: SFTConfig) -> dict:
     from coder_align.data import PackingCollator, PaddingCollator, build_sft_examples
     from coder_align.data.records import DataError
     from coder_align.models import load_model, load_tokenizer
-    from coder_align.training import is_main_process, plot_metric, train_and_save, training_arguments, write_summary
+    from coder_align.training import (
+        is_main_process, plot_metric, prepare_output_dir, train_and_save, training_arguments, write_summary,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
@@ -88,6 +90,7 @@ def main(config: SFTConfig) -> dict:
     log.info("data: %s", data_stats.as_dict())
     if not examples:
         raise DataError(config.data.path, f"no trainable rows left ({data_stats.as_dict()})", "no_rows")
+    resume = prepare_output_dir(config, out)  # before the model: a wrong resume or directory fails fast
 
     # --- training arguments before the model: ZeRO-3 must partition it while loading ------
     args = training_arguments(config.train, config.model.gradient_checkpointing)
@@ -106,7 +109,7 @@ def main(config: SFTConfig) -> dict:
     trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=collator)
 
     # --- train and save ------------------------------------------------------------------
-    run = train_and_save(trainer, config, tokenizer, out)
+    run = train_and_save(trainer, config, tokenizer, out, resume)
     if not run.is_main:
         return {}
     summary = {
@@ -123,6 +126,7 @@ def main(config: SFTConfig) -> dict:
         "final_loss": run.losses[-1] if run.losses else None,
         "train_loss": run.result.training_loss,
         "resumed_from": run.resumed_from,
+        "resumed_from_step": run.resumed_from_step,
         "packing": config.data.packing,
         "config": to_dict(config),
     }

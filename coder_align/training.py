@@ -74,9 +74,86 @@ def training_arguments(train, gradient_checkpointing: bool, args_class=None, **e
     )
 
 
+# Settings that do not change what is trained: a resume may differ in these and nothing else.
+NOT_SHAPING_TRAINING = {
+    "train.output_dir", "train.resume", "train.overwrite", "train.report_to", "train.disable_progress_bar",
+    "train.logging_steps", "train.save_steps", "train.save_total_limit", "model.gradient_checkpointing",
+    "sample_prompts", "max_new_tokens", "grpo.clipped_ratio_warning",
+}
+CONFIG_FILE = "coder_align_config.yaml"
+# what a run writes besides weights (overwritten anyway); completions.jsonl is appended to
+RESULT_FILES = (CONFIG_FILE, "summary.json", "completions.jsonl", "samples.jsonl", "loss.png", "rewards.png", "runs")
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key not in ("rewards", "reward_kwargs"):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """Keys that shape training and differ, as `key: saved -> current`."""
+    a, b = _flatten(saved), _flatten(current)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if k not in NOT_SHAPING_TRAINING and a.get(k) != b.get(k)]
+
+
+def prepare_output_dir(config, out: Path) -> str | None:
+    """Before anything loads: check the output directory is writable, pick the checkpoint to
+    resume from (refusing one written with another config), and save the resolved config
+    there at the start, so a crashed run still says what it was. Returns the checkpoint."""
+    import shutil
+
+    import yaml
+
+    from coder_align.config import ConfigError, save_config, to_dict
+
+    out = Path(out)
+    if config.train.overwrite and out.is_dir() and is_main_process():
+        for old in [*out.glob("checkpoint-*"), *(out / name for name in RESULT_FILES)]:
+            shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+    resume = "never" if config.train.overwrite else config.train.resume
+    checkpoint = resolve_resume(resume, str(out))
+    if checkpoint:
+        saved_path = Path(checkpoint).parent / CONFIG_FILE
+        if saved_path.is_file():
+            saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
+            differences = config_differences(saved, to_dict(config))
+            if differences:
+                raise ConfigError(
+                    f"{out} holds {Path(checkpoint).name} of a run with another config ({'; '.join(differences)}); "
+                    "resuming would train a mix of the two. Use a new train.output_dir, or start over here with "
+                    "train.resume=never (keeps old files) or train.overwrite=true (deletes its checkpoints)")
+        else:
+            log.warning("%s: no %s beside it, so its config cannot be compared; resuming anyway",
+                        checkpoint, CONFIG_FILE)
+    if is_main_process():
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            save_config(config, out / CONFIG_FILE)
+        except OSError as e:
+            raise ConfigError(f"train.output_dir {out} is not writable: {e.strerror or e}") from e
+    return checkpoint
+
+
+def checkpoint_step(checkpoint: str | None) -> int | None:
+    """The global step a checkpoint was saved at (trainer_state.json), or None."""
+    if not checkpoint:
+        return None
+    state = Path(checkpoint) / "trainer_state.json"
+    if state.is_file():
+        return json.loads(state.read_text(encoding="utf-8")).get("global_step")
+    name = Path(checkpoint).name
+    return int(name.rsplit("-", 1)[-1]) if name.rsplit("-", 1)[-1].isdigit() else None
+
+
 def resolve_resume(resume: str, output_dir: str) -> str | None:
-    """`auto`: the newest checkpoint-N in output_dir, if any; `none`; or an explicit path."""
-    if resume in ("none", "", "false"):
+    """`auto`: the newest checkpoint-N in output_dir, if any; `never`/`none`; or an explicit path."""
+    if resume in ("never", "none", "", "false"):
         return None
     if resume == "auto":
         from transformers.trainer_utils import get_last_checkpoint
@@ -134,33 +211,57 @@ class TrainingRun:
     result: object  # transformers TrainOutput
     seconds: float
     resumed_from: str | None
+    resumed_from_step: int | None
     losses: list[float]
     epochs: float
     steps: int
     is_main: bool
 
 
-def train_and_save(trainer, config, tokenizer, out: Path) -> TrainingRun:
-    """Train (resuming as `config.train.resume` says), then save weights or adapter on every
-    rank (ZeRO-3 gathers 16-bit weights) and tokenizer, generation config and resolved
-    config on the main process."""
+def save_serving_files(directory: str | Path, model, tokenizer, config) -> None:
+    """What makes a weights or adapter directory servable and mergeable on its own: the
+    tokenizer with <|EOT|> and the chat template, the generation config that stops on it,
+    and the resolved config (merge reads the base model from it)."""
     from coder_align.config import save_config
 
-    resume = resolve_resume(config.train.resume, str(out))
+    tokenizer.save_pretrained(directory)
+    model.generation_config.save_pretrained(directory)
+    save_config(config, Path(directory) / CONFIG_FILE)
+
+
+def servable_checkpoints_callback(tokenizer, config):
+    """A TrainerCallback that completes every checkpoint-N the Trainer saves (which holds only
+    weights and optimizer state) with `save_serving_files`, so any checkpoint can be evaluated,
+    merged or served like the final directory."""
+    from transformers import TrainerCallback
+
+    class ServableCheckpoints(TrainerCallback):
+        def on_save(self, args, state, control, model=None, **kwargs):
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and checkpoint.is_dir() and model is not None:
+                save_serving_files(checkpoint, getattr(model, "module", model), tokenizer, config)
+
+    return ServableCheckpoints()
+
+
+def train_and_save(trainer, config, tokenizer, out: Path, resume: str | None = None) -> TrainingRun:
+    """Train (from `resume`, the checkpoint `prepare_output_dir` picked), then save weights or
+    adapter on every rank (ZeRO-3 gathers 16-bit weights) and tokenizer, generation config and
+    resolved config on the main process."""
+    trainer.add_callback(servable_checkpoints_callback(tokenizer, config))
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
     trainer.save_model(str(out))  # stage3_gather_16bit_weights_on_model_save in our ZeRO-3 JSONs
     main = is_main_process()
     if main:
-        tokenizer.save_pretrained(out)
-        trainer.model.generation_config.save_pretrained(out)
-        save_config(config, Path(out) / "coder_align_config.yaml")
+        save_serving_files(out, trainer.model, tokenizer, config)
     history = trainer.state.log_history
     return TrainingRun(
         result=result,
         seconds=seconds,
         resumed_from=resume,
+        resumed_from_step=checkpoint_step(resume),
         losses=[h["loss"] for h in history if "loss" in h],
         epochs=trainer.state.epoch or 0.0,
         steps=trainer.state.global_step,

@@ -106,15 +106,57 @@ def test_qlora_4bit_nf4_trains_on_cpu(tiny_model_dir, tmp_path):
     assert (out / "adapter_model.safetensors").is_file()
 
 
-def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, tmp_path):
+def test_resume_continues_only_with_the_same_config(tiny_model_dir, tmp_path):
+    from coder_align.config import ConfigError
+
     out = tmp_path / "resume"
-    first = sft(tiny_model_dir, out, "train.max_steps=4", "train.save_steps=2", "train.learning_rate=1e-3")
+    same = ["train.max_steps=4", "train.save_steps=2", "train.learning_rate=1e-3"]
+    first = sft(tiny_model_dir, out, *same)
     assert first["resumed_from"] is None and (out / "checkpoint-4").is_dir()
-    second = sft(tiny_model_dir, out, "train.max_steps=6", "train.save_steps=2", "train.learning_rate=1e-3")
-    assert second["resumed_from"].endswith("checkpoint-4")
-    assert second["steps"] == 6
-    none = sft(tiny_model_dir, tmp_path / "fresh", "train.max_steps=1", "train.resume=none")
-    assert none["resumed_from"] is None
+    shutil.rmtree(out / "checkpoint-4")  # as if the run had died after step 2
+    second = sft(tiny_model_dir, out, *same, "train.logging_steps=2")  # logging does not shape training
+    assert second["resumed_from"].endswith("checkpoint-2") and second["resumed_from_step"] == 2
+    assert second["steps"] == 4 and second["config"]["train"]["max_steps"] == 4
+
+    # another config: a one-line error naming the differing keys and the two ways out, before any model loads
+    with pytest.raises(ConfigError) as error:
+        sft(tiny_model_dir, out, "train.max_steps=2", "train.save_steps=2", "train.learning_rate=1e-2")
+    message = str(error.value)
+    assert "train.learning_rate: 0.001 -> 0.01" in message and "train.max_steps: 4 -> 2" in message
+    assert "train.output_dir" in message and "train.resume=never" in message and "train.overwrite=true" in message
+    assert "\n" not in message
+    assert "max_steps: 4" in (out / "coder_align_config.yaml").read_text()  # the refused config is not saved
+
+    fresh = sft(tiny_model_dir, out, "train.max_steps=2", "train.save_steps=2", "train.overwrite=true")
+    assert fresh["resumed_from"] is None and fresh["steps"] == 2 and not (out / "checkpoint-4").exists()
+    never = sft(tiny_model_dir, out, "train.max_steps=1", "train.resume=never")
+    assert never["resumed_from"] is None and never["steps"] == 1
+
+
+def test_every_checkpoint_is_servable_and_mergeable_like_the_final_directory(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from coder_align.merge import merge
+    from coder_align.templates import EOT
+
+    out = tmp_path / "lora"
+    sft(tiny_model_dir, out, "peft.method=lora", "train.max_steps=2", "train.save_steps=1")
+    for checkpoint in (out / "checkpoint-1", out / "checkpoint-2"):
+        for name in ("adapter_model.safetensors", "tokenizer.json", "chat_template.jinja", "generation_config.json",
+                     "coder_align_config.yaml"):
+            assert (checkpoint / name).is_file(), f"{checkpoint.name}/{name}"
+    merged = merge(out / "checkpoint-1", tmp_path / "merged-1", dtype="float32")
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    assert tokenizer.convert_tokens_to_ids(EOT) in model.generation_config.eos_token_id
+    assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                         add_generation_prompt=True).endswith("### Response:\n")
+
+    full = tmp_path / "full"
+    sft(tiny_model_dir, full, "train.max_steps=1", "train.save_steps=1")
+    model = AutoModelForCausalLM.from_pretrained(full / "checkpoint-1")
+    tokenizer = AutoTokenizer.from_pretrained(full / "checkpoint-1")
+    assert tokenizer.convert_tokens_to_ids(EOT) in model.generation_config.eos_token_id
 
 
 def test_packing_trains_on_the_same_tokens_without_padding(tiny_model_dir, tmp_path):
