@@ -227,6 +227,21 @@ def save_serving_files(directory: str | Path, model, tokenizer, config) -> None:
     tokenizer.save_pretrained(directory)
     model.generation_config.save_pretrained(directory)
     save_config(config, Path(directory) / CONFIG_FILE)
+    if _added_rows_are_trainable_tokens(model):
+        # peft saves whole embedding matrices whenever the vocabulary grew (two 28M-value copies
+        # for SmolLM2, ~240 MB), though the only changed rows are the trainable tokens it saves
+        # anyway; AutoPeftModelForCausalLM grows the base to the saved tokenizer on load.
+        model.save_pretrained(directory, save_embedding_layers=False)
+
+
+def _added_rows_are_trainable_tokens(model) -> bool:
+    """A LoRA model whose added-token rows train as peft trainable tokens (SFT). GRPO keeps them
+    frozen copies of EOS, which only the full embedding matrices carry, so those stay saved.
+    ZeRO-3 partitioned weights are left to the Trainer's gathered save."""
+    peft_config = getattr(model, "peft_config", None)
+    if not peft_config or any(hasattr(p, "ds_id") for p in model.parameters()):
+        return False
+    return bool(getattr(peft_config.get(model.active_adapter), "trainable_token_indices", None))
 
 
 def servable_checkpoints_callback(tokenizer, config):

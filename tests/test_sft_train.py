@@ -97,6 +97,54 @@ def test_merge_folds_adapter_into_full_weights(tiny_model_dir, tmp_path):
         torch.testing.assert_close(merged(ids).logits, reference(ids).logits, atol=1e-4, rtol=1e-4)
 
 
+def test_adapter_directory_serves_with_plain_peft_and_merge_keeps_greedy_output(tiny_model_dir, tmp_path):
+    from peft import AutoPeftModelForCausalLM
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from coder_align.templates import EOT
+
+    out = tmp_path / "lora"
+    sft(tiny_model_dir, out, "peft.method=lora", "train.max_steps=3", "train.learning_rate=1e-2")
+    with safe_open(out / "adapter_model.safetensors", "pt") as f:
+        keys = list(f.keys())
+    # only LoRA matrices and the trained <|EOT|> rows, not whole embedding matrices
+    assert not [k for k in keys if k.endswith("base_layer.weight")], keys
+    assert any("trainable_tokens_delta" in k for k in keys)
+
+    # the README's way to serve the adapter directory
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = AutoPeftModelForCausalLM.from_pretrained(out).eval()
+    model.generation_config = GenerationConfig.from_pretrained(out)
+    assert tokenizer.convert_tokens_to_ids(EOT) in model.generation_config.eos_token_id
+
+    # the same model as in training: base grown to the tokenizer, trained <|EOT|> row, LoRA
+    from peft import PeftModel
+
+    from coder_align.models import fit_embeddings
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    fit_embeddings(base, tokenizer)
+    reference = PeftModel.from_pretrained(base, out).eval()
+    ids = torch.tensor([tokenizer("def add(a, b):\n<|EOT|>").input_ids])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, reference(ids).logits)
+
+    merged_dir = tmp_path / "merged"  # default dtype: the base's (float32 here), not bf16
+    subprocess.run([sys.executable, "-m", "coder_align.cli", "merge", str(out), "--out", str(merged_dir)],
+                   check=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
+    assert merged.dtype == torch.float32
+    prompts = ["Write add(a, b).", "Reverse a string.", "Sum a list of numbers.", "Is 7 prime?", "Sort a list."]
+    for prompt in prompts:
+        chat = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                             return_tensors="pt", return_dict=True)
+        with torch.no_grad():
+            adapter_ids = model.generate(**chat, max_new_tokens=16, do_sample=False)
+            merged_ids = merged.generate(**chat, max_new_tokens=16, do_sample=False)
+        assert adapter_ids.tolist() == merged_ids.tolist(), prompt
+
+
 def test_qlora_4bit_nf4_trains_on_cpu(tiny_model_dir, tmp_path):
     pytest.importorskip("bitsandbytes")
     out = tmp_path / "qlora"
