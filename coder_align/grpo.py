@@ -135,6 +135,8 @@ def main(config: GRPOConfig) -> dict:
                         record_to=out / "completions.jsonl" if is_main_process() else None)
     check_sandbox(rewards.names, tasks)
     resume = prepare_output_dir(config, out)  # before the model: a wrong resume or directory fails fast
+    if start["adapter"]:
+        start["weights"] = merged_start(start["adapter"], out / START_MODEL)
 
     # --- training arguments before the model: ZeRO-3 must partition it while loading ------
     args = training_arguments(config.train, config.model.gradient_checkpointing, args_class=TRLGRPOConfig,
@@ -145,8 +147,6 @@ def main(config: GRPOConfig) -> dict:
     # Added-token rows stay frozen under LoRA: TRL computes log-probs from lm_head.weight.
     model = load_model(model_config, tokenizer, config.peft, training=True, template=start["template"],
                        train_new_tokens=False)
-    if start["adapter"]:
-        model = load_adapter(model, start["adapter"])
     if hasattr(model, "print_trainable_parameters") and is_main_process():
         model.print_trainable_parameters()
 
@@ -204,7 +204,9 @@ def starting_point(config: GRPOConfig) -> dict:
 
     An SFT output directory holds `coder_align_config.yaml`: its template and system prompt
     are reused so that GRPO prompts the model exactly as it was tuned. A LoRA adapter
-    directory is loaded on its base model and trained further.
+    directory is merged into its base first (`merged_start`), then trained as `peft.method`
+    says: continuing the adapter itself is not possible when it trains the <|EOT|> rows,
+    because TRL reads log-probs from `lm_head.weight` and refuses a wrapped head.
     """
     path = Path(config.model.path)
     start = {"weights": config.model.path, "tokenizer": config.model.path, "adapter": None,
@@ -220,14 +222,6 @@ def starting_point(config: GRPOConfig) -> dict:
             start["system_prompt"] = saved_data.get("system_prompt")
     if (path / "adapter_config.json").is_file():
         adapter = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-        if config.peft.method != "none":
-            raise ConfigError(f"model.path {path} is a LoRA adapter, which GRPO trains further; "
-                              f"set peft.method=none (got {config.peft.method})")
-        if adapter.get("trainable_token_indices"):
-            raise ConfigError(
-                f"{path}: this adapter trains rows of added tokens (e.g. <|EOT|>), which GRPO cannot (TRL reads "
-                f"log-probs from lm_head.weight directly). Merge it first: coder-align merge {path} --out MERGED, "
-                "then model.path=MERGED")
         start.update(weights=adapter["base_model_name_or_path"], adapter=str(path))
     start["template"] = start["template"] or "deepseek"
     return start
@@ -248,10 +242,35 @@ def check_sandbox(reward_names: list[str], tasks: list[dict]) -> None:
                              f"{problem}")
 
 
-def load_adapter(model, adapter_dir: str):
-    from peft import PeftModel
+START_MODEL = "start_model"  # where an adapter starting point is merged, inside the output directory
 
-    return PeftModel.from_pretrained(model, adapter_dir, is_trainable=True)
+
+def merged_start(adapter_dir: str, target: Path, wait_s: float = 3600.0) -> str:
+    """The adapter folded into full weights once, at `target` (reused on resume). On disk rather
+    than in memory so that the GRPO output (weights, or an adapter whose base is `target`)
+    loads, merges and evaluates on its own. The main process writes; other ranks wait."""
+    import os
+    import shutil
+
+    from coder_align.training import is_main_process
+
+    target = target.resolve()  # peft records this path as the base of the GRPO adapter
+    if not (target / "config.json").is_file():
+        if is_main_process():
+            from coder_align.merge import merge
+
+            log.info("merging the adapter %s into %s (once)", adapter_dir, target)
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            merge(adapter_dir, tmp)  # in the dtype the adapter was trained against
+            os.rename(tmp, target)
+        else:
+            deadline = time.monotonic() + wait_s
+            while not (target / "config.json").is_file():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"rank {os.environ.get('RANK')}: {target} did not appear")
+                time.sleep(2)
+    return str(target)
 
 
 def trl_arguments(g: GRPOSettings, reward_weights: list[float]) -> dict:

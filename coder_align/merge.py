@@ -21,7 +21,10 @@ def base_model_of(adapter_dir: Path) -> str:
     """The base the adapter was trained on: our saved config first, then peft's own record."""
     ours = adapter_dir / "coder_align_config.yaml"
     if ours.exists():
-        return yaml.safe_load(ours.read_text())["model"]["path"]
+        path = yaml.safe_load(ours.read_text())["model"]["path"]
+        # A GRPO run that started from an adapter trained on that adapter merged (peft records where)
+        if not is_adapter_dir(path):
+            return path
     peft_config = adapter_dir / "adapter_config.json"
     if not peft_config.exists():
         raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json; is this a LoRA output directory?")

@@ -82,7 +82,8 @@ NOT_SHAPING_TRAINING = {
 }
 CONFIG_FILE = "coder_align_config.yaml"
 # what a run writes besides weights (overwritten anyway); completions.jsonl is appended to
-RESULT_FILES = (CONFIG_FILE, "summary.json", "completions.jsonl", "samples.jsonl", "loss.png", "rewards.png", "runs")
+RESULT_FILES = (CONFIG_FILE, "summary.json", "completions.jsonl", "samples.jsonl", "loss.png", "rewards.png", "runs",
+                "start_model")
 
 
 def _flatten(data: dict, prefix: str = "") -> dict:
