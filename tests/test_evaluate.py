@@ -131,6 +131,18 @@ def test_markdown_and_chart_show_null_as_null_not_zero(tmp_path):
     assert (tmp_path / "p.png").exists()
 
 
+def test_non_utf8_samples_and_directories_are_named_errors(tmp_path):
+    from coder_align.evaluation.scoring import read_samples
+    from coder_align.evaluation.tasks import TaskError
+
+    bad = tmp_path / "s.jsonl"
+    bad.write_bytes(b'{"task_id": "a", "completion": "ok"}\n{"task_id": "a", "completion": "\xff"}\n')
+    with pytest.raises(TaskError, match=r"s.jsonl:2: not UTF-8 \(byte 0xff at column 33\); save the file as UTF-8"):
+        read_samples(bad)
+    with pytest.raises(TaskError, match="is a directory"):
+        read_samples(tmp_path)
+
+
 def test_cut_at_stops_takes_the_earliest_stop():
     text = "    return 1\n\n# test\ndef other():\n"
     assert cut_at_stops(text, ["\ndef ", "\n#"]) == "    return 1\n"
