@@ -49,3 +49,16 @@ def test_documented_command_names_real_things(line):
 def test_every_documented_subcommand_is_covered():
     documented = {shlex.split(l)[1] for l in COMMAND_LINES if l.startswith("coder-align")}
     assert {"sft", "merge", "grpo", "pretrain", "corpus", "sandbox", "eval"} <= documented
+
+
+def test_the_corpus_files_the_readme_names_are_the_ones_build_writes(tmp_path):
+    from coder_align.corpus.build import build_corpus
+
+    names = re.findall(r"`(corpus[\w.]*\.(?:stats\.json|report\.txt))`", README)
+    assert len(names) == 2, names
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "a.py").write_text("def f(x):\n    return x + 1\n" * 5)
+    build_corpus([repo], tmp_path / "corpus.jsonl", decontaminate=False)
+    for name in names:
+        assert (tmp_path / name).is_file(), name
