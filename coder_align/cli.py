@@ -55,7 +55,7 @@ COMMANDS = {
 
 
 def usage() -> str:
-    lines = ["usage: coder-align COMMAND [ARGS...]", "", "commands:"]
+    lines = ["usage: coder-align [--version] COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, _, help_) in COMMANDS.items()]
     lines += ["", "Run `coder-align COMMAND --help` for a command's options.",
               f"--debug (anywhere) or {DEBUG_ENV}=1 shows the traceback of an error."]
@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from coder_align import __version__
+
+        print(f"coder-align {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
@@ -86,11 +91,27 @@ def main(argv: list[str] | None = None) -> int:
         raise
     try:
         return int(getattr(module, func_name)(rest) or 0)
+    except KeyboardInterrupt:
+        _remove_unused_outputs()
+        if debug:
+            raise
+        hint = " Rerun the same command to resume from the last checkpoint (train.save_steps)." \
+            if name in ("sft", "grpo", "pretrain") else ""
+        print(f"\ncoder-align {name}: interrupted.{hint}", file=sys.stderr)
+        return 130  # the shell's code for SIGINT
     except Exception as e:
+        _remove_unused_outputs()
         if debug or not is_user_error(e):
             raise
         print(f"coder-align {name}: error: {one_line(e)}", file=sys.stderr)
         return 2
+
+
+def _remove_unused_outputs() -> None:
+    """A run that failed before training wrote anything leaves no empty output directory."""
+    training = sys.modules.get("coder_align.training")
+    if training is not None:
+        training.remove_unused_outputs()
 
 
 if __name__ == "__main__":

@@ -218,9 +218,42 @@ def save_config(config: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
 
 
+def settings_help(cls: type) -> str:
+    """Every setting of a config class with its default and range, one per line, for --help."""
+    lines = ["settings (key=default), set with key=value or in the --config YAML:"]
+
+    def walk(tp, prefix):
+        defaults = tp()
+        for f in dataclasses.fields(tp):
+            value = getattr(defaults, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(type(value), f"{prefix}{f.name}.")
+                continue
+            allowed = getattr(tp, "RANGES", {}).get(f.name)
+            shown = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+            lines.append(f"  {prefix}{f.name}={shown}" + (f"  ({allowed})" if allowed else ""))
+
+    walk(cls, "")
+    return "\n".join(lines)
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Append `(default: X)` to every option of `parser` and its subcommands that has a default."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                show_defaults(sub)
+        elif (action.default is not None and action.default is not False and action.default != argparse.SUPPRESS
+              and action.option_strings):
+            if "default:" not in (action.help or ""):
+                action.help = f"{action.help or ''} (default: {action.default})".strip()
+    return parser
+
+
 def parse_args(cls: type[T], argv: list[str] | None = None, prog: str | None = None) -> T:
     """`--config FILE key=value ...`; tolerates the `--local_rank` that deepspeed passes."""
-    parser = argparse.ArgumentParser(prog=prog, description=(cls.__doc__ or "").strip().splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog, description=(cls.__doc__ or "").strip().splitlines()[0],
+                                     epilog=settings_help(cls), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", "-c", help="YAML file with settings")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. data.path=my.jsonl")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from coder_align.config import (
-    NON_NEGATIVE, ONE_OR_MORE, POSITIVE, ConfigError, Range, check_ranges, save_config, to_dict,
+    NON_NEGATIVE, ONE_OR_MORE, POSITIVE, ConfigError, Range, check_ranges, save_config, show_defaults, to_dict,
 )
 from coder_align.preflight import PreflightError, sandbox_problem
 from coder_align.templates import INSTRUCTION_HEADER
@@ -258,7 +258,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("run_a")
     compare.add_argument("run_b")
     compare.add_argument("--out", default=None, help="where compare.json and compare.png go (default RUN_B)")
-    return parser
+    return show_defaults(parser)
 
 
 def _config(args: argparse.Namespace) -> EvalConfig:

@@ -93,7 +93,9 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--base", help="base model (default: the one recorded in the adapter directory)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
                         help="auto (default): the base's own dtype, bf16 for QLoRA; another changes greedy output")
-    args = parser.parse_args(argv)
+    from coder_align.config import show_defaults
+
+    args = show_defaults(parser).parse_args(argv)
     out = merge(args.adapter, args.out, args.base, args.dtype)
     print(f"merged model written to {out}")
     return 0

@@ -134,11 +134,30 @@ def prepare_output_dir(config, out: Path) -> str | None:
                         checkpoint, CONFIG_FILE)
     if is_main_process():
         try:
+            if not out.exists():
+                CREATED_DIRS.append(out)
             out.mkdir(parents=True, exist_ok=True)
             save_config(config, out / CONFIG_FILE)
         except OSError as e:
             raise ConfigError(f"train.output_dir {out} is not writable: {e.strerror or e}") from e
     return checkpoint
+
+
+CREATED_DIRS: list[Path] = []  # output directories this process created (see remove_unused_outputs)
+
+
+def remove_unused_outputs() -> list[Path]:
+    """After a failed run: remove the output directories this process created that hold only the
+    config written at the start (the run failed before training wrote anything). Returns them."""
+    import shutil
+
+    removed = []
+    for out in CREATED_DIRS:
+        if out.is_dir() and {p.name for p in out.iterdir()} <= {CONFIG_FILE}:
+            shutil.rmtree(out)
+            removed.append(out)
+    CREATED_DIRS.clear()
+    return removed
 
 
 def checkpoint_step(checkpoint: str | None) -> int | None:

@@ -34,7 +34,7 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, make_args, expected):
     assert proc.returncode == 2
     # progress logging may come first; the error is the last line, alone, with no traceback
     lines = proc.stderr.strip().splitlines()
-    assert "Traceback" not in proc.stderr and [l for l in lines if "error" in l.lower()] == lines[-1:], proc.stderr
+    assert "Traceback" not in proc.stderr and [l for l in lines if l.startswith("coder-align")] == lines[-1:], proc.stderr
     assert lines[-1].startswith("coder-align sft: error: ") and expected in lines[-1]
 
 
@@ -69,3 +69,55 @@ def test_multi_line_user_error_is_joined_into_one_line(monkeypatch, capsys):
     monkeypatch.setenv("CODER_ALIGN_DEBUG", "1")
     with pytest.raises(ConfigError):
         cli.main(["fake"])
+
+
+def test_version_and_help_with_defaults(capsys):
+    from coder_align import __version__
+    from coder_align.evaluate import _parser
+
+    assert cli.main(["--version"]) == 0 and capsys.readouterr().out == f"coder-align {__version__}\n"
+    proc = run("sft", "--help")
+    assert proc.returncode == 0
+    for line in ("  train.learning_rate=1.0e-05  (> 0)", "  data.max_length=1024  (>= 2)", "  peft.method=none"):
+        assert line in proc.stdout.splitlines(), line
+    run_help = _parser()._subparsers._group_actions[0].choices["run"].format_help()
+    assert "(default: 0.0)" in run_help and "(default: humaneval,mbpp,infilling)" in run_help
+
+
+def test_ctrl_c_is_one_line_with_a_resume_hint(monkeypatch, capsys):
+    _fake_command(monkeypatch, KeyboardInterrupt())
+    monkeypatch.setitem(cli.COMMANDS, "sft", cli.COMMANDS["fake"])
+    assert cli.main(["sft"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == ("coder-align sft: interrupted. Rerun the same command to resume from the last checkpoint "
+                   "(train.save_steps).")
+
+
+def test_unwritable_output_dir_fails_before_the_model_loads(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    proc = run("sft", "data.path=data_templates/alpaca.jsonl", f"train.output_dir={blocker / 'out'}",
+               "model.path=/no/such/model-dir-that-would-fail-later")
+    # the model path is checked when the tokenizer loads, first; with a real model the output
+    # directory is checked right after the data, before the model loads
+    assert proc.returncode == 2
+    proc = run("sft", "data.path=data_templates/alpaca.jsonl", f"train.output_dir={blocker / 'out'}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"coder-align sft: error: train.output_dir {blocker / 'out'} "
+                                                           "is not writable")
+    assert "Loading weights" not in proc.stderr
+
+
+def test_a_run_that_failed_before_training_leaves_no_output_dir(tmp_path):
+    from coder_align import training
+    from coder_align.config import load_config
+    from coder_align.sft import SFTConfig
+
+    config = load_config(SFTConfig, None, [f"train.output_dir={tmp_path / 'new'}"])
+    training.prepare_output_dir(config, tmp_path / "new")
+    assert (tmp_path / "new" / "coder_align_config.yaml").is_file()
+    kept = load_config(SFTConfig, None, [f"train.output_dir={tmp_path / 'kept'}"])
+    training.prepare_output_dir(kept, tmp_path / "kept")
+    (tmp_path / "kept" / "runs").mkdir()  # training had begun
+    assert training.remove_unused_outputs() == [tmp_path / "new"]
+    assert not (tmp_path / "new").exists() and (tmp_path / "kept" / "runs").is_dir()
