@@ -271,9 +271,15 @@ def _config(args: argparse.Namespace) -> EvalConfig:
 
 
 def _unjudged_exit(tasks: dict[str, dict], allowed: bool) -> int:
-    """Exit 3 (with the reason on stderr) when any sample could not be judged, unless allowed."""
+    """Exit 2 when nothing was scored (every task id unknown), 3 (with the reason on stderr) when
+    any sample could not be judged, unless allowed."""
     code = 0
     for name, task in tasks.items():
+        if not task["samples"] and task.get("unknown_task_ids"):
+            print(f"coder-align eval: error: none of the {task['unknown_task_ids']} samples has a task id of {name} "
+                  f"(e.g. {', '.join(map(str, task.get('unknown_task_id_examples', [])[:3]))}); is --task right?",
+                  file=sys.stderr)
+            return 2
         if task.get("unavailable"):
             print(f"coder-align eval: {'warning' if allowed else 'error'}: {task['unavailable']} of "
                   f"{task['samples']} {name} samples could not be judged ({task['unavailable_reason']}); "

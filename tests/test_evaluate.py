@@ -122,11 +122,31 @@ def test_eval_run_without_a_sandbox_stops_before_loading_the_model(tmp_path):
     assert "cannot score here: bubblewrap" in proc.stderr and "--allow-unavailable" in proc.stderr
 
 
+def test_eval_score_with_only_unknown_ids_is_an_error(tmp_path):
+    import json
+    import subprocess
+
+    from conftest import cli_command, cli_env
+
+    task = tmp_path / "toy.jsonl"
+    task.write_text(json.dumps({"task_id": "a", "instruction": "Write one().", "tests": ["assert one() == 1"]}) + "\n")
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "x"}) + "\n")
+    proc = subprocess.run(cli_command("eval", "score", "--task", str(task), "--samples", str(samples)),
+                          capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["pass@1"] is None
+    assert proc.stderr.strip() == ("coder-align eval: error: none of the 1 samples has a task id of toy "
+                                   "(e.g. HumanEval/0); is --task right?")
+
+
 def test_markdown_and_chart_show_null_as_null_not_zero(tmp_path):
     from coder_align.evaluation.report import bar_chart, markdown_report
 
     summary = {"tasks": {"toy": {"problems_scored": 1, "problems": 1, "samples": 1, "pass@1": None}}}
-    assert "| toy | 1/1 | 1 | null |" in markdown_report(summary)
+    report = markdown_report(summary)
+    assert "| toy | 1/1 | 1 | null |" in report
+    assert "| pass@1 % |" in report and "in percent of problems, 0-100 (summary.json holds them as fractions" in report
     bar_chart({"run": {"toy pass@1": None}}, tmp_path / "p.png", "t")
     assert (tmp_path / "p.png").exists()
 

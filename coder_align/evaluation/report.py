@@ -32,14 +32,15 @@ def markdown_report(summary: dict) -> str:
     lines = [f"# Evaluation of `{summary.get('model', '?')}`", "",
              f"mode per task: {summary.get('modes', {})}; n={summary.get('n')}, "
              f"temperature={summary.get('temperature')}, backend={summary.get('backend')}", "",
-             "| task | problems | samples | " + " | ".join(METRICS) + " | generation s | scoring s |",
+             "| task | problems | samples | " + " | ".join(f"{m} %" for m in METRICS) + " | generation s | scoring s |",
              "|---|---|---|" + "---|" * len(METRICS) + "---|---|"]
     for name, task in summary.get("tasks", {}).items():
         # null: samples the sandbox could not judge (see status counts)
         cells = [("null" if task[m] is None else f"{100 * task[m]:.1f}") if m in task else "-" for m in METRICS]
         lines.append(f"| {name} | {task['problems_scored']}/{task['problems']} | {task['samples']} | "
                      + " | ".join(cells) + f" | {task.get('generation_seconds', '-')} | {task.get('scoring_seconds', '-')} |")
-    lines += ["", "Percentages. Status counts per task:", ""]
+    lines += ["", "pass@k and exact match in percent of problems, 0-100 (summary.json holds them as fractions, "
+              "0-1); null: some samples could not be judged. Status counts per task:", ""]
     for name, task in summary.get("tasks", {}).items():
         lines.append(f"- {name}: {task.get('status_counts', {})}"
                      + (f"; unknown task ids: {task['unknown_task_ids']}" if task.get("unknown_task_ids") else ""))

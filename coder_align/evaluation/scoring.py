@@ -125,6 +125,9 @@ def summarise(task: Task, results: list[dict], unknown: Counter, statuses: Count
             if k <= n_min:
                 summary[f"pass@{k}"] = (float(np.mean([pass_at_k(t[0], t[1], k) for t in judged.values()]))
                                         if judged and (allow_unavailable or not unjudged) else None)
+    else:  # nothing scored (e.g. every task id unknown): say so rather than leave pass@1 out
+        summary["pass@1"] = None
+    if per_task:
         if task.name == "infilling":
             # exact match needs no sandbox
             summary["exact_match"] = float(np.mean([t[2] / t[0] for t in per_task.values()]))
