@@ -120,6 +120,7 @@ def prepare_output_dir(config, out: Path) -> str | None:
     resume = "never" if config.train.overwrite else config.train.resume
     checkpoint = resolve_resume(resume, str(out))
     if checkpoint:
+        check_checkpoint(checkpoint)
         saved_path = Path(checkpoint).parent / CONFIG_FILE
         if saved_path.is_file():
             saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
@@ -158,6 +159,39 @@ def remove_unused_outputs() -> list[Path]:
             removed.append(out)
     CREATED_DIRS.clear()
     return removed
+
+
+def check_checkpoint(checkpoint: str) -> None:
+    """A checkpoint to resume from must hold its trainer state and readable weights; a run
+    killed while saving leaves one that fails deep inside transformers otherwise."""
+    from coder_align.config import ConfigError
+
+    path = Path(checkpoint)
+    way_out = (f"delete {path} to resume from the checkpoint before it, or set train.resume=never "
+               "(or train.overwrite=true) to start over")
+    problem = None
+    state = path / "trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problem = "no trainer_state.json"
+    except (ValueError, OSError) as e:
+        problem = f"trainer_state.json is unreadable ({e})"
+    weights = [p for p in path.iterdir() if p.name.endswith((".safetensors", ".bin", ".pt"))
+               or p.name.startswith("global_step")]  # global_stepN/: DeepSpeed
+    if problem is None and not weights:
+        problem = "no weights or adapter file"
+    for file in (p for p in weights if p.suffix == ".safetensors"):
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(file), "pt") as f:
+                f.keys()
+        except Exception as e:  # a truncated file has a bad header or size
+            problem = f"{file.name} is unreadable ({type(e).__name__}: {e})"
+            break
+    if problem:
+        raise ConfigError(f"cannot resume from {path}: {problem}; {way_out}")
 
 
 def checkpoint_step(checkpoint: str | None) -> int | None:
@@ -252,6 +286,17 @@ def save_serving_files(directory: str | Path, model, tokenizer, config) -> None:
         # for SmolLM2, ~240 MB), though the only changed rows are the trainable tokens it saves
         # anyway; AutoPeftModelForCausalLM grows the base to the saved tokenizer on load.
         model.save_pretrained(directory, save_embedding_layers=False)
+    readable_by_umask(directory)
+
+
+def readable_by_umask(directory: str | Path) -> None:
+    """Give files saved with mode 0600 (safetensors and torch write through private temporary
+    files) the permissions the user's umask asks for, like every other file in the directory."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in Path(directory).iterdir():
+        if path.is_file() and path.stat().st_mode & 0o777 == 0o600:
+            path.chmod(0o666 & ~mask)
 
 
 def _added_rows_are_trainable_tokens(model) -> bool:
@@ -262,6 +307,20 @@ def _added_rows_are_trainable_tokens(model) -> bool:
     if not peft_config or any(hasattr(p, "ds_id") for p in model.parameters()):
         return False
     return bool(getattr(peft_config.get(model.active_adapter), "trainable_token_indices", None))
+
+
+def log_last_step_callback():
+    """A TrainerCallback that logs the last step too, so a run whose max_steps is not a multiple
+    of logging_steps (or is below it) still has a final loss and a point in the plots."""
+    from transformers import TrainerCallback
+
+    class LogLastStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.max_steps and state.global_step >= state.max_steps:
+                control.should_log = True
+            return control
+
+    return LogLastStep()
 
 
 def servable_checkpoints_callback(tokenizer, config):
@@ -284,6 +343,7 @@ def train_and_save(trainer, config, tokenizer, out: Path, resume: str | None = N
     adapter on every rank (ZeRO-3 gathers 16-bit weights) and tokenizer, generation config and
     resolved config on the main process."""
     trainer.add_callback(servable_checkpoints_callback(tokenizer, config))
+    trainer.add_callback(log_last_step_callback())
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started

@@ -207,6 +207,27 @@ def test_every_checkpoint_is_servable_and_mergeable_like_the_final_directory(tin
     assert tokenizer.convert_tokens_to_ids(EOT) in model.generation_config.eos_token_id
 
 
+def test_short_runs_log_their_last_step_files_are_readable_and_corrupt_checkpoints_are_named(tiny_model_dir,
+                                                                                            tmp_path):
+    from coder_align.config import ConfigError
+
+    out = tmp_path / "short"
+    settings = ["train.max_steps=2", "train.logging_steps=5", "train.save_steps=2", "train.learning_rate=1e-3"]
+    summary = sft(tiny_model_dir, out, *settings)
+    assert summary["final_loss"] is not None and (out / "loss.png").is_file()  # max_steps < logging_steps
+
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in (out / "model.safetensors", out / "checkpoint-2" / "model.safetensors", out / "summary.json"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path  # not 0600
+
+    weights = out / "checkpoint-2" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a run killed while saving
+    with pytest.raises(ConfigError, match=r"cannot resume from .*checkpoint-2: model.safetensors is unreadable .*; "
+                                          r"delete .*checkpoint-2 to resume from the checkpoint before it"):
+        sft(tiny_model_dir, out, *settings)
+
+
 def test_packing_trains_on_the_same_tokens_without_padding(tiny_model_dir, tmp_path):
     summary = sft(tiny_model_dir, tmp_path / "packed", "data.packing=true", "train.max_steps=8",
                   "train.learning_rate=3e-3")
