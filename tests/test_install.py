@@ -75,3 +75,17 @@ def test_make_install_runs_the_sandbox_step_first():
                          env={**os.environ, "MAKEFLAGS": ""})
     lines = dry.stdout.splitlines()
     assert lines and "install_sandbox_deps.sh" in lines[0]
+
+
+def test_torch_comes_from_the_cpu_index_only_without_a_gpu(tmp_path):
+    def torch_line(path):
+        dry = subprocess.run(["make", "-n", "install", "SANDBOX=skip"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, env={**os.environ, "MAKEFLAGS": "", "PATH": path})
+        return next(line for line in dry.stdout.splitlines() if "pip install" in line and "torch" in line)
+
+    gpu_bin = tmp_path / "gpu-bin"
+    gpu_bin.mkdir()
+    _tool(gpu_bin, "nvidia-smi", "exit 0")
+    system_path = "/usr/local/bin:/usr/bin:/bin"
+    assert "--index-url https://download.pytorch.org/whl/cpu" in torch_line(system_path)
+    assert "--index-url" not in torch_line(f"{gpu_bin}:{system_path}")
