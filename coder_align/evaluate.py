@@ -33,7 +33,9 @@ from coder_align.config import (
 )
 from coder_align.preflight import PreflightError, sandbox_problem
 from coder_align.templates import INSTRUCTION_HEADER
-from coder_align.evaluation.report import bar_chart, compare_runs, headline, markdown_report, write_jsonl
+from coder_align.evaluation.report import (
+    bar_chart, compare_runs, headline, headline_counts, markdown_report, write_jsonl,
+)
 from coder_align.evaluation.scoring import pass_at_k, read_samples, score_samples
 from coder_align.evaluation.tasks import (
     Task, TaskError, base_prompt, cut_at_stops, drop_unfinished_tail, fim_prompt, first_line, instruct_completion,
@@ -205,7 +207,9 @@ def main(config: EvalConfig) -> dict:
         log.info("%s: %s", task.name, {k: v for k, v in task_summary.items() if k.startswith(("pass@", "exact"))})
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown_report(summary), encoding="utf-8")
-    bar_chart({config.model: headline(summary)}, out / "pass_rates.png", f"{config.model} ({config.n} samples)")
+    bar_chart({config.model: headline(summary)}, out / "pass_rates.png",
+              f"{config.model} ({config.n} sample{'s' if config.n > 1 else ''} per problem)",
+              headline_counts(summary))
     return summary
 
 
@@ -308,6 +312,9 @@ def cli(argv: list[str]) -> int:
             for name, t in result["tasks"].items():
                 print(f"{name}: B wins {t['b_wins']}, loses {t['b_losses']}, ties {t['ties']} "
                       f"of {t['common_problems']} common problems")
+            for side in ("a", "b"):
+                if result[f"only_in_{side}"]:
+                    print(f"only in {side.upper()} (not compared): {', '.join(result[f'only_in_{side}'])}")
             print(json.dumps(result))
     except (TaskError, ConfigError, FileNotFoundError, PreflightError) as e:
         if "--debug" in sys.argv or os.environ.get("CODER_ALIGN_DEBUG", "") not in ("", "0"):

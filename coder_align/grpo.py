@@ -107,8 +107,9 @@ def main(config: GRPOConfig) -> dict:
     from coder_align.data.records import DataError
     from coder_align.grpo_rewards import RewardSet
     from coder_align.models import load_model, load_tokenizer
+    from coder_align.plots import plot_rewards
     from coder_align.training import (
-        is_main_process, plot_metric, prepare_output_dir, train_and_save, training_arguments, write_summary,
+        is_main_process, prepare_output_dir, train_and_save, training_arguments, write_summary,
     )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -159,9 +160,8 @@ def main(config: GRPOConfig) -> dict:
     if not run.is_main:
         return {}
     history = [h for h in trainer.state.log_history if "reward" in h]
-    component_keys = [f"rewards/{name}/mean" for name in rewards.names]
-    plot_metric(trainer.state.log_history, ["reward", *component_keys, "code/pass_rate"], out / "rewards.png",
-                "GRPO rewards per step")
+    plot_rewards(trainer.state.log_history, out / "rewards.png", dict(zip(rewards.names, rewards.weights)),
+                 run.resumed_from_step)
     summary = {
         "stage": "grpo",
         "model": config.model.path,

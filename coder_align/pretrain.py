@@ -72,7 +72,8 @@ def main(config: PretrainConfig) -> dict:
     from transformers import Trainer, set_seed
 
     from coder_align.models import load_model
-    from coder_align.training import plot_metric, prepare_output_dir, train_and_save, training_arguments, write_summary
+    from coder_align.plots import plot_loss
+    from coder_align.training import prepare_output_dir, train_and_save, training_arguments, write_summary
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
@@ -118,7 +119,7 @@ def main(config: PretrainConfig) -> dict:
         "resumed_from_step": run.resumed_from_step,
         "config": to_dict(config),
     }
-    plot_metric(trainer.state.log_history, "loss", out / "loss.png", "Continued pretraining loss")
+    plot_loss(trainer.state.log_history, out / "loss.png", "Continued pretraining loss", run.resumed_from_step)
     write_summary(out, summary)
     return summary
 

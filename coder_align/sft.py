@@ -73,8 +73,9 @@ def main(config: SFTConfig) -> dict:
     from coder_align.data import PackingCollator, PaddingCollator, build_sft_examples
     from coder_align.data.records import DataError
     from coder_align.models import load_model, load_tokenizer
+    from coder_align.plots import plot_loss
     from coder_align.training import (
-        is_main_process, plot_metric, prepare_output_dir, train_and_save, training_arguments, write_summary,
+        is_main_process, prepare_output_dir, train_and_save, training_arguments, write_summary,
     )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -130,7 +131,7 @@ def main(config: SFTConfig) -> dict:
         "packing": config.data.packing,
         "config": to_dict(config),
     }
-    plot_metric(trainer.state.log_history, "loss", out / "loss.png", "SFT training loss")
+    plot_loss(trainer.state.log_history, out / "loss.png", "SFT training loss", run.resumed_from_step)
     if config.sample_prompts:
         summary["samples"] = generate_samples(unwrap(model), tokenizer, config, out)
     write_summary(out, summary)

@@ -1,4 +1,4 @@
-"""Pieces every training stage shares: TrainingArguments, resume, run summary and loss plot."""
+"""Pieces every training stage shares: TrainingArguments, output directory and resume, run summary."""
 
 from __future__ import annotations
 
@@ -230,34 +230,6 @@ def is_main_process() -> bool:
 def write_summary(output_dir: str | Path, summary: dict) -> None:
     path = Path(output_dir) / "summary.json"
     path.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-
-
-def plot_metric(log_history: list[dict], key: str | list[str], path: str | Path, title: str) -> bool:
-    """Line plot of logged metrics (one or several keys) over steps; False when nothing was logged."""
-    keys = [key] if isinstance(key, str) else list(key)
-    series = {k: [(h["step"], h[k]) for h in log_history if h.get(k) is not None and "step" in h] for k in keys}
-    series = {k: v for k, v in series.items() if v}
-    if not series:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name, points in series.items():
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 50 else None,
-                label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel(keys[0] if len(keys) == 1 else "value")
-    if len(keys) > 1:
-        ax.legend(fontsize=7)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
 
 
 @dataclass

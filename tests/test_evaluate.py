@@ -147,8 +147,47 @@ def test_markdown_and_chart_show_null_as_null_not_zero(tmp_path):
     report = markdown_report(summary)
     assert "| toy | 1/1 | 1 | null |" in report
     assert "| pass@1 % |" in report and "in percent of problems, 0-100 (summary.json holds them as fractions" in report
-    bar_chart({"run": {"toy pass@1": None}}, tmp_path / "p.png", "t")
+    fig = bar_chart({"run": {"toy pass@1": None}}, tmp_path / "p.png", "t")
     assert (tmp_path / "p.png").exists()
+    assert [t.get_text() for t in fig.axes[0].texts] == ["null (unjudged)"]
+
+
+def test_pass_rate_chart_shows_zeros_counts_and_a_fixed_axis(tmp_path):
+    from coder_align.evaluation.report import bar_chart
+
+    fig = bar_chart({"run": {"toy pass@1": 0.0, "toy pass@10": 0.25}}, tmp_path / "p.png", "t",
+                    {"toy pass@1": 3, "toy pass@10": 3})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["0.0", "25.0"]  # a zero bar is still labelled
+    assert ax.get_ylim() == (0, 115) and max(ax.get_yticks()) == 100 and ax.get_ylabel() == "% of problems"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["toy pass@1\n(3 problems)", "toy pass@10\n(3 problems)"]
+
+
+def test_compare_chart_marks_missing_tasks_and_shows_wins_and_losses(tmp_path):
+    import json
+
+    from coder_align.evaluation.report import compare_runs
+
+    def run(name, tasks):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps({"model": name, "tasks": tasks}))
+        return tmp_path / name
+
+    a = run("a", {"toy": {"pass@1": 0.0, "problems_scored": 2, "per_problem": {"1": {"n": 1, "passed": 0},
+                                                                               "2": {"n": 1, "passed": 1}}},
+                  "extra": {"pass@1": 0.5, "problems_scored": 2, "per_problem": {}}})
+    b = run("b", {"toy": {"pass@1": 0.5, "problems_scored": 2, "per_problem": {"1": {"n": 1, "passed": 1},
+                                                                               "2": {"n": 1, "passed": 1}}}})
+    result = compare_runs(a, b, tmp_path / "cmp")
+    assert result["only_in_a"] == ["extra"] and result["only_in_b"] == []
+    from coder_align.evaluation.report import compare_chart, headline
+
+    fig = compare_chart(result, {"A": headline(json.loads((a / "summary.json").read_text())),
+                                 "B": headline(json.loads((b / "summary.json").read_text()))}, tmp_path / "c.png")
+    bars, wins = fig.axes
+    assert "missing" in [t.get_text() for t in bars.texts]  # B has no 'extra' task: not a bar at 0
+    assert sorted(t.get_text() for t in wins.texts) == ["1", "1"]  # toy: B better on 1, tie on 1
+    assert wins.get_xlabel() == "problems (in both runs)"
 
 
 def test_non_utf8_samples_and_directories_are_named_errors(tmp_path):
