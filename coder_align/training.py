@@ -121,8 +121,11 @@ def prepare_output_dir(config, out: Path) -> str | None:
     checkpoint = resolve_resume(resume, str(out))
     if checkpoint:
         check_checkpoint(checkpoint)
-        saved_path = Path(checkpoint).parent / CONFIG_FILE
-        if saved_path.is_file():
+        # the checkpoint's own copy (save_serving_files) beats the directory's, which a later
+        # train.resume=never run into the same directory may have replaced
+        saved_path = next((p for p in (Path(checkpoint) / CONFIG_FILE, Path(checkpoint).parent / CONFIG_FILE)
+                           if p.is_file()), None)
+        if saved_path is not None:
             saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
             differences = config_differences(saved, to_dict(config))
             if differences:

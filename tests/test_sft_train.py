@@ -179,6 +179,9 @@ def test_resume_continues_only_with_the_same_config(tiny_model_dir, tmp_path):
     assert fresh["resumed_from"] is None and fresh["steps"] == 2 and not (out / "checkpoint-4").exists()
     never = sft(tiny_model_dir, out, "train.max_steps=1", "train.resume=never")
     assert never["resumed_from"] is None and never["steps"] == 1
+    # checkpoint-2 (of the max_steps=2 run) is still the newest, and its own saved config says so
+    with pytest.raises(ConfigError, match=r"holds checkpoint-2 .*train.max_steps: 2 -> 1"):
+        sft(tiny_model_dir, out, "train.max_steps=1")
 
 
 def test_every_checkpoint_is_servable_and_mergeable_like_the_final_directory(tiny_model_dir, tmp_path):
