@@ -115,6 +115,7 @@ def main(config: GRPOConfig) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
         raise ConfigError("data.path is required (a .jsonl/.json/.parquet file, or a hub dataset name)")
+    check_group_size(config)
     set_seed(config.train.seed)
     out = Path(config.train.output_dir)
 
@@ -225,6 +226,20 @@ def starting_point(config: GRPOConfig) -> dict:
         start.update(weights=adapter["base_model_name_or_path"], adapter=str(path))
     start["template"] = start["template"] or "deepseek"
     return start
+
+
+def check_group_size(config: GRPOConfig) -> None:
+    """Each generation batch must hold whole groups; TRL checks this only once the model is loaded."""
+    import os
+
+    t, g = config.train, config.grpo
+    completions = (t.per_device_train_batch_size * (g.steps_per_generation or t.gradient_accumulation_steps)
+                   * int(os.environ.get("WORLD_SIZE", "1")))
+    if completions % g.num_generations:
+        raise ConfigError(
+            f"train.per_device_train_batch_size={t.per_device_train_batch_size} x steps per generation x GPUs = "
+            f"{completions} completions per generation batch, not a multiple of grpo.num_generations="
+            f"{g.num_generations} (each prompt needs a whole group)")
 
 
 def check_sandbox(reward_names: list[str], tasks: list[dict]) -> None:

@@ -162,3 +162,13 @@ def test_cli_lists_commands():
     out = subprocess.run(cli_command("--help"), capture_output=True, text=True, env=cli_env(), check=True).stdout
     for command in ("sft", "merge", "grpo", "eval", "sandbox", "corpus", "pretrain"):
         assert command in out
+
+
+def test_grpo_batch_must_hold_whole_groups():
+    from coder_align.grpo import GRPOConfig, check_group_size
+
+    check_group_size(load_config(GRPOConfig, None, ["train.per_device_train_batch_size=8", "grpo.num_generations=4"]))
+    with pytest.raises(ConfigError, match=r"6 completions per generation batch, not a multiple of "
+                                          r"grpo.num_generations=4"):
+        check_group_size(load_config(GRPOConfig, None, ["train.per_device_train_batch_size=6",
+                                                        "grpo.num_generations=4"]))

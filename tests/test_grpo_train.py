@@ -112,6 +112,9 @@ def test_chain_sft_lora_then_grpo_then_merge_then_eval(tiny_model_dir, tmp_path)
     torch.testing.assert_close(start_model.get_input_embeddings().weight[eot],
                                sft_model.get_input_embeddings().weight[eot])
 
+    from peft import AutoPeftModelForCausalLM
+
+    assert AutoPeftModelForCausalLM.from_pretrained(grpo_dir).get_input_embeddings().weight.shape[0] == len(tokenizer)
     merged = merge(grpo_dir, tmp_path / "merged")
     assert EOT in (merged / "tokenizer.json").read_text()
     custom = tmp_path / "one.jsonl"
