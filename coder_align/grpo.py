@@ -24,10 +24,14 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import logging
+import time
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import ClassVar, Literal
 
-from coder_align.config import ConfigError, ModelConfig, PeftConfig, TrainConfig, parse_args, to_dict
+from coder_align.config import (
+    FRACTION, NON_NEGATIVE, ONE_OR_MORE, POSITIVE, ConfigError, ModelConfig, PeftConfig, Range, TrainConfig,
+    parse_args, to_dict,
+)
 
 log = logging.getLogger("coder_align.grpo")
 
@@ -44,6 +48,8 @@ class GRPODataConfig:
     system_prompt: str | None = None  # None: the starting point's, else DeepSeek's default
     on_invalid: Literal["error", "skip"] = "error"
     max_rows: int | None = None  # use at most this many valid rows (reading stops there)
+
+    RANGES: ClassVar[dict] = {"shown_tests": NON_NEGATIVE, "max_rows": ONE_OR_MORE}
 
 
 @dataclass
@@ -68,6 +74,14 @@ class GRPOSettings:
     vllm_gpu_memory_utilization: float = 0.3
     vllm_server_base_url: str | None = None
 
+    RANGES: ClassVar[dict] = {
+        "num_generations": Range(2),  # the advantage is relative to the group: one sample has no baseline
+        "max_completion_length": ONE_OR_MORE, "clipped_ratio_warning": FRACTION,
+        "temperature": POSITIVE,  # TRL divides logits by it
+        "top_p": Range(0, 1, low_open=True), "beta": NON_NEGATIVE, "epsilon": POSITIVE, "num_iterations": ONE_OR_MORE,
+        "steps_per_generation": ONE_OR_MORE, "vllm_gpu_memory_utilization": Range(0, 1, low_open=True),
+    }
+
 
 @dataclass
 class GRPOConfig:
@@ -89,19 +103,27 @@ def main(config: GRPOConfig) -> dict:
     from trl import GRPOConfig as TRLGRPOConfig
 
     from coder_align.data.grpo_rows import read_tasks, to_dataset
+    from coder_align.data.records import DataError
     from coder_align.grpo_trainer import CodeGRPOTrainer
     from coder_align.reward_set import RewardSet
     from coder_align.models import load_model, load_tokenizer
-    from coder_align.training import is_main_process, plot_metric, train_and_save, training_arguments, write_summary
+    from coder_align.plots import plot_rewards
+    from coder_align.training import (
+        is_main_process, prepare_output_dir, train_and_save, training_arguments, write_summary,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
         raise ConfigError("data.path is required (a .jsonl/.json/.parquet file, or a hub dataset name)")
+    check_group_size(config)
     set_seed(config.train.seed)
     out = Path(config.train.output_dir)
 
     # --- starting point and tokenizer: the template the model was tuned with -------------
     start = starting_point(config)
+    adapter_start = start["adapter"]
+    if adapter_start:  # merged once into the output directory (below), then trained as peft.method says
+        start["weights"] = str((out / START_MODEL).resolve())
     tokenizer = load_tokenizer(start["tokenizer"], start["template"], start["system_prompt"])
 
     # --- tasks ------------------------------------------------------------------------------
@@ -110,12 +132,18 @@ def main(config: GRPOConfig) -> dict:
                                    d.on_invalid, d.max_rows)
     log.info("data: %s", data_stats.as_dict())
     if not tasks:
-        raise ValueError(f"{d.path}: no usable rows ({data_stats.as_dict()})")
+        raise DataError(d.path, f"no usable rows ({data_stats.as_dict()})", "no_rows")
 
     # --- rewards ----------------------------------------------------------------------------
     g = config.grpo
     rewards = RewardSet(g.rewards, g.reward_kwargs, g.on_reward_error,
                         record_to=out / "completions.jsonl" if is_main_process() else None)
+    check_sandbox(rewards.names, tasks)
+    # saved and compared on resume as resolved: the weights and prompt actually used
+    resolved = resolved_config(config, start)
+    resume = prepare_output_dir(resolved, out)  # before the model: a wrong resume or directory fails fast
+    if adapter_start:
+        merged_start(adapter_start, out / START_MODEL)
 
     # --- training arguments before the model: ZeRO-3 must partition it while loading ------
     args = training_arguments(config.train, config.model.gradient_checkpointing, args_class=TRLGRPOConfig,
@@ -126,8 +154,6 @@ def main(config: GRPOConfig) -> dict:
     # Added-token rows stay frozen under LoRA: TRL computes log-probs from lm_head.weight.
     model = load_model(model_config, tokenizer, config.peft, training=True, template=start["template"],
                        train_new_tokens=False)
-    if start["adapter"]:
-        model = load_adapter(model, start["adapter"])
     if hasattr(model, "print_trainable_parameters") and is_main_process():
         model.print_trainable_parameters()
 
@@ -136,13 +162,12 @@ def main(config: GRPOConfig) -> dict:
     trainer.clipped_ratio_warning = g.clipped_ratio_warning
 
     # --- train and save ----------------------------------------------------------------------
-    run = train_and_save(trainer, resolved_config(config, start), tokenizer, out)
+    run = train_and_save(trainer, resolved, tokenizer, out, resume)
     if not run.is_main:
         return {}
     history = [h for h in trainer.state.log_history if "reward" in h]
-    component_keys = [f"rewards/{name}/mean" for name in rewards.names]
-    plot_metric(trainer.state.log_history, ["reward", *component_keys, "code/pass_rate"], out / "rewards.png",
-                "GRPO rewards per step")
+    plot_rewards(trainer.state.log_history, out / "rewards.png", dict(zip(rewards.names, rewards.weights)),
+                 run.resumed_from_step)
     summary = {
         "stage": "grpo",
         "model": config.model.path,
@@ -157,7 +182,8 @@ def main(config: GRPOConfig) -> dict:
         "mean_over_run": {k: mean(h.get(k) for h in history) for k in SUMMARY_KEYS},
         "warnings": trainer.warnings,
         "resumed_from": run.resumed_from,
-        "config": to_dict(resolved_config(config, start)),
+        "resumed_from_step": run.resumed_from_step,
+        "config": to_dict(resolved),
     }
     write_summary(out, summary)
     return summary
@@ -183,21 +209,15 @@ def starting_point(config: GRPOConfig) -> dict:
     """Where weights, tokenizer and template come from (`run_dir.read_run`).
 
     An SFT output directory's template and system prompt are reused so that GRPO prompts
-    the model exactly as it was tuned. A LoRA adapter directory is loaded on its base model
-    and trained further.
+    the model exactly as it was tuned. A LoRA adapter directory is merged into its base
+    first (`merged_start`, called by `main` once the output directory is checked), then
+    trained as `peft.method` says: continuing the adapter itself is not possible when it
+    trains the <|EOT|> rows, because TRL reads log-probs from `lm_head.weight` and refuses
+    a wrapped head.
     """
     from coder_align.run_dir import read_run
 
     run = read_run(config.model.path, config.data.template, config.data.system_prompt)
-    if run.adapter:
-        if config.peft.method != "none":
-            raise ConfigError(f"model.path {run.path} is a LoRA adapter, which GRPO trains further; "
-                              f"set peft.method=none (got {config.peft.method})")
-        if run.adapter_trains_new_tokens:
-            raise ConfigError(
-                f"{run.path}: this adapter trains rows of added tokens (e.g. <|EOT|>), which GRPO cannot (TRL reads "
-                f"log-probs from lm_head.weight directly). Merge it first: coder-align merge {run.path} --out MERGED, "
-                "then model.path=MERGED")
     return {"weights": run.weights, "tokenizer": run.tokenizer, "adapter": run.adapter,
             "template": run.template, "system_prompt": run.system_prompt}
 
@@ -210,10 +230,64 @@ def resolved_config(config: GRPOConfig, start: dict) -> GRPOConfig:
                    data=replace(config.data, template=start["template"], system_prompt=start["system_prompt"]))
 
 
-def load_adapter(model, adapter_dir: str):
-    from peft import PeftModel
+def check_group_size(config: GRPOConfig) -> None:
+    """Each generation batch must hold whole groups; TRL checks this only once the model is loaded."""
+    import os
 
-    return PeftModel.from_pretrained(model, adapter_dir, is_trainable=True)
+    t, g = config.train, config.grpo
+    completions = (t.per_device_train_batch_size * (g.steps_per_generation or t.gradient_accumulation_steps)
+                   * int(os.environ.get("WORLD_SIZE", "1")))
+    if completions % g.num_generations:
+        raise ConfigError(
+            f"train.per_device_train_batch_size={t.per_device_train_batch_size} x steps per generation x GPUs = "
+            f"{completions} completions per generation batch, not a multiple of grpo.num_generations="
+            f"{g.num_generations} (each prompt needs a whole group)")
+
+
+def check_sandbox(reward_names: list[str], tasks: list[dict]) -> None:
+    """Refuse to train when the sandbox cannot judge code: every judging reward would be None,
+    so no group would carry a signal and the run would spend its steps learning nothing."""
+    from coder_align.reward_set import JUDGING
+    from coder_align.preflight import PreflightError, sandbox_problem
+
+    judging = [name for name in reward_names if name in JUDGING]
+    if not judging:
+        return
+    problem = sandbox_problem({task["language"] for task in tasks})
+    if problem:
+        raise PreflightError(f"the sandbox cannot judge code here, so {', '.join(judging)} would score nothing: "
+                             f"{problem}")
+
+
+START_MODEL = "start_model"  # where an adapter starting point is merged, inside the output directory
+
+
+def merged_start(adapter_dir: str, target: Path, wait_s: float = 3600.0) -> str:
+    """The adapter folded into full weights once, at `target` (reused on resume). On disk rather
+    than in memory so that the GRPO output (weights, or an adapter whose base is `target`)
+    loads, merges and evaluates on its own. The main process writes; other ranks wait."""
+    import os
+    import shutil
+
+    from coder_align.training import is_main_process
+
+    target = target.resolve()  # peft records this path as the base of the GRPO adapter
+    if not (target / "config.json").is_file():
+        if is_main_process():
+            from coder_align.merge import merge
+
+            log.info("merging the adapter %s into %s (once)", adapter_dir, target)
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            merge(adapter_dir, tmp)  # in the dtype the adapter was trained against
+            os.rename(tmp, target)
+        else:
+            deadline = time.monotonic() + wait_s
+            while not (target / "config.json").is_file():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"rank {os.environ.get('RANK')}: {target} did not appear")
+                time.sleep(2)
+    return str(target)
 
 
 def trl_arguments(g: GRPOSettings, reward_weights: list[float]) -> dict:

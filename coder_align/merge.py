@@ -25,9 +25,24 @@ def base_model_of(adapter_dir: str | Path) -> str:
     return read_run(adapter_dir).weights
 
 
-def load_merged(adapter_dir: str | Path, base: str | None = None, dtype: str = "bfloat16"):
+def merge_dtype(adapter_dir: Path, base: str) -> str:
+    """`auto`: the dtype the adapter was trained against, so merging does not change the model's
+    greedy output: the base's own dtype, or bf16 for a QLoRA adapter (its base was 4-bit)."""
+    if (read_run(adapter_dir).config.get("peft") or {}).get("method") == "qlora":
+        return "bfloat16"
+    from transformers import AutoConfig
+
+    from coder_align.models import resolve_model_path
+
+    stored = getattr(AutoConfig.from_pretrained(resolve_model_path(base)), "dtype", None)
+    name = str(stored).removeprefix("torch.") if stored else ""
+    return name if name in ("float32", "bfloat16", "float16") else "float32"
+
+
+def load_merged(adapter_dir: str | Path, base: str | None = None, dtype: str = "auto"):
     """(merged model, tokenizer) from an adapter directory: base re-loaded unquantised, grown to
-    the adapter's vocabulary, adapter folded in; generation config from the adapter run."""
+    the adapter's vocabulary, adapter folded in; generation config from the adapter run.
+    `dtype="auto"` merges in the dtype the adapter was trained against (`merge_dtype`)."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -36,6 +51,8 @@ def load_merged(adapter_dir: str | Path, base: str | None = None, dtype: str = "
     adapter_dir = Path(adapter_dir)
     run = read_run(adapter_dir)
     base = base or base_model_of(adapter_dir)
+    if dtype == "auto":
+        dtype = merge_dtype(adapter_dir, base)
     tokenizer = AutoTokenizer.from_pretrained(run.tokenizer)  # carries <|EOT|> and the chat template
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path(base), dtype=resolve_dtype(dtype))
     fit_embeddings(model, tokenizer)  # the adapter was trained against the grown vocabulary
@@ -47,7 +64,7 @@ def load_merged(adapter_dir: str | Path, base: str | None = None, dtype: str = "
     return model, tokenizer
 
 
-def merge(adapter_dir: str | Path, out: str | Path, base: str | None = None, dtype: str = "bfloat16") -> Path:
+def merge(adapter_dir: str | Path, out: str | Path, base: str | None = None, dtype: str = "auto") -> Path:
     adapter_dir, out = Path(adapter_dir), Path(out)
     model, tokenizer = load_merged(adapter_dir, base, dtype)
     out.mkdir(parents=True, exist_ok=True)
@@ -64,8 +81,11 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("adapter", help="output directory of a LoRA/QLoRA run (adapter_model.safetensors)")
     parser.add_argument("--out", required=True, help="directory for the merged model")
     parser.add_argument("--base", help="base model (default: the one recorded in the adapter directory)")
-    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
-    args = parser.parse_args(argv)
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
+                        help="auto (default): the base's own dtype, bf16 for QLoRA; another changes greedy output")
+    from coder_align.config import show_defaults
+
+    args = show_defaults(parser).parse_args(argv)
     out = merge(args.adapter, args.out, args.base, args.dtype)
     print(f"merged model written to {out}")
     return 0

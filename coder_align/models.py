@@ -59,7 +59,21 @@ def resolve_model_path(path: str) -> str:
         if not Path(path).is_file():
             raise ModelError(f"GGUF file not found: {path}")
         return str(convert_gguf(Path(path)))
+    check_local_path(path)
     return path
+
+
+def check_local_path(path: str) -> None:
+    """A path that is clearly local (`/x`, `./x`, `a/b/c`) must be a model directory; otherwise
+    transformers reads it as a hub id and fails with a message about repo id syntax."""
+    local = Path(path).expanduser()
+    if local.is_dir():
+        return
+    if local.exists():
+        raise ModelError(f"model path {path} is a file; give a model directory, a .gguf file or a hub id")
+    if path.startswith(("/", ".", "~")) or path.count("/") > 1:
+        raise ModelError(f"model path not found: {path} (a local directory, a hub id like org/name, "
+                         "a .gguf file, or 'embedded')")
 
 
 def convert_gguf(gguf: Path) -> Path:

@@ -25,7 +25,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from coder_align.config import ConfigError, ModelConfig, PeftConfig, TrainConfig, parse_args, to_dict
+from coder_align.config import (
+    FRACTION, NON_NEGATIVE, ONE_OR_MORE, POSITIVE, ConfigError, ModelConfig, PeftConfig, Range, TrainConfig,
+    parse_args, to_dict,
+)
 
 log = logging.getLogger("coder_align.pretrain")
 
@@ -43,12 +46,16 @@ class PretrainDataConfig:
     seed: int = 0
 
     ALIASES: ClassVar[dict] = {"spm_rate": "fim_spm_rate", "seq_length": "max_length", "max_documents": "max_rows"}
+    RANGES: ClassVar[dict] = {"fim_rate": FRACTION, "fim_spm_rate": FRACTION, "max_length": Range(2),
+                              "max_rows": ONE_OR_MORE, "seed": NON_NEGATIVE}
 
 
 @dataclass
 class RopeConfig:
     scaling_factor: float | None = None  # linear scaling; DeepSeek-Coder 16K: 4.0
     theta: float | None = None  # base frequency; DeepSeek-Coder 16K: 100000
+
+    RANGES: ClassVar[dict] = {"scaling_factor": POSITIVE, "theta": POSITIVE}
 
 
 @dataclass
@@ -66,7 +73,8 @@ def main(config: PretrainConfig) -> dict:
     from transformers import Trainer, set_seed
 
     from coder_align.models import load_model
-    from coder_align.training import plot_metric, train_and_save, training_arguments, write_summary
+    from coder_align.plots import plot_loss
+    from coder_align.training import prepare_output_dir, train_and_save, training_arguments, write_summary
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
@@ -80,7 +88,11 @@ def main(config: PretrainConfig) -> dict:
     windows, pack_stats = pack_documents(documents, tokenizer, config.data)
     log.info("corpus: %s, packing: %s", doc_stats, pack_stats)
     if not windows:
-        raise ValueError(f"{config.data.path}: not enough text for one window of {config.data.max_length} tokens")
+        from coder_align.data.records import DataError
+
+        raise DataError(config.data.path, f"not enough text for one window of {config.data.max_length} tokens",
+                        "no_rows")
+    resume = prepare_output_dir(config, out)  # before the model: a wrong resume or directory fails fast
 
     # --- model (RoPE overrides are part of the saved config) -----------------------------
     args = training_arguments(config.train, config.model.gradient_checkpointing)
@@ -89,7 +101,7 @@ def main(config: PretrainConfig) -> dict:
     trainer = Trainer(model=model, args=args, train_dataset=windows, data_collator=stack_windows)
 
     # --- train and save ---------------------------------------------------------------------
-    run = train_and_save(trainer, config, tokenizer, out)
+    run = train_and_save(trainer, config, tokenizer, out, resume)
     if not run.is_main:
         return {}
     summary = {
@@ -105,9 +117,10 @@ def main(config: PretrainConfig) -> dict:
         "train_loss": run.result.training_loss,
         "rope_parameters": rope_overrides(config.rope),
         "resumed_from": run.resumed_from,
+        "resumed_from_step": run.resumed_from_step,
         "config": to_dict(config),
     }
-    plot_metric(trainer.state.log_history, "loss", out / "loss.png", "Continued pretraining loss")
+    plot_loss(trainer.state.log_history, out / "loss.png", "Continued pretraining loss", run.resumed_from_step)
     write_summary(out, summary)
     return summary
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from coder_align import rewards as reward_module
+from coder_align.config import ConfigError
 from coder_align.data.grpo_rows import decode_tests
 from coder_align.rewards import completion_text
 
@@ -55,12 +56,12 @@ def resolve_reward(name: str) -> Callable:
         try:
             fn = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as e:
-            raise ValueError(f"grpo.rewards: cannot import reward '{name}': {e}") from e
+            raise ConfigError(f"grpo.rewards: cannot import reward '{name}': {e}") from e
         if not callable(fn):
-            raise ValueError(f"grpo.rewards: '{name}' is not a function")
+            raise ConfigError(f"grpo.rewards: '{name}' is not a function")
         return fn
     known = sorted(SHORT_NAMES) + sorted(reward_module.REWARDS)
-    raise ValueError(f"grpo.rewards: unknown reward '{name}'; known: {', '.join(known)}, "
+    raise ConfigError(f"grpo.rewards: unknown reward '{name}'; known: {', '.join(known)}, "
                      "or an import path like my_pkg.rewards:my_reward")
 
 
@@ -68,24 +69,24 @@ class RewardSet:
     def __init__(self, weights: dict[str, float], reward_kwargs: dict[str, dict] | None = None,
                  on_error: str = "error", record_to: str | Path | None = None, compile_rate: bool = True):
         if not weights:
-            raise ValueError("grpo.rewards is empty: name at least one reward, e.g. {unit_test: 1.0}")
+            raise ConfigError("grpo.rewards is empty: name at least one reward, e.g. {unit_test: 1.0}")
         reward_kwargs = dict(reward_kwargs or {})
         self.components: list[tuple[str, Callable, dict]] = []
         self.weights: list[float] = []
         for name, weight in weights.items():
             if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-                raise ValueError(f"grpo.rewards.{name}: the weight must be a number, got {weight!r}")
+                raise ConfigError(f"grpo.rewards.{name}: the weight must be a number, got {weight!r}")
             fn = resolve_reward(name)
             extra = reward_kwargs.pop(name, None) or reward_kwargs.pop(fn.__name__, None) or {}
             if not isinstance(extra, dict):
-                raise ValueError(f"grpo.reward_kwargs.{name} must be a mapping of keyword arguments")
+                raise ConfigError(f"grpo.reward_kwargs.{name} must be a mapping of keyword arguments")
             self.components.append((fn.__name__, fn, extra))
             self.weights.append(float(weight))
         if reward_kwargs:
-            raise ValueError(f"grpo.reward_kwargs: {', '.join(reward_kwargs)} is not among grpo.rewards")
+            raise ConfigError(f"grpo.reward_kwargs: {', '.join(reward_kwargs)} is not among grpo.rewards")
         names = [c[0] for c in self.components]
         if len(set(names)) != len(names):
-            raise ValueError(f"grpo.rewards names the same function twice: {names}")
+            raise ConfigError(f"grpo.rewards names the same function twice: {names}")
         self.on_error = on_error
         self.record_to = Path(record_to) if record_to else None
         # Compile rate is logged even when compile_reward is not a reward (Python: a parse, cheap).

@@ -20,9 +20,10 @@ from __future__ import annotations
 import concurrent.futures
 import os
 
-from coder_align.benchmarks.extract import FENCE_LINE, code_blocks, extract_code
+from coder_align.benchmarks.extract import FENCE_LINE, code_blocks, extract_code, fence_language
 from coder_align.sandbox import check_many
 from coder_align.sandbox.results import COMPILE_ERROR, UNAVAILABLE
+
 
 def completion_text(completion) -> str:
     """The text to score: a string as is; a conversation's last assistant message."""
@@ -37,6 +38,12 @@ def completion_text(completion) -> str:
                 content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
             return str(content)
     return ""
+
+
+def _languages(completions, language, n: int) -> list[str]:
+    """Per row: the `language` argument when given (it wins), else the fence's tag, else Python."""
+    given = _per_row(language, n, "language")
+    return [lang or fence_language(completion_text(c)) or "python" for c, lang in zip(completions, given)]
 
 
 def _per_row(value, n: int, name: str) -> list:
@@ -72,11 +79,12 @@ def unit_test_reward(completions, tests, language=None, fraction: bool = False,
     """1.0 if the code passes every test of its row, else 0.0; `fraction=True` gives the
     share of tests passed. `tests` is the dataset column: per row, a list of asserts, a
     test program, or stdin/stdout cases (see `sandbox.check`); `language` a column or one
-    value. `compile_error_penalty` (e.g. -0.5) scores code that does not
+    value; without it, each completion's fence tag decides (```c, ```cpp...), else Python.
+    `compile_error_penalty` (e.g. -0.5) scores code that does not
     compile below a wrong answer, as in CodeRL and PPOCoder. Rows without tests score None.
     """
     n = len(completions)
-    langs = _per_row(language or "python", n, "language")
+    langs = _languages(completions, language, n)
     rows = _per_row(tests, n, "tests")
     jobs = []
     for completion, row_tests, lang in zip(completions, rows, langs):
@@ -95,11 +103,12 @@ def unit_test_reward(completions, tests, language=None, fraction: bool = False,
 
 
 def compile_reward(completions, language=None, compile_error_penalty: float = 0.0, **kwargs) -> list[float | None]:
-    """1.0 if the extracted code compiles (Python: parses), else `compile_error_penalty`."""
+    """1.0 if the extracted code compiles (Python: parses), else `compile_error_penalty`.
+    The language is the `language` argument, else the completion's fence tag, else Python."""
     from coder_align.sandbox import compile_check
 
     n = len(completions)
-    langs = _per_row(language or "python", n, "language")
+    langs = _languages(completions, language, n)
 
     def one(item):
         completion, lang = item

@@ -21,9 +21,11 @@ if __name__ == "__main__" and not __package__:
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
-from coder_align.config import ConfigError, ModelConfig, PeftConfig, TrainConfig, parse_args, to_dict
+from coder_align.config import (
+    FRACTION, NON_NEGATIVE, ONE_OR_MORE, ConfigError, ModelConfig, PeftConfig, Range, TrainConfig, parse_args, to_dict,
+)
 
 log = logging.getLogger("coder_align.sft")
 
@@ -45,6 +47,9 @@ class SFTDataConfig:
     fim_spm_rate: float = 0.0
     seed: int = 0
 
+    RANGES: ClassVar[dict] = {"max_length": Range(2), "max_rows": ONE_OR_MORE, "fim_rate": FRACTION,
+                              "fim_spm_rate": FRACTION, "seed": NON_NEGATIVE}
+
 
 @dataclass
 class SFTConfig:
@@ -58,14 +63,20 @@ class SFTConfig:
     sample_prompts: list[str] = field(default_factory=list)
     max_new_tokens: int = 256
 
+    RANGES: ClassVar[dict] = {"max_new_tokens": ONE_OR_MORE}
+
 
 def main(config: SFTConfig) -> dict:
     """Train, save, and return the run summary (also written to summary.json)."""
     from transformers import Trainer, set_seed
 
     from coder_align.data import PackingCollator, PaddingCollator, build_sft_examples
+    from coder_align.data.records import DataError
     from coder_align.models import load_model, load_tokenizer
-    from coder_align.training import is_main_process, plot_metric, train_and_save, training_arguments, write_summary
+    from coder_align.plots import plot_loss
+    from coder_align.training import (
+        is_main_process, prepare_output_dir, train_and_save, training_arguments, write_summary,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
@@ -79,7 +90,8 @@ def main(config: SFTConfig) -> dict:
     examples, data_stats = build_sft_examples(config.data, tokenizer)
     log.info("data: %s", data_stats.as_dict())
     if not examples:
-        raise ValueError(f"{config.data.path}: no trainable rows left ({data_stats.as_dict()})")
+        raise DataError(config.data.path, f"no trainable rows left ({data_stats.as_dict()})", "no_rows")
+    resume = prepare_output_dir(config, out)  # before the model: a wrong resume or directory fails fast
 
     # --- training arguments before the model: ZeRO-3 must partition it while loading ------
     args = training_arguments(config.train, config.model.gradient_checkpointing)
@@ -98,7 +110,7 @@ def main(config: SFTConfig) -> dict:
     trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=collator)
 
     # --- train and save ------------------------------------------------------------------
-    run = train_and_save(trainer, config, tokenizer, out)
+    run = train_and_save(trainer, config, tokenizer, out, resume)
     if not run.is_main:
         return {}
     summary = {
@@ -115,10 +127,11 @@ def main(config: SFTConfig) -> dict:
         "final_loss": run.losses[-1] if run.losses else None,
         "train_loss": run.result.training_loss,
         "resumed_from": run.resumed_from,
+        "resumed_from_step": run.resumed_from_step,
         "packing": config.data.packing,
         "config": to_dict(config),
     }
-    plot_metric(trainer.state.log_history, "loss", out / "loss.png", "SFT training loss")
+    plot_loss(trainer.state.log_history, out / "loss.png", "SFT training loss", run.resumed_from_step)
     if config.sample_prompts:
         summary["samples"] = generate_samples(unwrap(model), tokenizer, config, out)
     write_summary(out, summary)

@@ -1,4 +1,4 @@
-"""Pieces every training stage shares: TrainingArguments, resume, run summary and loss plot."""
+"""Pieces every training stage shares: TrainingArguments, output directory and resume, run summary."""
 
 from __future__ import annotations
 
@@ -74,9 +74,143 @@ def training_arguments(train, gradient_checkpointing: bool, args_class=None, **e
     )
 
 
+# Settings that do not change what is trained: a resume may differ in these and nothing else.
+NOT_SHAPING_TRAINING = {
+    "train.output_dir", "train.resume", "train.overwrite", "train.report_to", "train.disable_progress_bar",
+    "train.logging_steps", "train.save_steps", "train.save_total_limit", "model.gradient_checkpointing",
+    "sample_prompts", "max_new_tokens", "grpo.clipped_ratio_warning",
+}
+CONFIG_FILE = "coder_align_config.yaml"
+# what a run writes besides weights (overwritten anyway); completions.jsonl is appended to
+RESULT_FILES = (CONFIG_FILE, "summary.json", "completions.jsonl", "samples.jsonl", "loss.png", "rewards.png", "runs",
+                "start_model")
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key not in ("rewards", "reward_kwargs"):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """Keys that shape training and differ, as `key: saved -> current`."""
+    a, b = _flatten(saved), _flatten(current)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if k not in NOT_SHAPING_TRAINING and a.get(k) != b.get(k)]
+
+
+def prepare_output_dir(config, out: Path) -> str | None:
+    """Before anything loads: check the output directory is writable, pick the checkpoint to
+    resume from (refusing one written with another config), and save the resolved config
+    there at the start, so a crashed run still says what it was. Returns the checkpoint."""
+    import shutil
+
+    import yaml
+
+    from coder_align.config import ConfigError, save_config, to_dict
+
+    out = Path(out)
+    if config.train.overwrite and out.is_dir() and is_main_process():
+        for old in [*out.glob("checkpoint-*"), *(out / name for name in RESULT_FILES)]:
+            shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+    resume = "never" if config.train.overwrite else config.train.resume
+    checkpoint = resolve_resume(resume, str(out))
+    if checkpoint:
+        check_checkpoint(checkpoint)
+        # the checkpoint's own copy (save_serving_files) beats the directory's, which a later
+        # train.resume=never run into the same directory may have replaced
+        saved_path = next((p for p in (Path(checkpoint) / CONFIG_FILE, Path(checkpoint).parent / CONFIG_FILE)
+                           if p.is_file()), None)
+        if saved_path is not None:
+            saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
+            differences = config_differences(saved, to_dict(config))
+            if differences:
+                raise ConfigError(
+                    f"{out} holds {Path(checkpoint).name} of a run with another config ({'; '.join(differences)}); "
+                    "resuming would train a mix of the two. Use a new train.output_dir, or start over here with "
+                    "train.resume=never (keeps old files) or train.overwrite=true (deletes its checkpoints)")
+        else:
+            log.warning("%s: no %s beside it, so its config cannot be compared; resuming anyway",
+                        checkpoint, CONFIG_FILE)
+    if is_main_process():
+        try:
+            if not out.exists():
+                CREATED_DIRS.append(out)
+            out.mkdir(parents=True, exist_ok=True)
+            save_config(config, out / CONFIG_FILE)
+        except OSError as e:
+            raise ConfigError(f"train.output_dir {out} is not writable: {e.strerror or e}") from e
+    return checkpoint
+
+
+CREATED_DIRS: list[Path] = []  # output directories this process created (see remove_unused_outputs)
+
+
+def remove_unused_outputs() -> list[Path]:
+    """After a failed run: remove the output directories this process created that hold only the
+    config written at the start (the run failed before training wrote anything). Returns them."""
+    import shutil
+
+    removed = []
+    for out in CREATED_DIRS:
+        if out.is_dir() and {p.name for p in out.iterdir()} <= {CONFIG_FILE}:
+            shutil.rmtree(out)
+            removed.append(out)
+    CREATED_DIRS.clear()
+    return removed
+
+
+def check_checkpoint(checkpoint: str) -> None:
+    """A checkpoint to resume from must hold its trainer state and readable weights; a run
+    killed while saving leaves one that fails deep inside transformers otherwise."""
+    from coder_align.config import ConfigError
+
+    path = Path(checkpoint)
+    way_out = (f"delete {path} to resume from the checkpoint before it, or set train.resume=never "
+               "(or train.overwrite=true) to start over")
+    problem = None
+    state = path / "trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problem = "no trainer_state.json"
+    except (ValueError, OSError) as e:
+        problem = f"trainer_state.json is unreadable ({e})"
+    weights = [p for p in path.iterdir() if p.name.endswith((".safetensors", ".bin", ".pt"))
+               or p.name.startswith("global_step")]  # global_stepN/: DeepSpeed
+    if problem is None and not weights:
+        problem = "no weights or adapter file"
+    for file in (p for p in weights if p.suffix == ".safetensors"):
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(file), "pt") as f:
+                f.keys()
+        except Exception as e:  # a truncated file has a bad header or size
+            problem = f"{file.name} is unreadable ({type(e).__name__}: {e})"
+            break
+    if problem:
+        raise ConfigError(f"cannot resume from {path}: {problem}; {way_out}")
+
+
+def checkpoint_step(checkpoint: str | None) -> int | None:
+    """The global step a checkpoint was saved at (trainer_state.json), or None."""
+    if not checkpoint:
+        return None
+    state = Path(checkpoint) / "trainer_state.json"
+    if state.is_file():
+        return json.loads(state.read_text(encoding="utf-8")).get("global_step")
+    name = Path(checkpoint).name
+    return int(name.rsplit("-", 1)[-1]) if name.rsplit("-", 1)[-1].isdigit() else None
+
+
 def resolve_resume(resume: str, output_dir: str) -> str | None:
-    """`auto`: the newest checkpoint-N in output_dir, if any; `none`; or an explicit path."""
-    if resume in ("none", "", "false"):
+    """`auto`: the newest checkpoint-N in output_dir, if any; `never`/`none`; or an explicit path."""
+    if resume in ("never", "none", "", "false"):
         return None
     if resume == "auto":
         from transformers.trainer_utils import get_last_checkpoint
@@ -101,66 +235,103 @@ def write_summary(output_dir: str | Path, summary: dict) -> None:
     path.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def plot_metric(log_history: list[dict], key: str | list[str], path: str | Path, title: str) -> bool:
-    """Line plot of logged metrics (one or several keys) over steps; False when nothing was logged."""
-    keys = [key] if isinstance(key, str) else list(key)
-    series = {k: [(h["step"], h[k]) for h in log_history if h.get(k) is not None and "step" in h] for k in keys}
-    series = {k: v for k, v in series.items() if v}
-    if not series:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name, points in series.items():
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 50 else None,
-                label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel(keys[0] if len(keys) == 1 else "value")
-    if len(keys) > 1:
-        ax.legend(fontsize=7)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
-
-
 @dataclass
 class TrainingRun:
     result: object  # transformers TrainOutput
     seconds: float
     resumed_from: str | None
+    resumed_from_step: int | None
     losses: list[float]
     epochs: float
     steps: int
     is_main: bool
 
 
-def train_and_save(trainer, config, tokenizer, out: Path) -> TrainingRun:
-    """Train (resuming as `config.train.resume` says), then save weights or adapter on every
-    rank (ZeRO-3 gathers 16-bit weights) and tokenizer, generation config and resolved
-    config on the main process."""
+def save_serving_files(directory: str | Path, model, tokenizer, config) -> None:
+    """What makes a weights or adapter directory servable and mergeable on its own: the
+    tokenizer with <|EOT|> and the chat template, the generation config that stops on it,
+    and the resolved config (merge reads the base model from it)."""
     from coder_align.config import save_config
 
-    resume = resolve_resume(config.train.resume, str(out))
+    tokenizer.save_pretrained(directory)
+    model.generation_config.save_pretrained(directory)
+    save_config(config, Path(directory) / CONFIG_FILE)
+    if _added_rows_are_trainable_tokens(model):
+        # peft saves whole embedding matrices whenever the vocabulary grew (two 28M-value copies
+        # for SmolLM2, ~240 MB), though the only changed rows are the trainable tokens it saves
+        # anyway; AutoPeftModelForCausalLM grows the base to the saved tokenizer on load.
+        model.save_pretrained(directory, save_embedding_layers=False)
+    readable_by_umask(directory)
+
+
+def readable_by_umask(directory: str | Path) -> None:
+    """Give files saved with mode 0600 (safetensors and torch write through private temporary
+    files) the permissions the user's umask asks for, like every other file in the directory."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in Path(directory).iterdir():
+        if path.is_file() and path.stat().st_mode & 0o777 == 0o600:
+            path.chmod(0o666 & ~mask)
+
+
+def _added_rows_are_trainable_tokens(model) -> bool:
+    """A LoRA model whose added-token rows train as peft trainable tokens (SFT). GRPO keeps them
+    frozen copies of EOS, which only the full embedding matrices carry, so those stay saved.
+    ZeRO-3 partitioned weights are left to the Trainer's gathered save."""
+    peft_config = getattr(model, "peft_config", None)
+    if not peft_config or any(hasattr(p, "ds_id") for p in model.parameters()):
+        return False
+    return bool(getattr(peft_config.get(model.active_adapter), "trainable_token_indices", None))
+
+
+def log_last_step_callback():
+    """A TrainerCallback that logs the last step too, so a run whose max_steps is not a multiple
+    of logging_steps (or is below it) still has a final loss and a point in the plots."""
+    from transformers import TrainerCallback
+
+    class LogLastStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.max_steps and state.global_step >= state.max_steps:
+                control.should_log = True
+            return control
+
+    return LogLastStep()
+
+
+def servable_checkpoints_callback(tokenizer, config):
+    """A TrainerCallback that completes every checkpoint-N the Trainer saves (which holds only
+    weights and optimizer state) with `save_serving_files`, so any checkpoint can be evaluated,
+    merged or served like the final directory."""
+    from transformers import TrainerCallback
+
+    class ServableCheckpoints(TrainerCallback):
+        def on_save(self, args, state, control, model=None, **kwargs):
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and checkpoint.is_dir() and model is not None:
+                save_serving_files(checkpoint, getattr(model, "module", model), tokenizer, config)
+
+    return ServableCheckpoints()
+
+
+def train_and_save(trainer, config, tokenizer, out: Path, resume: str | None = None) -> TrainingRun:
+    """Train (from `resume`, the checkpoint `prepare_output_dir` picked), then save weights or
+    adapter on every rank (ZeRO-3 gathers 16-bit weights) and tokenizer, generation config and
+    resolved config on the main process."""
+    trainer.add_callback(servable_checkpoints_callback(tokenizer, config))
+    trainer.add_callback(log_last_step_callback())
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
     trainer.save_model(str(out))  # stage3_gather_16bit_weights_on_model_save in our ZeRO-3 JSONs
     main = is_main_process()
     if main:
-        tokenizer.save_pretrained(out)
-        trainer.model.generation_config.save_pretrained(out)
-        save_config(config, Path(out) / "coder_align_config.yaml")
+        save_serving_files(out, trainer.model, tokenizer, config)
     history = trainer.state.log_history
     return TrainingRun(
         result=result,
         seconds=seconds,
         resumed_from=resume,
+        resumed_from_step=checkpoint_step(resume),
         losses=[h["loss"] for h in history if "loss" in h],
         epochs=trainer.state.epoch or 0.0,
         steps=trainer.state.global_step,

@@ -63,6 +63,62 @@ def test_bad_settings_are_errors(overrides, message):
         load_config(SFTConfig, None, overrides)
 
 
+@pytest.mark.parametrize("schema, override, message", [
+    ("sft", "train.learning_rate=-1", "'train.learning_rate' = -1.0 is out of range; allowed: > 0"),
+    ("sft", "train.per_device_train_batch_size=0", "'train.per_device_train_batch_size' = 0 is out of range; "
+                                                   "allowed: >= 1"),
+    ("grpo", "grpo.num_generations=0", "'grpo.num_generations' = 0 is out of range; allowed: >= 2"),
+    ("sft", "data.max_length=-5", "'data.max_length' = -5 is out of range; allowed: >= 2"),
+    ("sft", "train.max_steps=0", "'train.max_steps' = 0 is out of range; allowed: >= 1 or -1"),
+    ("sft", "peft.dropout=1", "'peft.dropout' = 1.0 is out of range; allowed: >= 0 and < 1"),
+    ("grpo", "grpo.top_p=0", "'grpo.top_p' = 0.0 is out of range; allowed: > 0 and <= 1"),
+    ("pretrain", "data.fim_rate=1.5", "'data.fim_rate' = 1.5 is out of range; allowed: >= 0 and <= 1"),
+])
+def test_numbers_out_of_range_are_one_line_errors_at_parse_time(schema, override, message):
+    import importlib
+
+    module, name = STAGE_SCHEMAS[schema].split(":")
+    with pytest.raises(ConfigError) as error:
+        load_config(getattr(importlib.import_module(module), name), None, [override])
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_in_range_edges_are_accepted():
+    config = load_config(SFTConfig, None, ["train.max_steps=-1", "train.warmup_steps=0", "peft.dropout=0",
+                                           "data.fim_rate=1", "train.save_total_limit=null"])
+    assert config.train.max_steps == -1 and config.train.save_total_limit is None
+
+
+def _numeric_fields(cls, prefix=""):
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            yield from _numeric_fields(tp, f"{prefix}{f.name}.")
+        elif typing.get_origin(tp) not in (dict, list) and {int, float} & set(typing.get_args(tp) or (tp,)):
+            yield cls, f.name, f"{prefix}{f.name}"
+
+
+@pytest.mark.parametrize("schema", [*STAGE_SCHEMAS.values(), "coder_align.evaluate:EvalConfig"])
+def test_every_numeric_setting_has_a_range(schema):
+    import importlib
+
+    module, name = schema.split(":")
+    missing = [key for cls, field_name, key in _numeric_fields(getattr(importlib.import_module(module), name))
+               if field_name not in getattr(cls, "RANGES", {})]
+    assert not missing, f"{schema}: no range for {missing}"
+
+
+def test_eval_command_line_is_range_checked(capsys):
+    from coder_align.evaluate import cli
+
+    assert cli(["run", "--n", "0", "--model", "x"]) == 2
+    assert "error: command line: 'n' = 0 is out of range; allowed: >= 1" in capsys.readouterr().err
+
+
 def test_unknown_key_in_yaml_names_the_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model:\n  pth: x\n")
@@ -142,3 +198,13 @@ def test_sft_max_rows_counts_rows_used_as_grpo_does(tmp_path):
         {"prompt": "p"}, {"prompt": "p", "tests": ["assert 1"]}, {"prompt": "q", "tests": ["assert 1"]}]))
     tasks, grpo_stats = read_tasks(str(grpo_rows), on_invalid="skip", max_rows=2)
     assert len(tasks) == 2 and grpo_stats.rows_read == 3
+
+
+def test_grpo_batch_must_hold_whole_groups():
+    from coder_align.grpo import GRPOConfig, check_group_size
+
+    check_group_size(load_config(GRPOConfig, None, ["train.per_device_train_batch_size=8", "grpo.num_generations=4"]))
+    with pytest.raises(ConfigError, match=r"6 completions per generation batch, not a multiple of "
+                                          r"grpo.num_generations=4"):
+        check_group_size(load_config(GRPOConfig, None, ["train.per_device_train_batch_size=6",
+                                                        "grpo.num_generations=4"]))

@@ -88,6 +88,10 @@ def test_json_and_parquet_files(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         read_conversations(str(tmp_path / "nope.jsonl"))
+    (tmp_path / "rows.jsonl").write_text("")
+    with pytest.raises(DataError, match=r"is a directory; data.path takes one .jsonl, .json or .parquet file "
+                                        r"\(e.g. .*rows.jsonl\)"):
+        read_conversations(str(tmp_path))
 
 
 def test_build_counts_dropped_and_truncated_rows(tmp_path, tokenizer):
@@ -102,6 +106,10 @@ def test_build_counts_dropped_and_truncated_rows(tmp_path, tokenizer):
     examples, stats = build_sft_examples(config, tokenizer)
     assert stats.as_dict()["dropped_by_reason"] == {"invalid:missing_output": 1, "too_long": 2}
     assert stats.rows_read == 4 and stats.rows_used == 1 == len(examples)
+    # each dropped row is named by file and line, so it can be found
+    named = stats.as_dict()["dropped_examples"]
+    assert named[0].startswith(f"{path}:4: ") and "output" in named[0]
+    assert named[1:] == [f"{path}:2: too_long", f"{path}:3: too_long"]
 
     examples, stats = build_sft_examples(replace(config, overlong="truncate_prompt"), tokenizer)
     assert stats.truncated == 1 and stats.rows_used == 2

@@ -81,3 +81,16 @@ def test_every_command_in_a_docstring_or_config_header_exists():
             if word in ("--config", "-c") or (word.startswith("coder_align/") and word.endswith(".py")):
                 target = words[i + 1] if word in ("--config", "-c") else word
                 assert (REPO_ROOT / target).is_file(), f"{where}: {line}"
+
+
+def test_the_corpus_files_the_readme_names_are_the_ones_build_writes(tmp_path):
+    from coder_align.corpus.build import build_corpus
+
+    names = re.findall(r"`(corpus[\w.]*\.(?:stats\.json|report\.txt))`", README)
+    assert len(names) == 2, names
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "a.py").write_text("def f(x):\n    return x + 1\n" * 5)
+    build_corpus([repo], tmp_path / "corpus.jsonl", decontaminate=False)
+    for name in names:
+        assert (tmp_path / name).is_file(), name

@@ -71,6 +71,137 @@ def test_summary_counts_unknown_ids_and_pass_at_k_only_where_n_allows():
     assert summary["unknown_task_ids"] == 2 and summary["unknown_task_id_examples"] == ["t/9"]
 
 
+def test_unjudged_samples_make_pass_at_k_null_unless_allowed():
+    from collections import Counter
+
+    results = [{"task_id": "t/0", "passed": True, "status": "ok"},
+               {"task_id": "t/1", "passed": False, "status": "unavailable", "error": "x\nbwrap: setting up uid map"}]
+    summary = summarise(_task(), results, Counter(), Counter({"ok": 1, "unavailable": 1}), ks=(1,))
+    assert summary["pass@1"] is None  # not 0.5: t/1 was neither passed nor failed
+    assert summary["unavailable"] == 1 and summary["unavailable_reason"] == "bwrap: setting up uid map"
+    allowed = summarise(_task(), results, Counter(), Counter(), ks=(1,), allow_unavailable=True)
+    assert allowed["pass@1"] == 1.0 and allowed["problems_unjudged"] == 1
+
+
+def test_eval_score_without_a_sandbox_fails_with_null_pass_at_k(tmp_path):
+    import json
+    import subprocess
+
+    from conftest import cli_command, cli_env
+
+    task = tmp_path / "toy.jsonl"
+    task.write_text(json.dumps({"task_id": "a", "instruction": "Write one().", "tests": ["assert one() == 1"]}) + "\n")
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps({"task_id": "a", "completion": "def one():\n    return 1\n"}) + "\n")
+    env = {**cli_env(), "PATH": str(tmp_path / "no-bin")}  # no bwrap on PATH, as on a fresh machine
+    command = cli_command("eval", "score", "--task", str(task), "--samples", str(samples))
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 3
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["pass@1"] is None and summary["status_counts"] == {"unavailable": 1}
+    [line] = proc.stderr.strip().splitlines()
+    assert "could not be judged" in line and "bubblewrap" in line and "--allow-unavailable" in line
+    proc = subprocess.run(command + ["--allow-unavailable"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and json.loads(proc.stdout.strip().splitlines()[-1])["pass@1"] is None
+
+
+def test_eval_run_without_a_sandbox_stops_before_loading_the_model(tmp_path):
+    import json
+    import subprocess
+
+    from conftest import cli_command, cli_env
+
+    task = tmp_path / "toy.jsonl"
+    task.write_text(json.dumps({"task_id": "a", "instruction": "Write one().", "tests": ["assert one() == 1"]}) + "\n")
+    env = {**cli_env(), "PATH": str(tmp_path / "no-bin")}
+    # a model path that does not exist: the sandbox check must fail first
+    proc = subprocess.run(cli_command("eval", "run", "--tasks", str(task), "--model", str(tmp_path / "no-model"),
+                                      "--mode", "instruct", "--out", str(tmp_path / "out")),
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2
+    assert "cannot score here: bubblewrap" in proc.stderr and "--allow-unavailable" in proc.stderr
+
+
+def test_eval_score_with_only_unknown_ids_is_an_error(tmp_path):
+    import json
+    import subprocess
+
+    from conftest import cli_command, cli_env
+
+    task = tmp_path / "toy.jsonl"
+    task.write_text(json.dumps({"task_id": "a", "instruction": "Write one().", "tests": ["assert one() == 1"]}) + "\n")
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "x"}) + "\n")
+    proc = subprocess.run(cli_command("eval", "score", "--task", str(task), "--samples", str(samples)),
+                          capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["pass@1"] is None
+    assert proc.stderr.strip() == ("coder-align eval: error: none of the 1 samples has a task id of toy "
+                                   "(e.g. HumanEval/0); is --task right?")
+
+
+def test_markdown_and_chart_show_null_as_null_not_zero(tmp_path):
+    from coder_align.evaluation.report import bar_chart, markdown_report
+
+    summary = {"tasks": {"toy": {"problems_scored": 1, "problems": 1, "samples": 1, "pass@1": None}}}
+    report = markdown_report(summary)
+    assert "| toy | 1/1 | 1 | null |" in report
+    assert "| pass@1 % |" in report and "in percent of problems, 0-100 (summary.json holds them as fractions" in report
+    fig = bar_chart({"run": {"toy pass@1": None}}, tmp_path / "p.png", "t")
+    assert (tmp_path / "p.png").exists()
+    assert [t.get_text() for t in fig.axes[0].texts] == ["null (unjudged)"]
+
+
+def test_pass_rate_chart_shows_zeros_counts_and_a_fixed_axis(tmp_path):
+    from coder_align.evaluation.report import bar_chart
+
+    fig = bar_chart({"run": {"toy pass@1": 0.0, "toy pass@10": 0.25}}, tmp_path / "p.png", "t",
+                    {"toy pass@1": 3, "toy pass@10": 3})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["0.0", "25.0"]  # a zero bar is still labelled
+    assert ax.get_ylim() == (0, 115) and max(ax.get_yticks()) == 100 and ax.get_ylabel() == "% of problems"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["toy pass@1\n(3 problems)", "toy pass@10\n(3 problems)"]
+
+
+def test_compare_chart_marks_missing_tasks_and_shows_wins_and_losses(tmp_path):
+    import json
+
+    from coder_align.evaluation.report import compare_runs
+
+    def run(name, tasks):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps({"model": name, "tasks": tasks}))
+        return tmp_path / name
+
+    a = run("a", {"toy": {"pass@1": 0.0, "problems_scored": 2, "per_problem": {"1": {"n": 1, "passed": 0},
+                                                                               "2": {"n": 1, "passed": 1}}},
+                  "extra": {"pass@1": 0.5, "problems_scored": 2, "per_problem": {}}})
+    b = run("b", {"toy": {"pass@1": 0.5, "problems_scored": 2, "per_problem": {"1": {"n": 1, "passed": 1},
+                                                                               "2": {"n": 1, "passed": 1}}}})
+    result = compare_runs(a, b, tmp_path / "cmp")
+    assert result["only_in_a"] == ["extra"] and result["only_in_b"] == []
+    from coder_align.evaluation.report import compare_chart, headline
+
+    fig = compare_chart(result, {"A": headline(json.loads((a / "summary.json").read_text())),
+                                 "B": headline(json.loads((b / "summary.json").read_text()))}, tmp_path / "c.png")
+    bars, wins = fig.axes
+    assert "missing" in [t.get_text() for t in bars.texts]  # B has no 'extra' task: not a bar at 0
+    assert sorted(t.get_text() for t in wins.texts) == ["1", "1"]  # toy: B better on 1, tie on 1
+    assert wins.get_xlabel() == "problems (in both runs)"
+
+
+def test_non_utf8_samples_and_directories_are_named_errors(tmp_path):
+    from coder_align.evaluation.scoring import read_samples
+    from coder_align.evaluation.tasks import TaskError
+
+    bad = tmp_path / "s.jsonl"
+    bad.write_bytes(b'{"task_id": "a", "completion": "ok"}\n{"task_id": "a", "completion": "\xff"}\n')
+    with pytest.raises(TaskError, match=r"s.jsonl:2: not UTF-8 \(byte 0xff at column 33\); save the file as UTF-8"):
+        read_samples(bad)
+    with pytest.raises(TaskError, match="is a directory"):
+        read_samples(tmp_path)
+
+
 def test_cut_at_stops_takes_the_earliest_stop():
     text = "    return 1\n\n# test\ndef other():\n"
     assert cut_at_stops(text, ["\ndef ", "\n#"]) == "    return 1\n"

@@ -66,6 +66,33 @@ def test_bad_rows_are_skipped_and_counted(tmp_path):
     assert len(tasks) == 1 and stats.as_dict()["invalid"] == {"bad_json": 1, "missing_tests": 1}
 
 
+def test_tests_that_are_not_python_stop_the_run_with_file_and_line(tmp_path):
+    rows = [{"prompt": "ok", "tests": ["assert f(1) == 1"]},
+            {"prompt": "p", "tests": ["assert f(1) == "]},
+            {"text": "mbpp style", "test_list": ["assert g(2) == 4", "assert g(3) = 9"], "task_id": 3},
+            {"prompt": "program", "tests": "def check(f):\n    assert f( == 1\n"},
+            {"prompt": "io rows are not compiled", "stdin_stdout": [{"stdin": "", "stdout": "x"}], "language": "c"}]
+    path = write(tmp_path / "t.jsonl", rows)
+    with pytest.raises(DataError, match=r"t.jsonl:2: test 'assert f\(1\) ==' is not valid Python"):
+        read_tasks(path)
+    tasks, stats = read_tasks(path, on_invalid="skip")
+    assert [t["task_id"] for t in tasks] == [f"{path}:1", f"{path}:5"]
+    summary = stats.as_dict()
+    assert summary["invalid"] == {"tests_syntax": 3} and summary["rows_invalid"] == 3
+    assert [e.split(": ")[0] for e in summary["invalid_examples"]] == [f"{path}:{n}" for n in (2, 3, 4)]
+    assert "'assert g(3) = 9'" in summary["invalid_examples"][1]
+    assert "the test program is not valid Python" in summary["invalid_examples"][2]
+
+
+def test_eval_custom_tasks_compile_their_tests_too(tmp_path):
+    from coder_align.evaluation.tasks import TaskError, load_custom
+
+    path = write(tmp_path / "mine.jsonl", [{"instruction": "x", "tests": ["assert f() == 1"]},
+                                           {"instruction": "y", "tests": ["assert f( == 1"]}])
+    with pytest.raises(TaskError, match=r"mine.jsonl:2: test 'assert f\( == 1' is not valid Python"):
+        load_custom(path)
+
+
 def test_task_id_ranges():
     assert parse_task_ids("1-3,7") == {1, 2, 3, 7} and parse_task_ids(None) is None
     with pytest.raises(ValueError, match="task_ids"):

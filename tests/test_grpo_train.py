@@ -76,6 +76,72 @@ def test_run_with_sandbox_rewards_saves_and_logs_what_the_sandbox_says(tiny_mode
 
 
 
+def test_chain_sft_lora_then_grpo_then_merge_then_eval(tiny_model_dir, tmp_path):
+    """The README's chain on the tiny model: an SFT LoRA directory is a GRPO starting point,
+    and the GRPO adapter merges and evaluates on its own."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from coder_align.evaluation.config import flat_config
+    from coder_align.evaluate import main as evaluate
+    from coder_align.merge import merge
+    from coder_align.sft import SFTConfig
+    from coder_align.sft import main as sft_main
+    from coder_align.templates import EOT
+
+    sft_dir = tmp_path / "sft"
+    sft_main(load_config(SFTConfig, None, [
+        f"model.path={tiny_model_dir}", f"data.path={REPO_ROOT / 'data_templates' / 'instruction_output.jsonl'}",
+        f"train.output_dir={sft_dir}", "peft.method=lora", "train.max_steps=2", "train.learning_rate=1e-2",
+        "train.report_to=[]", "train.disable_progress_bar=true", "model.gradient_checkpointing=false"]))
+    assert (sft_dir / "adapter_config.json").is_file()
+
+    data = write_rows(tmp_path / "rows.jsonl")
+    grpo_dir = tmp_path / "grpo"
+    summary = grpo(sft_dir, data, grpo_dir, "peft.method=lora", "train.max_steps=1", "grpo.rewards={format: 1.0}")
+    assert summary["steps"] == 1 and summary["start"]["adapter"] == str(sft_dir)
+    start = grpo_dir / "start_model"
+    assert (start / "config.json").is_file()
+    assert json.loads((grpo_dir / "adapter_config.json").read_text())["base_model_name_or_path"] == str(start.resolve())
+    # the merged start carries the SFT run's trained <|EOT|> row, not a fresh copy of EOS
+    from coder_align.merge import load_merged
+
+    sft_model, tokenizer = load_merged(sft_dir)
+    start_model = AutoModelForCausalLM.from_pretrained(start)
+    eot = tokenizer.convert_tokens_to_ids(EOT)
+    torch.testing.assert_close(start_model.get_input_embeddings().weight[eot],
+                               sft_model.get_input_embeddings().weight[eot])
+
+    from peft import AutoPeftModelForCausalLM
+
+    assert AutoPeftModelForCausalLM.from_pretrained(grpo_dir).get_input_embeddings().weight.shape[0] == len(tokenizer)
+    merged = merge(grpo_dir, tmp_path / "merged")
+    assert EOT in (merged / "tokenizer.json").read_text()
+    custom = tmp_path / "one.jsonl"
+    custom.write_text(json.dumps({"instruction": "Write one() returning 1.", "tests": ["assert one() == 1"]}) + "\n")
+    for model in (merged, grpo_dir):  # the merged directory, and the adapter directory directly
+        result = evaluate(flat_config(model=str(model), tasks=[str(custom)], mode="instruct", max_new_tokens=8,
+                                      out=str(tmp_path / f"eval-{model.name}"), threads=1))
+        assert result["tasks"]["one"]["samples"] == 1 and result["tasks"]["one"]["pass@1"] is not None
+
+    # a merged directory is a starting point as it is
+    again = grpo(merged, data, tmp_path / "grpo-from-merged", "peft.method=lora", "train.max_steps=1",
+                 "grpo.rewards={format: 1.0}")
+    assert again["steps"] == 1 and again["start"]["adapter"] is None
+
+
+def test_refuses_to_start_when_the_sandbox_cannot_judge(tiny_model_dir, tmp_path, monkeypatch):
+    from coder_align.grpo import check_sandbox
+    from coder_align.preflight import PreflightError
+
+    data = write_rows(tmp_path / "rows.jsonl")
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # no bwrap, as on a fresh machine
+    with pytest.raises(PreflightError, match="unit_test_reward would score nothing: bubblewrap"):
+        grpo(tiny_model_dir, data, tmp_path / "run", "train.max_steps=1")
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    check_sandbox(["format_reward"], [{"language": "python"}])  # a reward that runs no code needs no sandbox
+
+
 @pytest.mark.skipif(not os.path.exists(os.path.join(os.path.dirname(sys.executable), "deepspeed")),
                     reason="deepspeed launcher not installed")
 def test_deepspeed_two_processes_on_cpu(tiny_model_dir, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 import coder_align.rewards as rewards
 from coder_align.rewards import compile_reward, extract_code, format_reward, unit_test_reward
-from coder_align.sandbox import find_bwrap
+from coder_align.sandbox import find_bwrap, toolchain_available
 
 needs_bwrap = pytest.mark.skipif(find_bwrap() is None, reason="bubblewrap not installed")
 
@@ -64,6 +64,31 @@ def test_stdin_stdout_rows_and_languages():
     c = "```c\n#include <stdio.h>\nint main(){int a,b;scanf(\"%d %d\",&a,&b);printf(\"%d\\n\",a+b);}\n```"
     cases = [{"stdin": "1 2", "stdout": "3"}]
     assert unit_test_reward([c, "```c\nint main(){return 0;}\n```"], tests=[cases, cases], language="c") == [1.0, 0.0]
+
+
+def test_fence_language_maps_info_strings_to_sandbox_languages():
+    from coder_align.rewards import fence_language
+
+    for tag, lang in [("c", "c"), ("cpp", "cpp"), ("c++", "cpp"), ("java", "java"), ("js", "javascript"),
+                      ("javascript", "javascript"), ("go", "go"), ("rust", "rust"), ("bash", "bash"),
+                      ("python", "python"), ("Python3", "python")]:
+        assert fence_language(f"Here:\n```{tag}\ncode\n```\n") == lang, tag
+    assert fence_language("```\nuntagged\n```") is None and fence_language("```text\nx\n```") is None
+
+
+C_ADD = "```c\n#include <stdio.h>\nint main(){int a,b;scanf(\"%d %d\",&a,&b);printf(\"%d\\n\",a+b);}\n```"
+
+
+@needs_bwrap
+@pytest.mark.skipif(not toolchain_available("c"), reason="no C compiler")
+def test_without_a_language_argument_the_fence_decides():
+    cases = [{"stdin": "1 2", "stdout": "3"}]
+    # a ```c block was compiled as Python and scored 0 before
+    assert unit_test_reward([C_ADD, GOOD], tests=[cases, TESTS]) == [1.0, 1.0]
+    assert compile_reward([C_ADD, "```c\nint main( {\n```", GOOD]) == [1.0, 0.0, 1.0]
+    # the argument wins over the fence
+    assert compile_reward([C_ADD], language="python") == [0.0]
+    assert compile_reward([C_ADD], language=[None]) == [1.0]
 
 
 @needs_bwrap

@@ -97,6 +97,54 @@ def test_merge_folds_adapter_into_full_weights(tiny_model_dir, tmp_path):
         torch.testing.assert_close(merged(ids).logits, reference(ids).logits, atol=1e-4, rtol=1e-4)
 
 
+def test_adapter_directory_serves_with_plain_peft_and_merge_keeps_greedy_output(tiny_model_dir, tmp_path):
+    from peft import AutoPeftModelForCausalLM
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from coder_align.templates import EOT
+
+    out = tmp_path / "lora"
+    sft(tiny_model_dir, out, "peft.method=lora", "train.max_steps=3", "train.learning_rate=1e-2")
+    with safe_open(out / "adapter_model.safetensors", "pt") as f:
+        keys = list(f.keys())
+    # only LoRA matrices and the trained <|EOT|> rows, not whole embedding matrices
+    assert not [k for k in keys if k.endswith("base_layer.weight")], keys
+    assert any("trainable_tokens_delta" in k for k in keys)
+
+    # the README's way to serve the adapter directory
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = AutoPeftModelForCausalLM.from_pretrained(out).eval()
+    model.generation_config = GenerationConfig.from_pretrained(out)
+    assert tokenizer.convert_tokens_to_ids(EOT) in model.generation_config.eos_token_id
+
+    # the same model as in training: base grown to the tokenizer, trained <|EOT|> row, LoRA
+    from peft import PeftModel
+
+    from coder_align.models import fit_embeddings
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    fit_embeddings(base, tokenizer)
+    reference = PeftModel.from_pretrained(base, out).eval()
+    ids = torch.tensor([tokenizer("def add(a, b):\n<|EOT|>").input_ids])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, reference(ids).logits)
+
+    merged_dir = tmp_path / "merged"  # default dtype: the base's (float32 here), not bf16
+    subprocess.run([sys.executable, "-m", "coder_align.cli", "merge", str(out), "--out", str(merged_dir)],
+                   check=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
+    assert merged.dtype == torch.float32
+    prompts = ["Write add(a, b).", "Reverse a string.", "Sum a list of numbers.", "Is 7 prime?", "Sort a list."]
+    for prompt in prompts:
+        chat = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                             return_tensors="pt", return_dict=True)
+        with torch.no_grad():
+            adapter_ids = model.generate(**chat, max_new_tokens=16, do_sample=False)
+            merged_ids = merged.generate(**chat, max_new_tokens=16, do_sample=False)
+        assert adapter_ids.tolist() == merged_ids.tolist(), prompt
+
+
 def test_qlora_4bit_nf4_trains_on_cpu(tiny_model_dir, tmp_path):
     pytest.importorskip("bitsandbytes")
     out = tmp_path / "qlora"
@@ -106,15 +154,81 @@ def test_qlora_4bit_nf4_trains_on_cpu(tiny_model_dir, tmp_path):
     assert (out / "adapter_model.safetensors").is_file()
 
 
-def test_resume_continues_from_the_last_checkpoint(tiny_model_dir, tmp_path):
+def test_resume_continues_only_with_the_same_config(tiny_model_dir, tmp_path):
+    from coder_align.config import ConfigError
+
     out = tmp_path / "resume"
-    first = sft(tiny_model_dir, out, "train.max_steps=4", "train.save_steps=2", "train.learning_rate=1e-3")
+    same = ["train.max_steps=4", "train.save_steps=2", "train.learning_rate=1e-3"]
+    first = sft(tiny_model_dir, out, *same)
     assert first["resumed_from"] is None and (out / "checkpoint-4").is_dir()
-    second = sft(tiny_model_dir, out, "train.max_steps=6", "train.save_steps=2", "train.learning_rate=1e-3")
-    assert second["resumed_from"].endswith("checkpoint-4")
-    assert second["steps"] == 6
-    none = sft(tiny_model_dir, tmp_path / "fresh", "train.max_steps=1", "train.resume=none")
-    assert none["resumed_from"] is None
+    shutil.rmtree(out / "checkpoint-4")  # as if the run had died after step 2
+    second = sft(tiny_model_dir, out, *same, "train.logging_steps=2")  # logging does not shape training
+    assert second["resumed_from"].endswith("checkpoint-2") and second["resumed_from_step"] == 2
+    assert second["steps"] == 4 and second["config"]["train"]["max_steps"] == 4
+
+    # another config: a one-line error naming the differing keys and the two ways out, before any model loads
+    with pytest.raises(ConfigError) as error:
+        sft(tiny_model_dir, out, "train.max_steps=2", "train.save_steps=2", "train.learning_rate=1e-2")
+    message = str(error.value)
+    assert "train.learning_rate: 0.001 -> 0.01" in message and "train.max_steps: 4 -> 2" in message
+    assert "train.output_dir" in message and "train.resume=never" in message and "train.overwrite=true" in message
+    assert "\n" not in message
+    assert "max_steps: 4" in (out / "coder_align_config.yaml").read_text()  # the refused config is not saved
+
+    fresh = sft(tiny_model_dir, out, "train.max_steps=2", "train.save_steps=2", "train.overwrite=true")
+    assert fresh["resumed_from"] is None and fresh["steps"] == 2 and not (out / "checkpoint-4").exists()
+    never = sft(tiny_model_dir, out, "train.max_steps=1", "train.resume=never")
+    assert never["resumed_from"] is None and never["steps"] == 1
+    # checkpoint-2 (of the max_steps=2 run) is still the newest, and its own saved config says so
+    with pytest.raises(ConfigError, match=r"holds checkpoint-2 .*train.max_steps: 2 -> 1"):
+        sft(tiny_model_dir, out, "train.max_steps=1")
+
+
+def test_every_checkpoint_is_servable_and_mergeable_like_the_final_directory(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from coder_align.merge import merge
+    from coder_align.templates import EOT
+
+    out = tmp_path / "lora"
+    sft(tiny_model_dir, out, "peft.method=lora", "train.max_steps=2", "train.save_steps=1")
+    for checkpoint in (out / "checkpoint-1", out / "checkpoint-2"):
+        for name in ("adapter_model.safetensors", "tokenizer.json", "chat_template.jinja", "generation_config.json",
+                     "coder_align_config.yaml"):
+            assert (checkpoint / name).is_file(), f"{checkpoint.name}/{name}"
+    merged = merge(out / "checkpoint-1", tmp_path / "merged-1", dtype="float32")
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    assert tokenizer.convert_tokens_to_ids(EOT) in model.generation_config.eos_token_id
+    assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                         add_generation_prompt=True).endswith("### Response:\n")
+
+    full = tmp_path / "full"
+    sft(tiny_model_dir, full, "train.max_steps=1", "train.save_steps=1")
+    model = AutoModelForCausalLM.from_pretrained(full / "checkpoint-1")
+    tokenizer = AutoTokenizer.from_pretrained(full / "checkpoint-1")
+    assert tokenizer.convert_tokens_to_ids(EOT) in model.generation_config.eos_token_id
+
+
+def test_short_runs_log_their_last_step_files_are_readable_and_corrupt_checkpoints_are_named(tiny_model_dir,
+                                                                                            tmp_path):
+    from coder_align.config import ConfigError
+
+    out = tmp_path / "short"
+    settings = ["train.max_steps=2", "train.logging_steps=5", "train.save_steps=2", "train.learning_rate=1e-3"]
+    summary = sft(tiny_model_dir, out, *settings)
+    assert summary["final_loss"] is not None and (out / "loss.png").is_file()  # max_steps < logging_steps
+
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in (out / "model.safetensors", out / "checkpoint-2" / "model.safetensors", out / "summary.json"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path  # not 0600
+
+    weights = out / "checkpoint-2" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a run killed while saving
+    with pytest.raises(ConfigError, match=r"cannot resume from .*checkpoint-2: model.safetensors is unreadable .*; "
+                                          r"delete .*checkpoint-2 to resume from the checkpoint before it"):
+        sft(tiny_model_dir, out, *settings)
 
 
 def test_packing_trains_on_the_same_tokens_without_padding(tiny_model_dir, tmp_path):

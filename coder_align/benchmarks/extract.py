@@ -52,3 +52,19 @@ def extract_code(text: str, language: str | None = None) -> str:
         if untagged:
             return untagged[-1]
     return blocks[-1][1]
+
+
+def fence_language(text: str) -> str | None:
+    """The sandbox language named by the info string of the block `extract_code` takes without
+    a language (the last fenced block), or None (no fence, no tag, or a tag we do not run).
+
+    >>> fence_language("```c++\\nint main() {}\\n```")
+    'cpp'
+    >>> fence_language("no fence") is None
+    True
+    """
+    blocks = code_blocks(text)
+    if not blocks:
+        return None
+    tag = blocks[-1][0].lower()
+    return next((lang for lang, tags in _TAGS.items() if tag in tags), None)

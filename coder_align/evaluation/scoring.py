@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from coder_align.evaluation.tasks import Problem, Task, TaskError, read_jsonl
+from coder_align.sandbox.results import UNAVAILABLE
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -63,11 +64,13 @@ def exact_match(problem: Problem, completion: str) -> bool:
 
 
 def score_samples(task: Task, samples: list[dict], timeout: float = 10.0, workers: int | None = None,
-                  ks: tuple[int, ...] = (1, 10, 100)) -> tuple[list[dict], dict]:
+                  ks: tuple[int, ...] = (1, 10, 100), allow_unavailable: bool = False) -> tuple[list[dict], dict]:
     """Judge every sample of a known task; returns (per-sample results, summary).
 
     Samples for unknown task ids are not run; they are counted in the summary. pass@k is
-    averaged over problems that have samples, for every k that all of them allow.
+    averaged over problems that have samples, for every k that all of them allow. A sample
+    the sandbox could not judge (`unavailable`) makes pass@k None, unless `allow_unavailable`:
+    then it is computed over the problems whose samples were all judged (see `summarise`).
     """
     from coder_align.sandbox import check_many
 
@@ -94,11 +97,13 @@ def score_samples(task: Task, samples: list[dict], timeout: float = 10.0, worker
             row["error"] = report.error[-500:]
         results.append(row)
         statuses[report.status] += 1
-    return results, summarise(task, results, unknown, statuses, ks)
+    return results, summarise(task, results, unknown, statuses, ks, allow_unavailable)
 
 
-def summarise(task: Task, results: list[dict], unknown: Counter, statuses: Counter, ks) -> dict:
+def summarise(task: Task, results: list[dict], unknown: Counter, statuses: Counter, ks,
+              allow_unavailable: bool = False) -> dict:
     per_task = defaultdict(lambda: [0, 0, 0])  # total, passed, exact
+    unjudged = {r["task_id"] for r in results if r.get("status") == UNAVAILABLE}
     for r in results:
         t = per_task[r["task_id"]]
         t[0] += 1
@@ -109,14 +114,31 @@ def summarise(task: Task, results: list[dict], unknown: Counter, statuses: Count
                "status_counts": dict(statuses), "skipped": dict(task.skipped)}
     if unknown:
         summary["unknown_task_id_examples"] = sorted(unknown)[:5]
+    if unjudged:
+        summary.update(unavailable_reason(results), problems_unjudged=len(unjudged))
+    # An unjudged sample is neither a pass nor a fail: a score that counted it as a fail
+    # would look like a result for a model that did nothing wrong.
+    judged = {tid: t for tid, t in per_task.items() if tid not in unjudged}
     if per_task:
         n_min = min(t[0] for t in per_task.values())
         for k in ks:
             if k <= n_min:
-                summary[f"pass@{k}"] = float(np.mean([pass_at_k(t[0], t[1], k) for t in per_task.values()]))
+                summary[f"pass@{k}"] = (float(np.mean([pass_at_k(t[0], t[1], k) for t in judged.values()]))
+                                        if judged and (allow_unavailable or not unjudged) else None)
+    else:  # nothing scored (e.g. every task id unknown): say so rather than leave pass@1 out
+        summary["pass@1"] = None
+    if per_task:
         if task.name == "infilling":
+            # exact match needs no sandbox
             summary["exact_match"] = float(np.mean([t[2] / t[0] for t in per_task.values()]))
     # pass@k averages over problems that have samples; say how many had none
     summary["problems_without_samples"] = len(task.problems) - len(per_task)
     summary["per_problem"] = {tid: {"n": t[0], "passed": t[1]} for tid, t in per_task.items()}
     return summary
+
+
+def unavailable_reason(results: list[dict]) -> dict:
+    """How many samples were not judged and the sandbox's first explanation (one line)."""
+    rows = [r for r in results if r.get("status") == UNAVAILABLE]
+    errors = [line for r in rows for line in (r.get("error") or "").strip().splitlines()[-1:]]
+    return {"unavailable": len(rows), "unavailable_reason": errors[0][:300] if errors else "sandbox unavailable"}

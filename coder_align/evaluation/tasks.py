@@ -130,6 +130,8 @@ def load_custom(path: str) -> Task:
     """Custom JSONL, the GRPO row format: `prompt`, `instruction` or `messages`; `tests` (a
     list of asserts, a test program or stdin/stdout cases) or `program`; optional `language`,
     `task_id`. A `prompt` row is continued in base mode; the others are answered with code."""
+    from coder_align.data.grpo_rows import tests_syntax_error  # here: coder_align.data imports torch
+
     problems = []
     for n, row in read_jsonl(path):
         where = f"{path}:{n}"
@@ -139,6 +141,9 @@ def load_custom(path: str) -> Task:
         if not isinstance(tests, (list, str)) or not tests:
             raise TaskError(f"{where}: field 'tests' must be a non-empty list or test program string")
         language = row.get("language", "python")
+        error = tests_syntax_error(tests, str(language))
+        if error:
+            raise TaskError(f"{where}: {error}")
         task_id = str(row.get("task_id", row.get("id", f"{Path(path).stem}/{n}")))
         if isinstance(row.get("messages"), list):
             problems.append(Problem(task_id, "program", "", tests, language, messages=row["messages"]))

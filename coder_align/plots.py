@@ -1,0 +1,113 @@
+"""Training figures, readable by someone who did not write them: `loss.png` and `rewards.png`.
+
+Every figure has whole-number optimizer steps on its x axis, units on its y axes, and a
+dashed line where a resumed run continued. `*_figure` builds a matplotlib Figure (tests
+inspect it); `plot_*` saves and closes it, returning False when nothing was logged.
+Not here: evaluation charts (`evaluation/report.py`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# GRPO rates, all fractions in [0, 1], with what they count
+RATES = {
+    "code/pass_rate": "pass rate (all tests passed)",
+    "code/compile_rate": "compile rate",
+    "completions/clipped_ratio": "clipped at max_completion_length",
+    "frac_reward_zero_std": "groups with zero reward spread (no signal)",
+}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _series(log_history: list[dict], key: str) -> tuple[list[int], list[float]]:
+    points = [(h["step"], h[key]) for h in log_history if h.get(key) is not None and "step" in h]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def _steps_axis(axes, resumed_from_step: int | None) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+        ax.grid(alpha=0.3)
+        if resumed_from_step:
+            ax.axvline(resumed_from_step, color="gray", linestyle="--", linewidth=1,
+                       label=f"resumed from step {resumed_from_step}")
+    axes[-1].set_xlabel("optimizer step")
+
+
+def _marker(xs) -> str | None:
+    return "." if len(xs) < 50 else None
+
+
+def loss_figure(log_history: list[dict], title: str, resumed_from_step: int | None = None):
+    """Training loss above the learning rate schedule; None when no loss was logged."""
+    steps, losses = _series(log_history, "loss")
+    if not steps:
+        return None
+    plt = _pyplot()
+    fig, (ax, ax_lr) = plt.subplots(2, 1, sharex=True, figsize=(6.5, 5), gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot(steps, losses, marker=_marker(steps), label="training loss")
+    ax.set_ylabel("loss (mean cross-entropy\nper supervised token)")
+    ax.set_title(title)
+    lr_steps, lrs = _series(log_history, "learning_rate")
+    ax_lr.plot(lr_steps, lrs, color="tab:orange", marker=_marker(lr_steps))
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    _steps_axis([ax, ax_lr], resumed_from_step)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def rewards_figure(log_history: list[dict], reward_weights: dict[str, float], resumed_from_step: int | None = None):
+    """GRPO: the weighted total and each reward (reward units) above the rates (fractions)."""
+    steps, totals = _series(log_history, "reward")
+    if not steps:
+        return None
+    plt = _pyplot()
+    fig, (ax, ax_rates) = plt.subplots(2, 1, sharex=True, figsize=(7, 6))
+    ax.plot(steps, totals, marker=_marker(steps), linewidth=2, color="black", label="total (weighted sum)")
+    for name, weight in reward_weights.items():
+        xs, ys = _series(log_history, f"rewards/{name}/mean")
+        if xs:
+            ax.plot(xs, ys, marker=_marker(xs), label=f"{name} (weight {weight:g})")
+    ax.set_ylabel("mean reward per completion")
+    ax.set_title("GRPO rewards per step")
+    ax.legend(fontsize=7)
+    for key, label in RATES.items():
+        xs, ys = _series(log_history, key)
+        if xs:
+            ax_rates.plot(xs, ys, marker=_marker(xs), label=label)
+    ax_rates.set_ylim(-0.03, 1.03)
+    ax_rates.set_ylabel("fraction (0-1)")
+    ax_rates.legend(fontsize=7)
+    _steps_axis([ax, ax_rates], resumed_from_step)
+    fig.tight_layout()
+    return fig
+
+
+def _save(fig, path: str | Path) -> bool:
+    if fig is None:
+        return False
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return True
+
+
+def plot_loss(log_history: list[dict], path: str | Path, title: str, resumed_from_step: int | None = None) -> bool:
+    return _save(loss_figure(log_history, title, resumed_from_step), path)
+
+
+def plot_rewards(log_history: list[dict], path: str | Path, reward_weights: dict[str, float],
+                 resumed_from_step: int | None = None) -> bool:
+    return _save(rewards_figure(log_history, reward_weights, resumed_from_step), path)

@@ -1,0 +1,44 @@
+"""Checks a stage runs before it spends minutes loading a model: can the sandbox judge code here?
+
+A stage whose scores come from the sandbox (GRPO's judging rewards, `eval run`) would
+otherwise load a model, generate for an hour and report rewards that are all None or a
+pass@1 of 0.0 that says nothing about the model. Not here: the sandbox itself
+(`coder_align.sandbox`), which this only calls.
+"""
+
+from __future__ import annotations
+
+
+class PreflightError(RuntimeError):
+    """The machine cannot do what the stage needs (sandbox missing or failing); says how to fix it."""
+
+
+INSTALL_HINT = ("install bubblewrap (`make install` does as root; else `sudo apt-get install -y bubblewrap`) "
+                "or check that bwrap can create user namespaces here")
+
+
+def sandbox_problem(languages=("python",), timeout: float = 30.0) -> str | None:
+    """Why the sandbox cannot judge code here, or None when a trivial Python check passes
+    and every language in `languages` has its toolchain."""
+    from coder_align.sandbox import SandboxUnavailable, check, find_bwrap, toolchain_available
+
+    if find_bwrap() is None:
+        return f"bubblewrap (`bwrap`) is not installed, so code cannot be run isolated; {INSTALL_HINT}"
+    try:
+        report = check("def f():\n    return 1\n", ["assert f() == 1"], timeout=timeout)
+    except (SandboxUnavailable, OSError) as e:
+        return f"{type(e).__name__}: {e}; {INSTALL_HINT}"
+    if not report.passed:
+        detail = (report.error or "").strip().splitlines()
+        return (f"a trivial Python check came back '{report.status}'"
+                + (f" ({detail[-1][:300]})" if detail else "") + f"; {INSTALL_HINT}")
+    missing = []
+    for language in sorted({str(lang).lower() for lang in languages} - {"python", "py", "python3"}):
+        try:
+            if not toolchain_available(language):
+                missing.append(language)
+        except (KeyError, ValueError):
+            missing.append(f"{language} (not a sandbox language)")
+    if missing:
+        return f"no toolchain for {', '.join(missing)}: code in it would be judged 'unavailable'"
+    return None
