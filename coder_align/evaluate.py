@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from coder_align.cli import DEBUG_ENV, user_error
-from coder_align.config import ConfigError, check_ranges, save_config, show_defaults, to_dict
+from coder_align.config import ConfigError, check_ranges, save_config, settings_help, show_defaults, to_dict
 from coder_align.preflight import PreflightError, sandbox_problem
 from coder_align.templates import INSTRUCTION_HEADER
 from coder_align.evaluation.config import FLAG_KEYS, EvalConfig, add_flag_aliases, eval_config, flat_config
@@ -209,9 +209,10 @@ def score_file(task_name: str, samples_path: str, config: EvalConfig) -> dict:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coder-align eval", description=EvalConfig.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="generate, score and report",
-                         epilog="Settings: --config FILE and key=value overrides (model.path=..., data.tasks=..., "
-                                "generation.n=..., scoring.timeout=..., output_dir=...); the --flags are aliases.")
+    run = sub.add_parser("run", help="generate, score and report", formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog="--config FILE and key=value overrides (model.path=..., data.tasks=..., generation.n=..., "
+                                "scoring.timeout=..., output_dir=...); the --flags are aliases.\n\n"
+                                + settings_help(EvalConfig))
     score = sub.add_parser("score", help="score an existing samples file (task_id, completion)")
     score.add_argument("--task", required=True, help="humaneval, mbpp, infilling or a custom .jsonl")
     score.add_argument("--samples", required=True)

@@ -97,10 +97,16 @@ FLAG_KEYS = {
 
 
 def add_flag_aliases(parser: argparse.ArgumentParser, names) -> None:
-    """The old flags, given only when typed (SUPPRESS), typed as strings: the schema coerces them."""
+    """The old flags, given only when typed (SUPPRESS), typed as strings: the schema coerces them.
+    Their help shows the default of the key each sets."""
+    defaults = EvalConfig()
     for name in names:
+        value = defaults
+        for part in FLAG_KEYS[name].split("."):
+            value = getattr(value, part)
+        shown = ",".join(value) if isinstance(value, list) else value
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=argparse.SUPPRESS,
-                            help=f"same as {FLAG_KEYS[name]}=...")
+                            help=f"same as {FLAG_KEYS[name]}=... (default: {shown})")
 
 
 def eval_config(path: str | None = None, overrides: list[str] = (), flags: dict | None = None) -> EvalConfig:
