@@ -80,7 +80,7 @@ def test_version_and_help_with_defaults(capsys):
     assert proc.returncode == 0
     for line in ("  train.learning_rate=1.0e-05  (> 0)", "  data.max_length=1024  (>= 2)", "  peft.method=none"):
         assert line in proc.stdout.splitlines(), line
-    run_help = _parser()._subparsers._group_actions[0].choices["run"].format_help()
+    run_help = " ".join(_parser()._subparsers._group_actions[0].choices["run"].format_help().split())  # unwrapped
     assert "(default: 0.0)" in run_help and "(default: humaneval,mbpp,infilling)" in run_help
 
 
