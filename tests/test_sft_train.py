@@ -135,6 +135,9 @@ def test_adapter_directory_serves_with_plain_peft_and_merge_keeps_greedy_output(
                    check=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
     assert merged.dtype == torch.float32
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (merged_dir / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
     prompts = ["Write add(a, b).", "Reverse a string.", "Sum a list of numbers.", "Is 7 prime?", "Sort a list."]
     for prompt in prompts:
         chat = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
