@@ -181,6 +181,7 @@ def main(config: GRPOConfig) -> dict:
         "last": first_last(history, -1),
         "mean_over_run": {k: mean(h.get(k) for h in history) for k in SUMMARY_KEYS},
         "warnings": trainer.warnings,
+        "resumed": run.resumed_from is not None,
         "resumed_from": run.resumed_from,
         "resumed_from_step": run.resumed_from_step,
         "config": to_dict(resolved),

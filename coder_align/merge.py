@@ -73,6 +73,9 @@ def merge(adapter_dir: str | Path, out: str | Path, base: str | None = None, dty
     for name in ("coder_align_config.yaml", "summary.json"):
         if (adapter_dir / name).exists():
             shutil.copy(adapter_dir / name, out / name)
+    from coder_align.training import readable_by_umask
+
+    readable_by_umask(out)  # safetensors writes 0600
     return out
 
 

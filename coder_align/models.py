@@ -124,7 +124,11 @@ def load_tokenizer(path: str, template: str = "deepseek", system_prompt: str | N
     """
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(path))
+    resolved = resolve_model_path(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
+    except OSError as e:  # a hub id that is wrong, private, or not reachable offline: the first place it shows
+        raise ModelError(f"cannot load model '{path}': {str(e).strip().splitlines()[0]}") from e
     if fim_tokens:
         from coder_align.fim import SENTINELS
 

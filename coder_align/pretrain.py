@@ -116,6 +116,7 @@ def main(config: PretrainConfig) -> dict:
         "final_loss": run.losses[-1] if run.losses else None,
         "train_loss": run.result.training_loss,
         "rope_parameters": rope_overrides(config.rope),
+        "resumed": run.resumed_from is not None,
         "resumed_from": run.resumed_from,
         "resumed_from_step": run.resumed_from_step,
         "config": to_dict(config),

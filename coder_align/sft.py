@@ -126,6 +126,7 @@ def main(config: SFTConfig) -> dict:
         "first_loss": run.losses[0] if run.losses else None,
         "final_loss": run.losses[-1] if run.losses else None,
         "train_loss": run.result.training_loss,
+        "resumed": run.resumed_from is not None,
         "resumed_from": run.resumed_from,
         "resumed_from_step": run.resumed_from_step,
         "packing": config.data.packing,

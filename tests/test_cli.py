@@ -26,11 +26,13 @@ def run(*args, **env):
      "empty.jsonl: no trainable rows left"),
     (lambda tmp: ["data.path=data_templates/alpaca.jsonl", "model.path=/no/such/model"],
      "coder-align sft: error: model path not found: /no/such/model"),
+    (lambda tmp: ["data.path=data_templates/alpaca.jsonl", "model.path=nobody-xyz/no-such-model"],
+     "coder-align sft: error: cannot load model 'nobody-xyz/no-such-model': "),
 ])
 def test_user_errors_are_one_line_and_exit_2(tmp_path, make_args, expected):
     (tmp_path / "bad.jsonl").write_text('{"instruction": "x", "output": "y"}\n{bad json\n')
     (tmp_path / "empty.jsonl").write_text('{"instruction": "x", "output": ""}\n')
-    proc = run("sft", *make_args(tmp_path), f"train.output_dir={tmp_path / 'out'}")
+    proc = run("sft", *make_args(tmp_path), f"train.output_dir={tmp_path / 'out'}", HF_HUB_OFFLINE="1")
     assert proc.returncode == 2
     # progress logging may come first; the error is the last line, alone, with no traceback
     lines = proc.stderr.strip().splitlines()

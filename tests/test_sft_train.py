@@ -135,6 +135,9 @@ def test_adapter_directory_serves_with_plain_peft_and_merge_keeps_greedy_output(
                    check=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
     assert merged.dtype == torch.float32
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (merged_dir / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
     prompts = ["Write add(a, b).", "Reverse a string.", "Sum a list of numbers.", "Is 7 prime?", "Sort a list."]
     for prompt in prompts:
         chat = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
@@ -160,10 +163,11 @@ def test_resume_continues_only_with_the_same_config(tiny_model_dir, tmp_path):
     out = tmp_path / "resume"
     same = ["train.max_steps=4", "train.save_steps=2", "train.learning_rate=1e-3"]
     first = sft(tiny_model_dir, out, *same)
-    assert first["resumed_from"] is None and (out / "checkpoint-4").is_dir()
+    assert first["resumed"] is False and first["resumed_from"] is None and (out / "checkpoint-4").is_dir()
     shutil.rmtree(out / "checkpoint-4")  # as if the run had died after step 2
     second = sft(tiny_model_dir, out, *same, "train.logging_steps=2")  # logging does not shape training
-    assert second["resumed_from"].endswith("checkpoint-2") and second["resumed_from_step"] == 2
+    assert second["resumed"] is True and second["resumed_from"].endswith("checkpoint-2")
+    assert second["resumed_from_step"] == 2
     assert second["steps"] == 4 and second["config"]["train"]["max_steps"] == 4
 
     # another config: a one-line error naming the differing keys and the two ways out, before any model loads
