@@ -121,8 +121,13 @@ def main(config: GRPOConfig) -> dict:
 
     # --- starting point and tokenizer: the template the model was tuned with -------------
     start = starting_point(config)
-    adapter_start = start["adapter"]
-    if adapter_start:  # merged once into the output directory (below), then trained as peft.method says
+    # An adapter starting point is trained further as it is when it can be (peft.method=none
+    # and no added-token rows); otherwise it is merged once into the output directory (below)
+    # and trained as peft.method says.
+    trains_new_tokens = start.pop("trains_new_tokens")
+    continue_adapter = bool(start["adapter"]) and config.peft.method == "none" and not trains_new_tokens
+    merge_adapter = start["adapter"] if start["adapter"] and not continue_adapter else None
+    if merge_adapter:
         start["weights"] = str((out / START_MODEL).resolve())
     tokenizer = load_tokenizer(start["tokenizer"], start["template"], start["system_prompt"])
 
@@ -142,8 +147,8 @@ def main(config: GRPOConfig) -> dict:
     # saved and compared on resume as resolved: the weights and prompt actually used
     resolved = resolved_config(config, start)
     resume = prepare_output_dir(resolved, out)  # before the model: a wrong resume or directory fails fast
-    if adapter_start:
-        merged_start(adapter_start, out / START_MODEL)
+    if merge_adapter:
+        merged_start(merge_adapter, out / START_MODEL)
 
     # --- training arguments before the model: ZeRO-3 must partition it while loading ------
     args = training_arguments(config.train, config.model.gradient_checkpointing, args_class=TRLGRPOConfig,
@@ -154,6 +159,10 @@ def main(config: GRPOConfig) -> dict:
     # Added-token rows stay frozen under LoRA: TRL computes log-probs from lm_head.weight.
     model = load_model(model_config, tokenizer, config.peft, training=True, template=start["template"],
                        train_new_tokens=False)
+    if continue_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, start["adapter"], is_trainable=True)
     if hasattr(model, "print_trainable_parameters") and is_main_process():
         model.print_trainable_parameters()
 
@@ -210,17 +219,18 @@ def starting_point(config: GRPOConfig) -> dict:
     """Where weights, tokenizer and template come from (`run_dir.read_run`).
 
     An SFT output directory's template and system prompt are reused so that GRPO prompts
-    the model exactly as it was tuned. A LoRA adapter directory is merged into its base
-    first (`merged_start`, called by `main` once the output directory is checked), then
-    trained as `peft.method` says: continuing the adapter itself is not possible when it
-    trains the <|EOT|> rows, because TRL reads log-probs from `lm_head.weight` and refuses
-    a wrapped head.
+    the model exactly as it was tuned. A LoRA adapter directory is trained further as it is
+    with `peft.method=none`, unless it trains the rows of added tokens (<|EOT|>): TRL reads
+    log-probs from `lm_head.weight` and refuses a wrapped head. Then, and with any other
+    `peft.method`, `main` merges it into its base first (`merged_start`, once the output
+    directory is checked) and trains that as `peft.method` says.
     """
     from coder_align.run_dir import read_run
 
     run = read_run(config.model.path, config.data.template, config.data.system_prompt)
     return {"weights": run.weights, "tokenizer": run.tokenizer, "adapter": run.adapter,
-            "template": run.template, "system_prompt": run.system_prompt}
+            "template": run.template, "system_prompt": run.system_prompt,
+            "trains_new_tokens": run.adapter_trains_new_tokens}
 
 
 def resolved_config(config: GRPOConfig, start: dict) -> GRPOConfig:

@@ -116,7 +116,7 @@ def test_eval_command_line_is_range_checked(capsys):
     from coder_align.evaluate import cli
 
     assert cli(["run", "--n", "0", "--model", "x"]) == 2
-    assert "error: command line: 'n' = 0 is out of range; allowed: >= 1" in capsys.readouterr().err
+    assert "'generation.n' = 0 is out of range; allowed: >= 1" in capsys.readouterr().err
 
 
 def test_unknown_key_in_yaml_names_the_file(tmp_path):

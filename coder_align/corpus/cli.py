@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from coder_align.cli import user_error
-from coder_align.config import ConfigError, load_config_with_flags
+from coder_align.config import NON_NEGATIVE, ONE_OR_MORE, ConfigError, Range, load_config_with_flags
 from coder_align.corpus.decontam import DEFAULT_MBPP
 from coder_align.corpus.walk import DEFAULT_MAX_FILE_BYTES
 
@@ -24,11 +25,15 @@ class CorpusDataConfig:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES  # larger files are skipped and counted
     seed: int = 0  # tie-breaking seed of the file ordering
 
+    RANGES: ClassVar[dict] = {"max_file_bytes": ONE_OR_MORE, "seed": NON_NEGATIVE}
+
 
 @dataclass
 class CorpusDedupConfig:
     threshold: float = 0.7  # MinHash Jaccard threshold for near-duplicate repositories
     num_perm: int = 128  # MinHash permutations
+
+    RANGES: ClassVar[dict] = {"threshold": Range(0, 1, low_open=True), "num_perm": Range(2)}
 
 
 @dataclass
