@@ -30,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from coder_align.config import ConfigError, ModelConfig, PeftConfig, TrainConfig, parse_args, to_dict
+from coder_align.sandbox import remote as sandbox_remote
+from coder_align.sandbox.remote import SandboxConfig
 
 log = logging.getLogger("coder_align.grpo")
 
@@ -83,6 +85,8 @@ class GRPOConfig:
         output_dir="outputs/grpo", learning_rate=1e-6, lr_scheduler_type="constant", warmup_steps=0,
         num_train_epochs=1.0, per_device_train_batch_size=8, save_steps=50))
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
+    # sandbox.endpoints=[http://sb1:8080,...]: rewards judged on sandbox servers (sandbox/remote.py)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
 
 def main(config: GRPOConfig) -> dict:
@@ -96,6 +100,7 @@ def main(config: GRPOConfig) -> dict:
     from coder_align.training import is_main_process, plot_metric, train_and_save, training_arguments, write_summary
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    sandbox_remote.configure(config.sandbox)
     if not config.data.path:
         raise ConfigError("data.path is required (a .jsonl/.json/.parquet file, or a hub dataset name)")
     set_seed(config.train.seed)

