@@ -141,12 +141,14 @@ def unavailable(error: str) -> TestReport:
 # ---- servers -------------------------------------------------------------------------------
 
 class _Endpoints:
-    """Least-in-flight choice among servers; a server that failed rests a little."""
+    """Least-in-flight choice among servers; a server that failed rests (1 s, doubling with
+    each failure in a row, at most 30 s) unless no other is left."""
 
     def __init__(self, urls: list[str]):
         self.urls = [u.rstrip("/") for u in urls]
         self.in_flight = collections.Counter()
         self.resting_until: dict[str, float] = {}
+        self.failures_in_a_row = collections.Counter()
         self.lock = threading.Lock()
 
     def pick(self, exclude: set[str]) -> str | None:
@@ -161,11 +163,27 @@ class _Endpoints:
             self.in_flight[url] += 1
             return url
 
-    def done(self, url: str, failed: bool, rest: float = 2.0) -> None:
+    def done(self, url: str, failed: bool) -> None:
         with self.lock:
             self.in_flight[url] -= 1
             if failed:
+                self.failures_in_a_row[url] += 1
+                rest = min(30.0, 2.0 ** (self.failures_in_a_row[url] - 1))
                 self.resting_until[url] = time.monotonic() + rest
+            else:
+                self.failures_in_a_row[url] = 0
+
+
+# kept across calls, so that a dead server found in one GRPO step is rested in the next
+_ENDPOINTS: dict[tuple[str, ...], _Endpoints] = {}
+
+
+def _endpoints(urls: list[str]) -> _Endpoints:
+    with _stats_lock:
+        key = tuple(urls)
+        if key not in _ENDPOINTS:
+            _ENDPOINTS[key] = _Endpoints(list(urls))
+        return _ENDPOINTS[key]
 
 
 _local = threading.local()
@@ -264,7 +282,7 @@ def check_many(jobs: list[dict], config: SandboxConfig, *, return_exceptions: bo
                 raise
             reports[i] = unavailable(f"{type(e).__name__}: {e}")
     batches = [ready[k:k + max(1, config.batch_size)] for k in range(0, len(ready), max(1, config.batch_size))]
-    endpoints = _Endpoints(config.endpoints)
+    endpoints = _endpoints(config.endpoints)
     threads = max(1, min(len(batches), len(config.endpoints) * config.requests_per_endpoint))
     with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="sandbox-remote") as ex:
         futures = {ex.submit(_run_batch, [j for _, j in batch], endpoints, config): batch for batch in batches}
