@@ -92,6 +92,7 @@ def test_check_verdicts_are_decided_on_the_server(server):
     ("/check", {"source": "x", "tests": [{"stdin": "1"}]}, 400, "stdout"),
     ("/check", {"source": "x", "tests": ["assert x == 1"], "timeout": "soon"}, 400, "timeout"),
     ("/check", {"source": "x", "tests": ["assert x == 1"], "rm_rf": True}, 400, "unknown field"),
+    ("/check", {"source": "x", "tests": [{"stdin": "", "stdout": ""}] * 300}, 400, "at most 256"),
     ("/check_many", {"jobs": "all"}, 400, "jobs"),
     ("/check_many", {"jobs": [{"source": "x", "tests": ["assert x == 1"]}] * 51}, 413, "split"),
 ])
@@ -99,6 +100,14 @@ def test_bad_requests_get_a_4xx_with_a_message(server, path, body, code, words):
     r = server.post(path, body)
     assert r.status_code == code, r.text
     assert words.lower() in r.json()["error"].lower()
+
+
+def test_output_in_reports_is_capped_after_the_verdict(server):
+    flood = "import sys\nsys.stdout.write('y' * (900 << 10))\n" + ADD
+    r = server.post("/check", {"source": flood, "tests": ["assert add(1, 2) == 3"]})
+    report = r.json()
+    assert report["passed"] is True and len(report["stdout"]) < (65 << 10)
+    assert report["stdout"].endswith("cut by the server]")
 
 
 def test_malformed_and_oversized_bodies(server):

@@ -91,6 +91,9 @@ def _serve_parser(sub) -> None:
     p.add_argument("--token", default=None, help=f"bearer token every request must carry (or ${TOKEN_ENV})")
     p.add_argument("--max-request-mb", type=float, default=d.max_request_mb)
     p.add_argument("--max-jobs-per-request", type=int, default=d.max_jobs_per_request)
+    p.add_argument("--max-cases-per-job", type=int, default=d.max_cases_per_job)
+    p.add_argument("--max-output-kb", type=int, default=d.max_output_kb,
+                   help="of each /check report's stdout and stderr")
     p.add_argument("--max-timeout", type=float, default=d.max_timeout, help="seconds per run, at most")
     p.add_argument("--max-memory-mb", type=int, default=d.max_memory_mb)
     p.add_argument("--default-memory-mb", type=int, default=d.default_memory_mb,
@@ -104,6 +107,7 @@ def _serve(args) -> int:
     config = ServeConfig(host=args.host, port=args.port, workers=args.workers, queue_size=args.queue_size,
                          token=args.token, max_request_mb=args.max_request_mb,
                          max_jobs_per_request=args.max_jobs_per_request, max_timeout=args.max_timeout,
+                         max_cases_per_job=args.max_cases_per_job, max_output_kb=args.max_output_kb,
                          max_memory_mb=args.max_memory_mb, default_memory_mb=args.default_memory_mb,
                          allow_unsandboxed=args.allow_unsandboxed)
     try:

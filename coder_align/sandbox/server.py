@@ -63,6 +63,8 @@ class ServeConfig:
     token: str | None = None  # required on every request when set; required to bind off loopback
     max_request_mb: float = 16.0
     max_jobs_per_request: int = 512
+    max_cases_per_job: int = 256  # stdin/stdout cases: each is a run of up to `timeout`
+    max_output_kb: int = 64  # of a /check report's stdout and of its stderr (the verdict is decided first)
     max_timeout: float = 60.0  # seconds, per run (or per stdin case)
     max_compile_timeout: float = 120.0
     default_memory_mb: int = 1024  # SandboxFusion's memory_limit_MB=-1 ("no limit") gets this
@@ -114,6 +116,9 @@ def validate_check_job(job: Any, config: ServeConfig, where: str = "job") -> dic
         job["language"] = languages.normalise(str(job.get("language", "python")))
         tests = job["tests"]
         if testcases.is_io_cases(tests):
+            if len(tests) > config.max_cases_per_job:
+                raise BadRequest(f"{where}: {len(tests)} stdin/stdout cases; this server takes at most "
+                                 f"{config.max_cases_per_job} per job")
             for i, case in enumerate(tests):
                 if "stdout" not in case:
                     raise ValueError(f"tests[{i}] has no 'stdout' key")
@@ -185,11 +190,17 @@ def validate_run_code(body: Any, config: ServeConfig) -> dict:
 
 # ---- running jobs (blocking; called on the executor's threads) ------------------------------
 
-def run_check(job: dict, allow_unsandboxed: bool) -> TestReport:
+def run_check(job: dict, allow_unsandboxed: bool, max_output: int = 64 << 10) -> TestReport:
     try:
-        return check(**job, allow_unsandboxed=allow_unsandboxed)
+        report = check(**job, allow_unsandboxed=allow_unsandboxed)
     except (SandboxUnavailable, OSError, RuntimeError) as e:  # the machine, not the candidate
         return TestReport(False, 0, 0, UNAVAILABLE, error=f"sandbox: {type(e).__name__}: {e}")
+    # a batch of flooding candidates must not make a response of hundreds of MB
+    for name in ("stdout", "stderr"):
+        text = getattr(report, name)
+        if len(text) > max_output:
+            setattr(report, name, text[:max_output] + f"\n[{len(text) - max_output} more characters cut by the server]")
+    return report
 
 
 def run_program(job: dict, allow_unsandboxed: bool) -> tuple[ExecutionResult | None, ExecutionResult | None]:
@@ -442,6 +453,7 @@ def create_app(config: ServeConfig | None = None):
     app = FastAPI(title="coder_align sandbox", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.scheduler = scheduler
     app.state.config = config
+    max_output = config.max_output_kb << 10
 
     @app.exception_handler(BadRequest)
     async def bad_request(_request, exc: BadRequest):
@@ -495,7 +507,7 @@ def create_app(config: ServeConfig | None = None):
     @app.post("/check")
     async def check_one(request: Request):
         job = validate_check_job(await body_json(request), config)
-        out = await execute(request, "check", [(run_check, (job, config.allow_unsandboxed))])
+        out = await execute(request, "check", [(run_check, (job, config.allow_unsandboxed, max_output))])
         return out[0].to_dict() if isinstance(out, list) else out
 
     @app.post("/check_many")
@@ -508,7 +520,8 @@ def create_app(config: ServeConfig | None = None):
             raise BadRequest(f"{len(jobs)} jobs in one request; this server takes at most "
                              f"{min(config.max_jobs_per_request, scheduler.capacity)}: split the batch", 413)
         jobs = [validate_check_job(j, config, f"jobs[{i}]") for i, j in enumerate(jobs)]
-        out = await execute(request, "check_many", [(run_check, (j, config.allow_unsandboxed)) for j in jobs])
+        out = await execute(request, "check_many", [(run_check, (j, config.allow_unsandboxed, max_output))
+                                                    for j in jobs])
         return {"reports": [r.to_dict() for r in out]} if isinstance(out, list) else out
 
     @app.get("/health")
