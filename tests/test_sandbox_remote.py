@@ -202,3 +202,16 @@ def test_eval_score_through_the_cli_is_judged_on_the_server(servers, tmp_path):
     assert counts["ok"] == 10 and sum(counts.values()) == 20 and "unavailable" not in counts, counts
     after = sum(servers[0].get("/metrics", params={"format": "json"}).json()["executions"].values())
     assert after - before == 20
+
+
+def test_a_server_that_never_answers_times_out_and_the_batch_moves_on(servers):
+    import socket
+
+    with socket.socket() as hung:  # accepts connections (the kernel's backlog), never answers
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)
+        remote.configure(remote.SandboxConfig(endpoints=[f"http://127.0.0.1:{hung.getsockname()[1]}", servers[0].url],
+                                              batch_size=1, request_timeout=1.0))
+        reports = check_many(MIXED[:4] * 2)
+    assert [r.passed for r in reports] == [True, False, False, True] * 2
+    assert remote.STATS["failed_requests"] >= 1 and remote.STATS["unavailable_jobs"] == 0
