@@ -94,7 +94,7 @@ def test_no_server_reachable_is_unavailable_and_counted(monkeypatch):
     monkeypatch.setenv(remote.URLS_ENV, f"http://127.0.0.1:{free_port()} http://127.0.0.1:{free_port()}")
     reports = check_many(MIXED, return_exceptions=True)
     assert [r.status for r in reports] == ["unavailable"] * len(MIXED)
-    assert not any(r.passed for r in reports) and "no server judged" in reports[0].error
+    assert not any(r.passed for r in reports) and "no server answered" in reports[0].error
     assert remote.STATS["unavailable_jobs"] == len(MIXED)
     assert unit_test_reward([ADD, ADD], tests=[["assert add(1, 2) == 3"]] * 2) == [None, None]
     assert remote.STATS["unavailable_jobs"] == len(MIXED) + 2
@@ -167,14 +167,20 @@ def test_grpo_rewards_are_judged_on_the_configured_servers(servers, tiny_model_d
     from test_grpo_train import grpo, write_rows
 
     server = servers[1]
-    before = sum(server.get("/metrics", params={"format": "json"}).json()["executions"].values())
+    def judged():
+        executions = server.get("/metrics", params={"format": "json"}).json()["executions"]
+        return (sum(v for k, v in executions.items() if k.startswith("check_many:")),
+                sum(v for k, v in executions.items() if k.startswith("compile_check:")))
+
+    before = judged()
     dead = f"http://127.0.0.1:{free_port()}"
     summary = grpo(tiny_model_dir, write_rows(tmp_path / "rows.jsonl"), tmp_path / "run", "train.max_steps=1",
                    "grpo.rewards={unit_test: 1.0}", f"sandbox.endpoints=[{dead},{server.url}]",
                    "sandbox.batch_size=4")
-    after = sum(server.get("/metrics", params={"format": "json"}).json()["executions"].values())
+    after = judged()
     assert summary["rewards"]["rows_scored"] == 8 and summary["rewards"]["unjudged"] == {}
-    assert after - before == 8  # every completion was judged there, none here
+    # every completion's tests, and its compile check (the stage's compile rate), ran there
+    assert (after[0] - before[0], after[1] - before[1]) == (8, 8)
     assert remote.STATS["unavailable_jobs"] == 0
 
 
@@ -185,7 +191,7 @@ def test_grpo_counts_rows_no_server_could_judge(tiny_model_dir, tmp_path):
                    "grpo.rewards={unit_test: 1.0}", f"sandbox.endpoints=[http://127.0.0.1:{free_port()}]",
                    "sandbox.max_attempts=1")
     assert summary["rewards"]["unjudged"] == {"unit_test_reward": 8}  # left out, counted, never scored 0
-    assert remote.STATS["unavailable_jobs"] == 8
+    assert remote.STATS["unavailable_jobs"] == 16  # 8 test runs + 8 compile checks (the compile rate)
 
 
 def test_eval_score_through_the_cli_is_judged_on_the_server(servers, tmp_path):
@@ -224,3 +230,22 @@ def test_a_server_that_never_answers_times_out_and_the_batch_moves_on(servers):
         reports = check_many(MIXED[:4] * 2)
     assert [r.passed for r in reports] == [True, False, False, True] * 2
     assert remote.STATS["failed_requests"] >= 1 and remote.STATS["unavailable_jobs"] == 0
+
+
+def test_compile_check_and_compile_reward_on_the_server(servers, monkeypatch):
+    from coder_align.rewards import compile_reward
+    from coder_align.sandbox import compile_check
+
+    server = servers[0]
+    counted = lambda: sum(v for k, v in server.get("/metrics", params={"format": "json"}).json()["executions"].items()
+                          if k.startswith("compile_check:"))  # noqa: E731
+    before = counted()
+    monkeypatch.setenv(remote.URLS_ENV, server.url)
+    assert compile_check("def f(:").status == "compile_error"
+    assert compile_check(ADD).status == "ok"
+    assert compile_reward([ADD, "def f(:", "```python\nx = 1\n```"]) == [1.0, 0.0, 1.0]
+    assert counted() - before == 5
+    monkeypatch.setenv(remote.URLS_ENV, f"http://127.0.0.1:{free_port()}")
+    result = compile_check(ADD)
+    assert result.status == "unavailable" and "no server answered" in result.stderr
+    assert compile_reward([ADD]) == [None]

@@ -82,6 +82,16 @@ def test_check_verdicts_are_decided_on_the_server(server):
         (True, "ok"), (False, "runtime_error"), (False, "wrong_answer"), (True, "ok")]
 
 
+def test_compile_check(server):
+    ok = server.post("/compile_check", {"source": "def f(:", "language": "python"}).json()
+    assert ok["status"] == "compile_error" and "SyntaxError" in ok["stderr"]
+    assert server.post("/compile_check", {"source": "import os\nos._exit(3)"}).json()["status"] == "ok"
+    imported = server.post("/compile_check", {"source": "import os\nos._exit(3)", "import_check": True}).json()
+    assert imported["status"] == "runtime_error"
+    r = server.post("/compile_check", {"source": "x", "language": "cobol"})
+    assert r.status_code == 400 and "cobol" in r.json()["error"]
+
+
 @pytest.mark.parametrize("path, body, code, words", [
     ("/run_code", {"language": "python"}, 422, "code"),
     ("/run_code", {"code": "x", "language": "cobol"}, 400, "not supported"),

@@ -155,9 +155,16 @@ def run(source: str, language: str = "python", stdin: str = "", timeout: float =
 
 
 def compile_check(source: str, language: str = "python", *, import_check: bool = False,
-                  timeout: float = 30.0, allow_unsandboxed: bool = False) -> ExecutionResult:
-    """Does it compile? Python: syntax only, or with `import_check` also run its top level."""
+                  timeout: float = 30.0, allow_unsandboxed: bool = False, local: bool = False) -> ExecutionResult:
+    """Does it compile? Python: syntax only, or with `import_check` also run its top level.
+    On sandbox servers when they are configured and not `local` (see `check_many`)."""
     language = languages.normalise(language)
+    if not local:
+        from coder_align.sandbox import remote
+
+        config = remote.active_config()
+        if config is not None:
+            return remote.compile_check(source, language, import_check, timeout, config)
     sandboxed = _sandboxed(allow_unsandboxed)
     if language == "python":
         mode = "import" if import_check else "compile"

@@ -14,7 +14,8 @@ pass) and is counted in `STATS`.
 The verdicts are the servers': the client trusts its servers (authenticated by the
 token), never the candidate programs. Jobs are validated here first, with the same rules
 as a local `check`, so a malformed job fails the same way locally and remotely.
-Not routed: `check`, `run` and `compile_check` stay local.
+`compile_check` (so `compile_reward`) goes to `/compile_check` one call at a time, with the
+same failover. Not routed: `check` and `run` stay local.
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ import time
 from dataclasses import dataclass, field
 
 from coder_align.sandbox import languages, testcases
-from coder_align.sandbox.results import UNAVAILABLE, TestDetail, TestReport
+from coder_align.sandbox.results import (
+    COMPILE_ERROR, MEMORY_EXCEEDED, OK, RUNTIME_ERROR, TIMEOUT, UNAVAILABLE, WRONG_ANSWER, ExecutionResult,
+    TestDetail, TestReport,
+)
 
+STATUSES = {OK, WRONG_ANSWER, RUNTIME_ERROR, TIMEOUT, MEMORY_EXCEEDED, COMPILE_ERROR, UNAVAILABLE}
 URLS_ENV = "CODER_ALIGN_SANDBOX_URLS"
 TOKEN_ENV = "CODER_ALIGN_SANDBOX_TOKEN"
 
@@ -129,8 +134,10 @@ def report_from_dict(d: dict) -> TestReport:
     report = TestReport(bool(d["passed"]), int(d["n_passed"]), int(d["n_total"]), str(d["status"]),
                         str(d.get("isolation", "host_compare")), details, str(d.get("stdout") or ""),
                         str(d.get("stderr") or ""), float(d.get("duration") or 0.0), d.get("error"))
-    if report.passed and report.status != "ok":  # never a pass with a failing status
-        raise ValueError(f"inconsistent report: passed with status {report.status}")
+    if report.status not in STATUSES:
+        raise ValueError(f"unknown status {report.status!r}")
+    if report.passed != (report.status == OK) or report.n_passed > report.n_total:
+        raise ValueError(f"inconsistent report: passed={report.passed} with status {report.status}")
     return report
 
 
@@ -203,13 +210,12 @@ class _Retry(Exception):
         self.wait, self.server_failed = wait, server_failed
 
 
-def _post_batch(url: str, jobs: list[dict], config: SandboxConfig, timeout: float) -> list[TestReport]:
+def _post(url: str, path: str, body: dict, parse, config: SandboxConfig, timeout: float):
+    """One request; `parse(json)` turns the answer into the result or raises (malformed)."""
     import requests
 
-    headers = _bearer()
     try:
-        r = _session().post(url + "/check_many", json={"jobs": jobs}, headers=headers,
-                            timeout=(config.connect_timeout, timeout))
+        r = _session().post(url + path, json=body, headers=_bearer(), timeout=(config.connect_timeout, timeout))
     except requests.RequestException as e:
         raise _Retry(f"{url}: {type(e).__name__}: {e}") from None
     if r.status_code == 429:
@@ -218,35 +224,35 @@ def _post_batch(url: str, jobs: list[dict], config: SandboxConfig, timeout: floa
         except ValueError:
             wait = 1.0
         raise _Retry(f"{url}: busy (429)", wait=min(max(wait, 0.1), 30.0), server_failed=False)
-    if r.status_code >= 500 or r.status_code in (408, 499):
-        raise _Retry(f"{url}: HTTP {r.status_code}: {r.text[:300]}")
     if r.status_code != 200:
-        # 4xx: this request is wrong for that server (token, limits): not the candidate's fault,
-        # and another server with other limits may take it
+        # 5xx, a timeout, or a 4xx (token, this server's limits): not the candidate's fault,
+        # and another server (with other limits) may take it
         raise _Retry(f"{url}: HTTP {r.status_code}: {r.text[:300]}")
     try:
-        reports = [report_from_dict(d) for d in r.json()["reports"]]
+        return parse(r.json())
     except Exception as e:
         raise _Retry(f"{url}: malformed answer ({type(e).__name__}: {e})") from None
-    if len(reports) != len(jobs):
-        raise _Retry(f"{url}: {len(reports)} reports for {len(jobs)} jobs")
-    return reports
 
 
-def _run_batch(jobs: list[dict], endpoints: _Endpoints, config: SandboxConfig) -> list[TestReport]:
-    timeout = config.request_timeout or min(sum(_budget(j) for j in jobs) + 30.0, 3600.0)
+class _GaveUp(Exception):
+    pass
+
+
+def _with_failover(path: str, body: dict, parse, endpoints: _Endpoints, config: SandboxConfig, timeout: float):
+    """`_post` to the least busy server; on failure to another; 429s waited out. Raises
+    _GaveUp (with the last errors) when no server answered."""
     tried: set[str] = set()
     errors: list[str] = []
     failures, busy_until = 0, time.monotonic() + config.busy_wait
     while failures < config.max_attempts:
         url = endpoints.pick(tried)
-        if url is None:  # every server failed once for this batch: start over after a pause
+        if url is None:  # every server failed once for this request: start over after a pause
             tried.clear()
             time.sleep(min(0.5 * failures, 3.0))
             url = endpoints.pick(tried)
         _count("requests")
         try:
-            reports = _post_batch(url, jobs, config, timeout)
+            result = _post(url, path, body, parse, config, timeout)
         except _Retry as e:
             endpoints.done(url, e.server_failed)
             errors.append(str(e))
@@ -263,11 +269,45 @@ def _run_batch(jobs: list[dict], endpoints: _Endpoints, config: SandboxConfig) -
         endpoints.done(url, False)
         if failures:
             _count("batches_rescued")
+        return result
+    raise _GaveUp(f"remote sandbox: no server answered ({failures} failed attempts): " + " | ".join(errors[-3:]))
+
+
+def _run_batch(jobs: list[dict], endpoints: _Endpoints, config: SandboxConfig) -> list[TestReport]:
+    timeout = config.request_timeout or min(sum(_budget(j) for j in jobs) + 30.0, 3600.0)
+
+    def parse(answer):
+        reports = [report_from_dict(d) for d in answer["reports"]]
+        if len(reports) != len(jobs):
+            raise ValueError(f"{len(reports)} reports for {len(jobs)} jobs")
         return reports
-    _count("unavailable_jobs", len(jobs))
-    message = (f"remote sandbox: no server judged this batch ({failures} failed attempts): "
-               + " | ".join(errors[-3:]))
-    return [unavailable(message) for _ in jobs]
+
+    try:
+        return _with_failover("/check_many", {"jobs": jobs}, parse, endpoints, config, timeout)
+    except _GaveUp as e:
+        _count("unavailable_jobs", len(jobs))
+        return [unavailable(str(e)) for _ in jobs]
+
+
+def compile_check(source: str, language: str, import_check: bool, timeout: float,
+                  config: SandboxConfig) -> ExecutionResult:
+    """`sandbox.compile_check` on a server (/compile_check); `unavailable` if none answers."""
+    body = {"source": source, "language": languages.normalise(language), "import_check": bool(import_check),
+            "timeout": float(timeout)}
+
+    def parse(d):
+        result = ExecutionResult(**{k: d[k] for k in ("status", "exit_code", "stdout", "stderr", "stdout_truncated",
+                                                       "stderr_truncated", "duration", "signal")})
+        if result.status not in STATUSES:
+            raise ValueError(f"unknown status {result.status!r}")
+        return result
+
+    try:
+        return _with_failover("/compile_check", body, parse, _endpoints(config.endpoints), config,
+                              config.request_timeout or timeout + 30.0)
+    except _GaveUp as e:
+        _count("unavailable_jobs")
+        return ExecutionResult(UNAVAILABLE, stderr=str(e))
 
 
 def check_many(jobs: list[dict], config: SandboxConfig, *, return_exceptions: bool = False) -> list[TestReport]:

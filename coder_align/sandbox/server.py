@@ -9,6 +9,7 @@ Endpoints:
   SandboxFusion's own client and verl's sandbox_fusion reward use this server unchanged.
 - `POST /check`, `POST /check_many`: `sandbox.check` on this machine; the verdict (a
   `TestReport`) is decided here, on the trusted side, exactly as a local `check` decides it.
+- `POST /compile_check`: `sandbox.compile_check` (an `ExecutionResult`).
 - `GET /health`, `GET /metrics` (Prometheus text; `?format=json` for JSON).
 
 What it adds to the local sandbox: a bearer token (required for any bind other than
@@ -40,7 +41,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from coder_align.sandbox import OUTPUT_CAP, check, harness, languages, run, testcases
+from coder_align.sandbox import OUTPUT_CAP, check, compile_check, harness, languages, run, testcases
 from coder_align.sandbox.bwrap import SandboxUnavailable, find_bwrap
 from coder_align.sandbox.results import (
     COMPILE_ERROR, OK, TIMEOUT, UNAVAILABLE, ExecutionResult, TestReport,
@@ -151,6 +152,34 @@ def _number(job: dict, key: str, default, maximum, where: str, integer: bool = F
     if not 0 < value <= maximum:
         raise BadRequest(f"{where}.{key}={value} is outside this server's limits (0, {maximum}]")
     job[key] = int(value) if integer else float(value)
+
+
+def validate_compile_check(body: Any, config: ServeConfig) -> dict:
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be {\"source\", \"language\", \"import_check\", \"timeout\"}")
+    unknown = sorted(set(body) - {"source", "language", "import_check", "timeout"})
+    if unknown:
+        raise BadRequest(f"unknown field(s) {unknown}; allowed: import_check, language, source, timeout")
+    if not isinstance(body.get("source"), str):
+        raise BadRequest("field 'source' is required and must be a string")
+    try:
+        job = {"source": body["source"], "language": languages.normalise(str(body.get("language", "python"))),
+               "import_check": body.get("import_check", False)}
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    if not isinstance(job["import_check"], bool):
+        raise BadRequest("import_check must be true or false")
+    job["timeout"] = body.get("timeout", 30.0)
+    _number(job, "timeout", None, config.max_compile_timeout, "request")
+    return job
+
+
+def run_compile_check(job: dict, allow_unsandboxed: bool) -> ExecutionResult:
+    try:
+        return compile_check(job["source"], job["language"], import_check=job["import_check"],
+                             timeout=job["timeout"], allow_unsandboxed=allow_unsandboxed, local=True)
+    except (SandboxUnavailable, OSError, RuntimeError) as e:
+        return ExecutionResult(UNAVAILABLE, stderr=f"sandbox: {type(e).__name__}: {e}")
 
 
 def validate_run_code(body: Any, config: ServeConfig) -> dict:
@@ -316,7 +345,7 @@ class Scheduler:
                 self.running += 1
             try:
                 result = fn(*args)
-                status = result.status if isinstance(result, TestReport) else result.get("coder_align_status")
+                status = result.get("coder_align_status") if isinstance(result, dict) else result.status
                 with self.lock:
                     self.counters[f"executions:{kind}:{status}"] += 1
                 return result
@@ -424,7 +453,8 @@ class _Guard:
 
             await self.app(scope, replay, counting_send)
         finally:
-            known = path if path in ("/run_code", "/check", "/check_many", "/health", "/metrics") else "other"
+            known = path if path in ("/run_code", "/check", "/check_many", "/compile_check", "/health",
+                                     "/metrics") else "other"
             self.scheduler.count_request(known, status_seen[0] if status_seen else 499)
 
 
@@ -523,6 +553,12 @@ def create_app(config: ServeConfig | None = None):
         out = await execute(request, "check_many", [(run_check, (j, config.allow_unsandboxed, max_output))
                                                     for j in jobs])
         return {"reports": [r.to_dict() for r in out]} if isinstance(out, list) else out
+
+    @app.post("/compile_check")
+    async def compile_check_one(request: Request):
+        job = validate_compile_check(await body_json(request), config)
+        out = await execute(request, "compile_check", [(run_compile_check, (job, config.allow_unsandboxed))])
+        return out[0].to_dict() if isinstance(out, list) else out
 
     @app.get("/health")
     async def health():
