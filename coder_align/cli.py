@@ -60,7 +60,7 @@ COMMANDS = {
     "pretrain": ("coder_align.pretrain", "cli", "continued pretraining with FIM"),
     "corpus": ("coder_align.corpus.cli", "cli", "build a repository-level pretraining corpus"),
     "eval": ("coder_align.evaluate", "cli", "HumanEval / MBPP / infilling evaluation"),
-    "sandbox": ("coder_align.sandbox.cli", "cli", "run or check code in the execution sandbox"),
+    "sandbox": ("coder_align.sandbox.cli", "cli", "run or check code in the execution sandbox, or serve it over HTTP"),
 }
 
 

@@ -32,6 +32,8 @@ from coder_align.config import (
     FRACTION, NON_NEGATIVE, ONE_OR_MORE, POSITIVE, ConfigError, ModelConfig, PeftConfig, Range, TrainConfig,
     parse_args, to_dict,
 )
+from coder_align.sandbox import remote as sandbox_remote
+from coder_align.sandbox.remote import SandboxConfig
 
 log = logging.getLogger("coder_align.grpo")
 
@@ -95,6 +97,8 @@ class GRPOConfig:
         output_dir="outputs/grpo", learning_rate=1e-6, lr_scheduler_type="constant", warmup_steps=0,
         num_train_epochs=1.0, per_device_train_batch_size=8, save_steps=50))
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
+    # sandbox.endpoints=[http://sb1:8080,...]: rewards judged on sandbox servers (sandbox/remote.py)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
 
 def main(config: GRPOConfig) -> dict:
@@ -113,6 +117,7 @@ def main(config: GRPOConfig) -> dict:
     )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    sandbox_remote.configure(config.sandbox)
     if not config.data.path:
         raise ConfigError("data.path is required (a .jsonl/.json/.parquet file, or a hub dataset name)")
     check_group_size(config)

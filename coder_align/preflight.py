@@ -20,8 +20,16 @@ INSTALL_HINT = ("install bubblewrap (`make install` does as root; else `sudo apt
 def sandbox_problem(languages=("python",), timeout: float = 30.0) -> str | None:
     """Why the sandbox cannot judge code here, or None when a trivial Python check passes
     and every language in `languages` has its toolchain."""
-    from coder_align.sandbox import SandboxUnavailable, check, find_bwrap, toolchain_available
+    from coder_align.sandbox import SandboxUnavailable, check, check_many, find_bwrap, remote, toolchain_available
 
+    servers = remote.active_config()
+    if servers is not None:  # code is judged on sandbox servers: ask them, not this machine
+        report = check_many([{"source": "def f():\n    return 1\n", "tests": ["assert f() == 1"], "timeout": timeout}],
+                            return_exceptions=True)[0]
+        if not report.passed:
+            return (f"the sandbox servers {', '.join(servers.endpoints)} did not judge a trivial Python check "
+                    f"('{report.status}': {(report.error or '').strip()[-300:]})")
+        return None
     if find_bwrap() is None:
         return f"bubblewrap (`bwrap`) is not installed, so code cannot be run isolated; {INSTALL_HINT}"
     try:

@@ -155,9 +155,16 @@ def run(source: str, language: str = "python", stdin: str = "", timeout: float =
 
 
 def compile_check(source: str, language: str = "python", *, import_check: bool = False,
-                  timeout: float = 30.0, allow_unsandboxed: bool = False) -> ExecutionResult:
-    """Does it compile? Python: syntax only, or with `import_check` also run its top level."""
+                  timeout: float = 30.0, allow_unsandboxed: bool = False, local: bool = False) -> ExecutionResult:
+    """Does it compile? Python: syntax only, or with `import_check` also run its top level.
+    On sandbox servers when they are configured and not `local` (see `check_many`)."""
     language = languages.normalise(language)
+    if not local:
+        from coder_align.sandbox import remote
+
+        config = remote.active_config()
+        if config is not None:
+            return remote.compile_check(source, language, import_check, timeout, config)
     sandboxed = _sandboxed(allow_unsandboxed)
     if language == "python":
         mode = "import" if import_check else "compile"
@@ -285,12 +292,22 @@ def _check_io(source, cases, language, timeout, memory_mb, tol, compile_timeout,
             build.close()
 
 
-def check_many(jobs: list[dict], workers: int | None = None, *, return_exceptions: bool = False) -> list[TestReport]:
+def check_many(jobs: list[dict], workers: int | None = None, *, return_exceptions: bool = False,
+               local: bool = False) -> list[TestReport]:
     """`check(**job)` for every job, concurrently; reports in the order of `jobs`.
 
     With `return_exceptions`, a job whose arguments are unusable or whose sandbox cannot
     start yields an `unavailable` report carrying the error instead of raising.
+    When sandbox servers are configured ($CODER_ALIGN_SANDBOX_URLS or `remote.configure`)
+    and not `local`, the jobs are judged there instead (`remote.py`); a job no server could
+    judge is `unavailable`.
     """
+    if not local:
+        from coder_align.sandbox import remote
+
+        config = remote.active_config()
+        if config is not None:
+            return remote.check_many(jobs, config, return_exceptions=return_exceptions)
     workers = workers or os.cpu_count() or 1
     get_pool(find_bwrap() is not None, min_workers=workers)  # let the shared pool grow to `workers`
 

@@ -2,6 +2,7 @@
 
     coder-align sandbox check sol.py --tests tests.json [--language python]
     coder-align sandbox run prog.c --language c --stdin input.txt
+    coder-align sandbox serve --host 127.0.0.1 --port 8080 --workers 8   (see sandbox/server.py)
 
 TESTS is a JSON file (a list of assert strings, a list of {"stdin", "stdout"} cases, or a
 string holding a test program) or a .py file holding a HumanEval-style test program.
@@ -46,7 +47,10 @@ def cli(argv: list[str]) -> int:
             p.add_argument("--float-tolerance", type=float, default=None)
         else:
             p.add_argument("--stdin", type=Path, default=None, help="file fed to stdin (default: empty)")
+    _serve_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
     if not args.file.is_file():
         parser.error(f"{args.file}: no such file")
     language = args.language or EXTENSIONS.get(args.file.suffix)
@@ -71,3 +75,43 @@ def cli(argv: list[str]) -> int:
         return 2
     print(json.dumps(report.to_dict(), indent=2))
     return 0 if ok else 1
+
+
+def _serve_parser(sub) -> None:
+    from coder_align.sandbox.server import TOKEN_ENV, ServeConfig
+
+    d = ServeConfig()
+    p = sub.add_parser("serve", help="serve the sandbox over HTTP (SandboxFusion-compatible /run_code, "
+                       "/check, /check_many, /health, /metrics)")
+    p.add_argument("--host", default=d.host, help="default 127.0.0.1; any other address needs --token")
+    p.add_argument("--port", type=int, default=d.port)
+    p.add_argument("--workers", type=int, default=d.workers, help="concurrent executions (default: CPU count)")
+    p.add_argument("--queue-size", type=int, default=d.queue_size,
+                   help="jobs admitted beyond the running ones before 429 (default: 64 per worker)")
+    p.add_argument("--token", default=None, help=f"bearer token every request must carry (or ${TOKEN_ENV})")
+    p.add_argument("--max-request-mb", type=float, default=d.max_request_mb)
+    p.add_argument("--max-jobs-per-request", type=int, default=d.max_jobs_per_request)
+    p.add_argument("--max-cases-per-job", type=int, default=d.max_cases_per_job)
+    p.add_argument("--max-output-kb", type=int, default=d.max_output_kb,
+                   help="of each /check report's stdout and stderr")
+    p.add_argument("--max-timeout", type=float, default=d.max_timeout, help="seconds per run, at most")
+    p.add_argument("--max-memory-mb", type=int, default=d.max_memory_mb)
+    p.add_argument("--default-memory-mb", type=int, default=d.default_memory_mb,
+                   help="for /run_code's memory_limit_MB=-1 (SandboxFusion's 'no limit')")
+    p.add_argument("--allow-unsandboxed", action="store_true", help="run without bubblewrap (trusted code only)")
+
+
+def _serve(args) -> int:
+    from coder_align.sandbox.server import ServeConfig, serve
+
+    config = ServeConfig(host=args.host, port=args.port, workers=args.workers, queue_size=args.queue_size,
+                         token=args.token, max_request_mb=args.max_request_mb,
+                         max_jobs_per_request=args.max_jobs_per_request, max_timeout=args.max_timeout,
+                         max_cases_per_job=args.max_cases_per_job, max_output_kb=args.max_output_kb,
+                         max_memory_mb=args.max_memory_mb, default_memory_mb=args.default_memory_mb,
+                         allow_unsandboxed=args.allow_unsandboxed)
+    try:
+        return serve(config)
+    except SandboxUnavailable as e:
+        print(f"coder-align sandbox serve: {e}", file=sys.stderr)
+        return 3

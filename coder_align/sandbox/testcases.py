@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import math
 from dataclasses import dataclass
 
@@ -47,7 +48,23 @@ def _called_name(node: ast.expr) -> str | None:
 
 
 def parse_python_tests(tests) -> PythonTests:
-    """A list of assert strings or one test program -> value and statement tests."""
+    """A list of assert strings or one test program -> value and statement tests.
+
+    Cached by the tests' text: GRPO groups and pass@k samples share their problem's tests,
+    and a server validates a job before running it. Callers must not mutate the result."""
+    if isinstance(tests, str):
+        return _parse_cached(tests)
+    if isinstance(tests, (list, tuple)) and all(isinstance(t, str) for t in tests):
+        return _parse_cached(tuple(tests))
+    return _parse(tests)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(tests) -> PythonTests:
+    return _parse(tests if isinstance(tests, str) else list(tests))
+
+
+def _parse(tests) -> PythonTests:
     if isinstance(tests, str):
         tree = ast.parse(tests)
         entry = [a.id for node in ast.walk(tree) if _called_name(node) == "check"
