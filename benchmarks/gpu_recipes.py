@@ -183,7 +183,7 @@ def run_train(name: str, spec: dict, args) -> dict:
     n = non_embedding_parameters(base)
     result.update({"parameters": sum(p.numel() for p in base.parameters()),
                    "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                   "steps_timed": args.steps, "seconds": round(seconds, 3),
+                   "steps_timed": args.steps, "seconds": round(seconds, 6),
                    "tokens_per_second": round(tokens / seconds, 1), "losses": [round(x, 4) for x in losses],
                    **peak_memory_gb(torch)})
     if config.peft.method == "none":
@@ -359,7 +359,7 @@ def run_all(names: list[str], args) -> list[dict]:
     for name in names:
         started = time.perf_counter()
         cap = args.cap if deadline is None else min(args.cap, deadline - started)
-        if cap < MIN_CAP:
+        if deadline is not None and deadline - started < MIN_CAP:
             result = {"config": name, "status": "skipped", "reason": f"the run's --budget of {args.budget} s was spent",
                       "wall_seconds": 0.0}
             print(f"{name}: {summary_line(result)}", flush=True)
