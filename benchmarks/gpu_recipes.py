@@ -168,8 +168,11 @@ def run_train(name: str, spec: dict, args) -> dict:
     model, device = build(config, size, args, torch)
     result["build_seconds"] = round(time.perf_counter() - built, 1)
     if device == "cuda":
+        # The training peak, not the bf16 copy that quantisation started from: hand that copy's
+        # cached blocks back first, or the reserved peak would still count them.
+        torch.cuda.empty_cache()
         result["weights_gb"] = round(torch.cuda.memory_allocated() / 1e9, 2)
-        torch.cuda.reset_peak_memory_stats()  # the training peak, not the bf16 copy quantisation started from
+        torch.cuda.reset_peak_memory_stats()
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     vocab = base.config.vocab_size
     g = torch.Generator().manual_seed(0)

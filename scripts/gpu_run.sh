@@ -9,6 +9,8 @@
 # script, TEST_CAP for pytest, BENCH_CAP per benchmark configuration (the benchmarks share
 # what is left of RUN_BUDGET after the tests). The exit status is pytest's or the benchmarks',
 # whichever failed; everything that finished is in $OUT either way.
+# A dry run on a CPU machine (a Python with this project's dependencies, bundle of
+# pure-Python wheels): PYTHON=.venv/bin/python CODER_ALIGN_GPU_TESTS_ON_CPU=1 BENCH_ARGS=--tiny
 set -uo pipefail
 BUNDLE=${1:?usage: scripts/gpu_run.sh BUNDLE (a folder of .whl/ made by scripts/gpu_bundle.sh)}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,7 +34,7 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 
 GROUPS_=$("$PY" -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['groups']))" ".whl/$BUNDLE/bundle.json")
 echo "bundle $BUNDLE: groups $GROUPS_"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "nvidia-smi: not available"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "nvidia-smi: not available"
 "$PY" - "$OUT/env_$BUNDLE.json" <<'PYEOF'
 import importlib.metadata as md, json, platform, sys
 import torch
@@ -77,7 +79,8 @@ fi
 if [ ${#configs[@]} -gt 0 ]; then
   list=$(IFS=,; echo "${configs[*]}")
   echo "== benchmarks/gpu_recipes.py --configs $list (cap ${BENCH_CAP}s each, $((RUN_BUDGET - SECONDS))s in all)"
-  "$PY" benchmarks/gpu_recipes.py --configs "$list" --cap "$BENCH_CAP" --budget $((RUN_BUDGET - SECONDS)) \
+  # shellcheck disable=SC2086  # BENCH_ARGS is a list of flags
+  "$PY" benchmarks/gpu_recipes.py --configs "$list" --cap "$BENCH_CAP" --budget $((RUN_BUDGET - SECONDS)) ${BENCH_ARGS:-} \
       --out "$OUT/gpu_recipes_$BUNDLE.json" \
       || { rc=$?; [ $status -eq 0 ] && status=$rc; }
 fi
