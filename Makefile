@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install quickstart test test-slow test-gpu bench clean
+.PHONY: install quickstart test test-slow test-gpu gpu-bundle bench clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ test-slow: install
 
 test-gpu: install
 	$(PY) -m pytest -m gpu $(PYTEST_ARGS)
+
+# wheels the GPU machine lacks, in bundles that fit one run (see benchmarks/README.md)
+gpu-bundle:
+	scripts/gpu_bundle.sh
 
 bench: install
 	$(PY) benchmarks/sft_throughput.py

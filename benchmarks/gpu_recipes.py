@@ -295,7 +295,7 @@ def run_grpo(name: str, spec: dict, args) -> dict:
                     save_steps=10**6, disable_progress_bar=True, logging_steps=1,
                     precision="fp32" if device == "cpu" else config.train.precision,
                     per_device_train_batch_size=4 if args.tiny else config.train.per_device_train_batch_size,
-                    gradient_accumulation_steps=1 if args.tiny else config.train.gradient_accumulation_steps)
+                    gradient_accumulation_steps=2 if args.tiny else config.train.gradient_accumulation_steps)
     if args.tiny:
         grpo = replace(grpo, num_generations=4)
     run = replace(config, model=replace(config.model, path=str(model_dir),
@@ -307,18 +307,27 @@ def run_grpo(name: str, spec: dict, args) -> dict:
         sandbox = f"unavailable: {type(e).__name__}: {str(e)[:120]}"
     summary = main(run)
     last = summary["last"]
-    generation, reward, step = (None if last.get(k) is None else round(last[k], 3)
-                                for k in ("timing/generation_s", "timing/reward_s", "timing/step_s"))
-    completions = train.per_device_train_batch_size * train.gradient_accumulation_steps
+    accumulation = train.gradient_accumulation_steps
+    generation, reward, micro_step = (None if last.get(k) is None else last[k]
+                                      for k in ("timing/generation_s", "timing/reward_s", "timing/step_s"))
+    # One generate + score call per optimizer step (TRL generates for all its micro-batches at
+    # once); timing/step_s is logged per micro-batch and averaged, so a whole optimizer step is
+    # `accumulation` of them, and the update is what remains besides generation and rewards.
+    step = micro_step * accumulation if micro_step is not None else None
+    update = step - generation - reward if None not in (generation, reward, step) else None
+    completions = train.per_device_train_batch_size * accumulation
     return {"recipe": spec["recipe"], "shape": spec["shape"], "peft": config.peft.method, "sandbox": sandbox,
             "num_generations": grpo.num_generations, "max_completion_length": grpo.max_completion_length,
-            "completions_per_step": completions, "steps": summary["steps"],
-            "last_step": {"generation_s": generation, "reward_s": reward,
-                          "update_s": round(step - generation - reward, 3) if None not in (generation, reward, step)
-                          else None,
-                          "step_s": step, "mean_completion_length": last.get("completions/mean_length")},
-            "first_step_s": summary["first"].get("timing/step_s"), "unjudged": summary["rewards"]["unjudged"],
-            **peak_memory_gb(torch)}
+            "completions_per_step": completions, "gradient_accumulation_steps": accumulation,
+            "steps": summary["steps"], "train_seconds": summary["train_seconds"],
+            "last_step": {"generation_s": rounded(generation), "reward_s": rounded(reward), "update_s": rounded(update),
+                          "step_s": rounded(step), "mean_completion_length": last.get("completions/mean_length"),
+                          "clipped_ratio": last.get("completions/clipped_ratio")},
+            "unjudged": summary["rewards"]["unjudged"], **peak_memory_gb(torch)}
+
+
+def rounded(x, digits=3):
+    return None if x is None else round(x, digits)
 
 
 RUNNERS = {"train": run_train, "packing": run_packing, "grpo": run_grpo}
