@@ -16,6 +16,9 @@ DS_BUILD_OPS=0 (no CUDA ops compiled ahead; the recipes' ZeRO configs use the Tr
 torch AdamW, so none is needed, and DeepSpeed would JIT-build any other op on the GPU
 machine, which has nvcc and ninja).
 
+Besides wheels, a group may carry a Debian package (`deb:NAME`, fetched with apt-get
+download): bubblewrap, so that GRPO's unit-test rewards run sandboxed there too.
+
 Not done here: installing (scripts/gpu_run.sh) or checking that the image's own packages
 have the versions a bundled wheel asks for (gpu_run.sh prints them there).
 """
@@ -42,7 +45,9 @@ GROUPS = {
     "core": ["transformers==5.24.0", "peft==0.21.2"],
     "train": ["trl==1.16.0", "datasets==5.2.0", "dill==0.4.1", "multiprocess==0.70.19", "fsspec==2026.9.0",
               "deepspeed==0.19.8", "hjson==3.1.0", "pydantic==2.14.4", "pydantic-core==2.50.5",
-              "annotated-types==0.8.0", "typing-inspection==0.4.5", "typing-extensions==4.16.0"],
+              "annotated-types==0.8.0", "typing-inspection==0.4.5", "typing-extensions==4.16.0",
+              # GRPO's unit-test rewards run in the bubblewrap sandbox; the image lacks it (50 kB .deb)
+              "deb:bubblewrap"],
     "qlora": ["bitsandbytes==0.50.2"],
 }
 SDIST_ONLY = {"deepspeed"}  # built into a wheel here
@@ -148,7 +153,16 @@ def missing_requirements(wheels: list[Path], available: set[str]) -> dict[str, l
 # Downloading and building (needs the network and pip)
 # ---------------------------------------------------------------------------------------
 
+def find_deb(spec: str, cache: Path) -> Path | None:
+    found = sorted(cache.glob(f"{spec.removeprefix('deb:')}_*.deb"))
+    return found[-1] if found else None
+
+
 def fetch(spec: str, cache: Path) -> Path:
+    if spec.startswith("deb:"):  # a Debian package, unpacked by gpu_run.sh (dpkg -x) onto PATH
+        if find_deb(spec, cache) is None:
+            subprocess.run(["apt-get", "download", spec.removeprefix("deb:")], cwd=cache, check=True)
+        return find_deb(spec, cache)
     name, version = requirement_name(spec), spec.split("==")[1]
     found = [w for w in cache.glob("*.whl") if wheel_project(w) == name and w.name.split("-")[1] == version]
     if found:
@@ -177,6 +191,11 @@ def group_wheels(cache: Path, download: bool) -> dict[str, list[Path]]:
         for spec in specs:
             if download:
                 wheels[group].append(fetch(spec, cache))
+                continue
+            if spec.startswith("deb:"):
+                if find_deb(spec, cache) is None:
+                    raise SystemExit(f"{spec}: not in {cache}; run without --plan-only to download it")
+                wheels[group].append(find_deb(spec, cache))
                 continue
             name, version = requirement_name(spec), spec.split("==")[1]
             found = [w for w in cache.glob("*.whl") if wheel_project(w) == name and w.name.split("-")[1] == version]
@@ -213,11 +232,14 @@ def main(argv: list[str] | None = None) -> int:
         folder.mkdir()
         files = [w for g in groups for w in wheels[g]]
         for w in files:
-            os.link(w, folder / w.name)  # hard links: the cache stays the one copy on disk
+            # hard links: the cache stays the one copy on disk; a .deb by its package name
+            # alone (Debian versions hold '+' and '~', which some file transfers refuse)
+            target = f"{w.name.split('_')[0]}.deb" if w.suffix == ".deb" else w.name
+            os.link(w, folder / target)
         size = sum(w.stat().st_size for w in files)
         (folder / "bundle.json").write_text(json.dumps(
-            {"name": name, "groups": groups, "wheels": [w.name for w in files], "wheel_bytes": size}, indent=1) + "\n")
-        missing = missing_requirements(files, IMAGE_HAS)
+            {"name": name, "groups": groups, "files": sorted(p.name for p in folder.iterdir()), "bytes": size}, indent=1) + "\n")
+        missing = missing_requirements([f for f in files if f.suffix == ".whl"], IMAGE_HAS)
         ok &= not missing
         print(f"bundle {name} ({' + '.join(groups)}): wheels {mib(size)} + tree {mib(tree)} = {mib(size + tree)} "
               f"of {mib(limit)}")

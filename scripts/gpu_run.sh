@@ -28,12 +28,23 @@ exec > >(tee "$OUT/gpu_run_$BUNDLE.log") 2>&1
 # Offline, into a target folder that shadows the image's older copies (transformers 5.17).
 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
     ".whl/$BUNDLE"/*.whl || { echo "installing bundle $BUNDLE failed"; exit 2; }
+# Debian packages of the bundle (bubblewrap for the sandbox): unpacked, not installed, onto PATH.
+for deb in ".whl/$BUNDLE"/*.deb; do
+  [ -e "$deb" ] || continue
+  if command -v dpkg >/dev/null; then
+    dpkg -x "$deb" /tmp/debs && echo "unpacked $(basename "$deb") into /tmp/debs"
+  else
+    echo "no dpkg: $(basename "$deb") not unpacked"
+  fi
+done
+[ -d /tmp/debs/usr/bin ] && export PATH="/tmp/debs/usr/bin:$PATH"
 export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PATH="$SITE/bin:$PATH"  # the deepspeed launcher
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 
 GROUPS_=$("$PY" -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['groups']))" ".whl/$BUNDLE/bundle.json")
 echo "bundle $BUNDLE: groups $GROUPS_"
+command -v bwrap >/dev/null && echo "bwrap: $(bwrap --version)" || echo "bwrap: not available (unit-test rewards will be unjudged)"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "nvidia-smi: not available"
 "$PY" - "$OUT/env_$BUNDLE.json" <<'PYEOF'
 import importlib.metadata as md, json, platform, sys
