@@ -125,3 +125,30 @@ def test_in_memory_4bit_quantisation_matches_transformers_loading(tmp_path):
     ids = torch.randint(0, config.vocab_size, (1, 12))
     with torch.no_grad():
         torch.testing.assert_close(ours(ids).logits, loaded(ids).logits, atol=0.05, rtol=0.02)  # bf16 rounding
+
+
+def test_quantisation_frees_each_bf16_weight_as_it_goes(monkeypatch):
+    """A 33B model is 66 GB in bf16: holding every bf16 weight until the end of quantisation
+    would not fit an 80 GB card next to the 4-bit copy."""
+    import gc
+    import weakref
+
+    bnb = pytest.importorskip("bitsandbytes")
+    from coder_align.random_models import llama_config, quantize_4bit_, random_model
+
+    model = random_model(llama_config("33b", tiny=True), torch.bfloat16)
+    originals = [weakref.ref(m.weight) for n, m in model.named_modules()
+                 if isinstance(m, torch.nn.Linear) and n != "lm_head"]
+    alive_at_each_quantisation = []
+    to = bnb.nn.Params4bit.to
+
+    def counting_to(self, *args, **kwargs):
+        gc.collect()
+        alive_at_each_quantisation.append(sum(r() is not None for r in originals))
+        return to(self, *args, **kwargs)
+
+    monkeypatch.setattr(bnb.nn.Params4bit, "to", counting_to)
+    quantize_4bit_(model)
+    assert len(alive_at_each_quantisation) == len(originals) == 14
+    # the k-th quantisation sees only the weights not yet replaced (plus the one in hand)
+    assert alive_at_each_quantisation == [len(originals) - k for k in range(len(originals))]
