@@ -16,11 +16,13 @@ Configurations:
 - qlora-33b: peak memory, and whether it fits the 80 GB of an H100 and the 48 GB the recipe names
 - packing-1.3b: padding-free packing vs per-batch padding on real sample lengths (HumanEval +
   MBPP instruction samples, benchmarks/data/code_sft_lengths.json), real tokens/s of each
+- zero2-1.3b: the 1.3B full recipe through the deepspeed launcher with ZeRO-2 on one GPU
+  (the real stage: Trainer, NCCL, fp32 master weights): tokens/s and peak memory
 - grpo-1.3b: GRPO steps of the LoRA GRPO recipe on the 1.3B shape through the real stage
   (TRL's GRPOTrainer, transformers generation, sandboxed rewards), split into generation,
   reward and update seconds
 
-Not measured here: ZeRO throughput and multi-GPU scaling (tests/test_gpu.py runs ZeRO-2/3
+Not measured here: ZeRO-3 throughput and multi-GPU scaling (tests/test_gpu.py runs ZeRO-2/3
 for correctness on one GPU), loss curves on real data, vLLM generation.
 """
 
@@ -50,6 +52,8 @@ CONFIGS = {
     "qlora-33b": {"kind": "train", "recipe": "configs/sft/deepseek-coder-33b-qlora.yaml"},
     "packing-1.3b": {"kind": "packing", "recipe": "configs/sft/deepseek-coder-1.3b-lora.yaml"},
     "grpo-1.3b": {"kind": "grpo", "recipe": "configs/grpo/deepseek-coder-6.7b-lora.yaml", "shape": "1.3b"},
+    "zero2-1.3b": {"kind": "launcher", "recipe": "configs/sft/deepseek-coder-1.3b-full-zero3.yaml",
+                   "deepspeed": "configs/deepspeed/zero2.json"},
 }
 
 # Dense bf16 tensor-core peaks from NVIDIA's data sheets (without sparsity), FLOP/s.
@@ -330,7 +334,64 @@ def rounded(x, digits=3):
     return None if x is None else round(x, digits)
 
 
-RUNNERS = {"train": run_train, "packing": run_packing, "grpo": run_grpo}
+def code_rows(path: Path, tokenizer, tokens: int, count: int) -> None:
+    """`count` plain code rows ({"text"}) of about `tokens` tokens each, cut from this
+    repository's Python source (cycled when it runs out)."""
+    source = "\n\n".join(p.read_text(encoding="utf-8") for p in sorted((REPO / "coder_align").rglob("*.py")))
+    ids = tokenizer(source, add_special_tokens=False)["input_ids"]
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(count):
+            start = (i * tokens) % max(1, len(ids) - tokens)
+            f.write(json.dumps({"text": tokenizer.decode(ids[start:start + tokens])}) + "\n")
+
+
+def run_launcher(name: str, spec: dict, args) -> dict:
+    """The recipe's real path on one GPU: `deepspeed --num_gpus 1 coder_align/sft.py` with the
+    recipe's YAML and a ZeRO JSON (NCCL, DeepSpeed's bf16 optimizer with fp32 master weights),
+    on a random 1.3B model and code rows of --seq tokens, packed as the recipe packs them."""
+    import shutil
+
+    import torch
+
+    from coder_align.models import load_tokenizer
+    from coder_align.random_models import save_random_model, shape_of
+
+    config = recipe(spec["recipe"])
+    size = shape_of(config.model.path)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    work = Path(tempfile.mkdtemp(prefix="gpu-recipes-launcher-"))
+    model_dir = save_random_model(work / "model", size, args.tiny, device=device)
+    batch_size = min(config.train.per_device_train_batch_size, 2) if args.tiny else \
+        config.train.per_device_train_batch_size
+    steps = args.warmup + args.steps
+    rows = work / "rows.jsonl"
+    # a little under --seq, so that EOS and tokenizer round trips never push a row over max_length
+    code_rows(rows, load_tokenizer(str(model_dir)), args.seq - 16, batch_size * steps)
+    launcher = shutil.which("deepspeed") or str(Path(sys.executable).parent / "deepspeed")
+    out = work / "out"
+    cmd = [launcher, "--num_gpus", "1", "--master_port", "29541", str(REPO / "coder_align" / "sft.py"),
+           "--config", str(REPO / spec["recipe"]), f"model.path={model_dir}", f"data.path={rows}",
+           f"data.max_length={args.seq}", f"train.deepspeed={spec['deepspeed']}", f"train.max_steps={steps}",
+           f"train.per_device_train_batch_size={batch_size}", "train.warmup_steps=0", f"train.output_dir={out}",
+           "train.report_to=[]", "train.save_steps=1000000", "train.disable_progress_bar=true"]
+    if device == "cpu":
+        cmd.append("train.precision=fp32")  # the Trainer refuses bf16 mixed precision on a CPU
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise RuntimeError(f"deepspeed launcher exited {proc.returncode}:\n{log[-2500:]}")
+    summary = json.loads((out / "summary.json").read_text())
+    shutil.rmtree(work, ignore_errors=True)  # a 1.3B checkpoint twice: 5 GB of /tmp
+    return {"recipe": spec["recipe"], "model": config.model.path, "shape": size, "deepspeed": spec["deepspeed"],
+            "batch_size": batch_size, "seq": args.seq, "steps": summary["steps"],
+            "process_group": "nccl" if "nccl" in log.lower() else "gloo" if "gloo" in log.lower() else None,
+            # the stage's own figure: all data tokens of the run over its training seconds, first steps included
+            "tokens_per_second": summary["tokens_per_second"], "train_seconds": summary["train_seconds"],
+            "first_loss": summary["first_loss"], "final_loss": summary["final_loss"],
+            "peak_reserved_gb": summary["peak_gpu_memory_gb"], "rows_used": summary["data"]["rows_used"]}
+
+
+RUNNERS = {"train": run_train, "packing": run_packing, "grpo": run_grpo, "launcher": run_launcher}
 
 
 def run_one(name: str, args) -> dict:

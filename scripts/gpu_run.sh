@@ -76,7 +76,7 @@ for g in $GROUPS_; do
   case $g in
     core) ;;
     # packing-1.3b needs only core; it runs with qlora to even out the two runs' length
-    train) tests+=(tests/test_gpu.py); configs+=(full-1.3b lora-6.7b grpo-1.3b) ;;
+    train) tests+=(tests/test_gpu.py); configs+=(full-1.3b lora-6.7b grpo-1.3b zero2-1.3b) ;;
     qlora) tests+=(tests/test_gpu_qlora.py); configs+=(qlora-6.7b qlora-33b packing-1.3b) ;;
     *) echo "unknown group $g in bundle $BUNDLE" ;;
   esac

@@ -53,6 +53,8 @@ def test_tiny_every_configuration(tmp_path):
         results["qlora-33b"]["parameters"]
     packing = results["packing-1.3b"]
     assert packing["modes"]["packing"]["padding_share"] == 0.0 < packing["modes"]["padding"]["padding_share"]
+    zero = results["zero2-1.3b"]  # the real stage under the deepspeed launcher
+    assert zero["steps"] == 3 and zero["tokens_per_second"] > 0 and zero["rows_used"] == 6
     grpo = results["grpo-1.3b"]["last_step"]
     assert grpo["generation_s"] > 0 and grpo["update_s"] > 0 and grpo["reward_s"] >= 0
 
