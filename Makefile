@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 SANDBOX ?=
 
-.PHONY: install sandbox-deps quickstart test test-slow test-gpu bench clean
+.PHONY: install sandbox-deps quickstart test test-slow test-gpu gpu-bundle bench clean
 
 install: sandbox-deps $(STAMP)
 
@@ -40,6 +40,10 @@ test-slow: install
 
 test-gpu: install
 	$(PY) -m pytest -m gpu $(PYTEST_ARGS)
+
+# wheels the GPU machine lacks, in bundles that fit one run (see benchmarks/README.md)
+gpu-bundle:
+	scripts/gpu_bundle.sh
 
 bench: install
 	$(PY) benchmarks/sft_throughput.py

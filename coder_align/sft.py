@@ -130,6 +130,7 @@ def main(config: SFTConfig) -> dict:
         "resumed_from": run.resumed_from,
         "resumed_from_step": run.resumed_from_step,
         "packing": config.data.packing,
+        "peak_gpu_memory_gb": peak_gpu_memory_gb(),
         "config": to_dict(config),
     }
     plot_loss(trainer.state.log_history, out / "loss.png", "SFT training loss", run.resumed_from_step)
@@ -137,6 +138,13 @@ def main(config: SFTConfig) -> dict:
         summary["samples"] = generate_samples(unwrap(model), tokenizer, config, out)
     write_summary(out, summary)
     return summary
+
+
+def peak_gpu_memory_gb() -> float | None:
+    """What this process held on its GPU at most (the caching allocator's reserved peak)."""
+    import torch
+
+    return round(torch.cuda.max_memory_reserved() / 1e9, 2) if torch.cuda.is_available() else None
 
 
 def unwrap(model):
