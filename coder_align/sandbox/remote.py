@@ -29,7 +29,9 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from coder_align.ranges import NON_NEGATIVE, ONE_OR_MORE, POSITIVE
 from coder_align.sandbox import languages, testcases
 from coder_align.sandbox.results import (
     COMPILE_ERROR, MEMORY_EXCEEDED, OK, RUNTIME_ERROR, TIMEOUT, UNAVAILABLE, WRONG_ANSWER, ExecutionResult,
@@ -56,6 +58,10 @@ class SandboxConfig:
     busy_wait: float = 300.0  # seconds a batch may spend waiting out 429s (Retry-After)
     connect_timeout: float = 5.0
     request_timeout: float | None = None  # None: from the jobs' own time limits
+
+    RANGES: ClassVar[dict] = {"batch_size": ONE_OR_MORE, "requests_per_endpoint": ONE_OR_MORE,
+                              "max_attempts": ONE_OR_MORE, "busy_wait": NON_NEGATIVE,
+                              "connect_timeout": POSITIVE, "request_timeout": POSITIVE}
 
 
 _configured: SandboxConfig | None = None
