@@ -70,17 +70,23 @@ def test_present_bubblewrap_is_left_alone_but_a_broken_one_is_reported(fake_bin,
     assert result.returncode == 0 and "cannot create a sandbox" in result.stderr
 
 
+def _dry_make(*args, **env):
+    """`make -n` as on a fresh clone: every step printed (-B, even with a .venv already there)
+    and no "Entering directory" lines, also when the suite itself runs under `make test`."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    return subprocess.run(["make", "-n", "-B", "--no-print-directory", *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, env={**clean, **env})
+
+
 def test_make_install_runs_the_sandbox_step_first():
-    dry = subprocess.run(["make", "-n", "install"], cwd=REPO_ROOT, capture_output=True, text=True,
-                         env={**os.environ, "MAKEFLAGS": ""})
+    dry = _dry_make("install")
     lines = dry.stdout.splitlines()
     assert lines and "install_sandbox_deps.sh" in lines[0]
 
 
 def test_torch_comes_from_the_cpu_index_only_without_a_gpu(tmp_path):
     def torch_line(path):
-        dry = subprocess.run(["make", "-n", "install", "SANDBOX=skip"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, env={**os.environ, "MAKEFLAGS": "", "PATH": path})
+        dry = _dry_make("install", "SANDBOX=skip", PATH=path)
         return next(line for line in dry.stdout.splitlines() if "pip install" in line and "torch" in line)
 
     gpu_bin = tmp_path / "gpu-bin"
