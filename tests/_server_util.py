@@ -13,6 +13,8 @@ from pathlib import Path
 
 import requests
 
+from _sandbox_util import _proc_table
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -24,16 +26,8 @@ def free_port() -> int:
 
 def descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != b"Z":
-            children.setdefault(int(fields[1]), []).append(int(name))
+    for child, (ppid, _) in _proc_table().items():  # zombies left out
+        children.setdefault(ppid, []).append(child)
     out, stack = [], [pid]
     while stack:
         for child in children.get(stack.pop(), []):
