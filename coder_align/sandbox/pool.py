@@ -13,6 +13,7 @@ import atexit
 import concurrent.futures
 import itertools
 import json
+import logging
 import os
 import queue
 import select
@@ -34,6 +35,16 @@ REPORT_SLACK = 1.5  # beyond the job timeout: the worker kills at the deadline i
 
 
 PINNED_SLACK_MB = 32  # cgroup usage after a job beyond the worker's own at start
+
+
+_warned_no_group = threading.Event()
+
+
+def _no_memory_group(reason: str) -> None:
+    if not _warned_no_group.is_set():
+        _warned_no_group.set()
+        logging.getLogger(__name__).warning(
+            "sandbox: no memory cgroup for a worker (%s); memory_mb bounds each process, not the job", reason)
 
 
 class WorkerDied(RuntimeError):
@@ -97,19 +108,22 @@ class _Worker:
 
     def _enter_memory_group(self) -> None:
         # The worker has forked nothing yet (it waits for its first job), so moving it
-        # moves every process any job will have.
+        # moves every process any job will have. Where that fails, the worker runs on
+        # per-process limits, as it does where no cgroup can be created (said once).
         children = cgroups.child_pids(self.proc.pid)
         if len(children) != 1:
-            self.close()
-            raise bwrap.SandboxUnavailable(f"cannot find the sandbox worker under bwrap (children: {children})")
+            return _no_memory_group(f"cannot find the sandbox worker under bwrap (children: {children})")
+        group = None
         try:
             group = cgroups.MemoryGroup()
-        except OSError:  # writable a moment ago, not now: per-process limits, as without one
-            return
+            group.add(children[0])
+            self.baseline_mb = group.usage_mb()
+            self.oom_kills = group.oom_kills()  # read after each job: the next one's "before"
+        except OSError as e:
+            if group is not None:
+                group.remove()
+            return _no_memory_group(f"{type(e).__name__}: {e}")
         self.group = group
-        self.group.add(children[0])
-        self.baseline_mb = self.group.usage_mb()
-        self.oom_kills = self.group.oom_kills()  # read after each job: the next one's "before"
 
     def _read_frame(self, deadline: float):
         fd = self.proc.stdout.fileno()
@@ -135,7 +149,10 @@ class _Worker:
         deadline = time.monotonic() + job["timeout"] + REPORT_SLACK
         frame = _frame(job)
         if self.group is not None:
-            self.group.limit(job["memory_mb"])
+            try:
+                self.group.limit(job["memory_mb"])
+            except OSError as e:  # an infrastructure failure: this job is unjudged, the worker replaced
+                raise bwrap.SandboxUnavailable(f"cannot set the job's memory limit: {e}") from None
             oom_before = self.oom_kills
         try:
             self.proc.stdin.write(frame)

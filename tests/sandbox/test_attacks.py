@@ -380,3 +380,33 @@ def test_compiled_programs_run_under_the_filter():
     out = run(src, language="c", timeout=5.0)
     assert out.status == "ok", out
     assert out.stdout.strip() == "memfd=0 prlimit_parent=0", out.stdout
+
+
+def test_a_memory_group_that_cannot_be_used_is_never_a_verdict(monkeypatch):
+    """Infrastructure, not the candidate: no cgroup means per-process limits; a limit that
+    cannot be set makes the job unavailable (never a pass or a fail), and the next job works."""
+    from coder_align.sandbox import pool as pool_module
+
+    if not cgroups.available():
+        pytest.skip("no writable memory cgroup here")
+    pool_module.get_pool(True).shutdown()  # fresh workers, which create their groups
+    pool_module._POOLS.clear()
+
+    def broken(self, memory_mb):
+        raise OSError(16, "Device or resource busy")
+
+    monkeypatch.setattr(cgroups.MemoryGroup, "limit", broken)
+    report = check_many([{"source": RIGHT_ADD, "tests": HE_TESTS}], return_exceptions=True)[0]
+    assert report.status == "unavailable" and not report.passed, report
+    monkeypatch.undo()
+
+    def no_group(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    pool_module.get_pool(True).shutdown()
+    pool_module._POOLS.clear()
+    monkeypatch.setattr(cgroups.MemoryGroup, "__init__", no_group)
+    assert check(RIGHT_ADD, HE_TESTS).passed and not check(WRONG_ADD, HE_TESTS).passed
+    monkeypatch.undo()
+    pool_module.get_pool(True).shutdown()
+    pool_module._POOLS.clear()
