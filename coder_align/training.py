@@ -247,6 +247,18 @@ class TrainingRun:
     is_main: bool
 
 
+def leave_process_group_together() -> None:
+    """Under a launcher, wait until every rank is done (the main process writes after the
+    others have saved) and close the process group. A rank that simply exits while another
+    still writes can die in the gloo/NCCL teardown ("terminate called without an active
+    exception") and fail the whole launch."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def save_serving_files(directory: str | Path, model, tokenizer, config) -> None:
     """What makes a weights or adapter directory servable and mergeable on its own: the
     tokenizer with <|EOT|> and the chat template, the generation config that stops on it,
@@ -326,6 +338,7 @@ def train_and_save(trainer, config, tokenizer, out: Path, resume: str | None = N
     main = is_main_process()
     if main:
         save_serving_files(out, trainer.model, tokenizer, config)
+    leave_process_group_together()
     history = trainer.state.log_history
     return TrainingRun(
         result=result,
