@@ -124,21 +124,24 @@ class Watch:
     def finish(self, deadline: float) -> list[int]:
         """Read the pipes to their end (or until `deadline`), close everything; returns the
         pids whose exit was never seen (the caller reaps or kills them)."""
-        pipes = [k.fd for k in self.sel.get_map().values() if k.data == "pipe"]
-        while pipes and time.monotonic() < deadline:
-            ready = self.sel.select(max(0.0, deadline - time.monotonic()))
-            for key, _ in ready:
-                if key.data == "pipe":
-                    self._read(key.fd)
-            pipes = [k.fd for k in self.sel.get_map().values() if k.data == "pipe"]
+        unseen = list(self.waiting.values())
+        # only the pipes are left to read: a dead process's exit fd, or stdin to a reader
+        # that is gone, would stay ready and turn the loop below into a busy wait
+        for key in list(self.sel.get_map().values()):
+            if key.data != "pipe":
+                self._close(key.fd)
+        while self.sel.get_map():
+            remaining = deadline - time.monotonic()
+            ready = self.sel.select(remaining) if remaining > 0 else []
             if not ready:
                 break
-        for fd in pipes:  # past the deadline: take what is there without waiting
-            os.set_blocking(fd, False)
-            while fd in self.outputs and self.sel.get_map().get(fd) and self._read(fd):
+            for key, _ in ready:
+                self._read(key.fd)
+        for key in list(self.sel.get_map().values()):  # past the deadline: what is there, no waiting
+            os.set_blocking(key.fd, False)
+            while key.fd in self.sel.get_map() and self._read(key.fd):
                 pass
-        unseen = list(self.waiting.values())
-        for key in list(self.sel.get_map().values()):
-            self._close(key.fd)
+            if key.fd in self.sel.get_map():
+                self._close(key.fd)
         self.sel.close()
         return unseen
