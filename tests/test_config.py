@@ -15,6 +15,7 @@ STAGE_SCHEMAS = {
     "pretrain": "coder_align.pretrain:PretrainConfig",
     "eval": "coder_align.evaluation.config:EvalConfig",
     "corpus": "coder_align.corpus.cli:CorpusConfig",
+    "rft": "coder_align.rft:RFTConfig",
 }
 
 
@@ -102,7 +103,8 @@ def _numeric_fields(cls, prefix=""):
             yield cls, f.name, f"{prefix}{f.name}"
 
 
-@pytest.mark.parametrize("schema", [*STAGE_SCHEMAS.values(), "coder_align.evaluate:EvalConfig"])
+@pytest.mark.parametrize("schema", [*STAGE_SCHEMAS.values(), "coder_align.evaluate:EvalConfig",
+                                    "coder_align.difficulty:DifficultyConfig"])
 def test_every_numeric_setting_has_a_range(schema):
     import importlib
 
