@@ -2,7 +2,8 @@
 
     coder-align data from-docstrings /usr/lib/python3.11 site-packages/ --out rows.jsonl --code-out code.jsonl
 
-Each documented top-level function (or staticmethod) of a licence-clean file becomes
+Each documented top-level function (or staticmethod, or method that never reads `self`) of
+a licence-clean file becomes
 
 - an SFT row: instruction = a request built from the signature and the docstring (a few
   phrasings, one of them the HumanEval-style stub the eval asks to complete, so the model
@@ -11,7 +12,8 @@ Each documented top-level function (or staticmethod) of a licence-clean file bec
 - with `--code-out`, a plain code row `{"text": ...}` of the same function with its
   docstring, which SFT turns into FIM samples at `data.fim_rate`.
 
-The stdlib imports a function uses are put above it, so every output runs on its own.
+The stdlib imports and literal module constants a function uses are put above it, so every
+output runs on its own.
 Steps, each removal counted in `<out>.summary.json`: licence (licences.py) -> read and parse
 -> function filters (docstring, return value, private, method, length, self-contained) ->
 exact dedup (normalised AST) -> near dedup (MinHash, corpus/dedup.py) -> decontamination
@@ -38,9 +40,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from coder_align.benchmarks import humaneval_instruct_prompt, python_answer
-from coder_align.config import NON_NEGATIVE, ONE_OR_MORE, FRACTION, ConfigError, Range
+from coder_align.config import FRACTION, NON_NEGATIVE, ONE_OR_MORE, ConfigError, Range
 from coder_align.corpus.decontam import DEFAULT_MBPP
-from coder_align.corpus.walk import VENDORED_DIRS, DEFAULT_MAX_FILE_BYTES
+from coder_align.corpus.walk import DEFAULT_MAX_FILE_BYTES, VENDORED_DIRS
 from coder_align.data.licences import LicenceMap
 
 # The stdlib's own tests, GUI and demo code, and vendored copies: not the functions we want.
@@ -68,8 +70,8 @@ class DocstringsFilterConfig:
     max_chars: int = 1200
     min_doc_chars: int = 30  # the cleaned docstring
     max_doc_chars: int = 800
-    # Only its arguments, builtins and imported stdlib modules: no module globals, no helpers
-    # defined beside it (like HumanEval/MBPP solutions, and so the output runs on its own).
+    # Only its arguments, builtins, stdlib imports and literal constants: no other module globals,
+    # no helpers defined beside it (like HumanEval/MBPP solutions, and so the output runs on its own).
     self_contained: bool = True
 
     RANGES: ClassVar[dict] = {"min_lines": ONE_OR_MORE, "max_lines": ONE_OR_MORE, "min_chars": NON_NEGATIVE,
@@ -217,7 +219,6 @@ class Function:
     stub: str  # imports + header + docstring: the HumanEval-style prompt
     code: str  # imports + the function without its docstring: the answer
     text: str  # imports + the whole function: the plain code row
-    line: int
 
 
 def _own_nodes(fn: ast.AST):
@@ -294,6 +295,32 @@ def without_param(body: list[str], node: ast.FunctionDef, param: ast.arg) -> tup
     return (out if ast.dump(cut.args) == ast.dump(args) else None), args
 
 
+def source_parts(node: ast.FunctionDef, module: Module, drop: ast.arg | None):
+    """(header lines, docstring lines, body lines after it, arguments) of a function's source,
+    dedented, decorators left out, `drop` cut from the parameters; or "layout" when the source
+    cannot be cut so (a docstring sharing a line with code, a string less indented than the def)."""
+    body = _dedent(module.lines[node.lineno - 1:node.end_lineno], node.col_offset)
+    ds = node.body[0]
+    if body is None or len(node.body) < 2:
+        return "layout"
+    args = node.args
+    if drop is not None:
+        body, args = without_param(body, node, drop)
+        if body is None:
+            return "layout"
+    first, last = ds.lineno - node.lineno, ds.end_lineno - node.lineno  # docstring lines in `body`
+    # ast's columns count UTF-8 bytes
+    before = module.lines[ds.lineno - 1].encode()[:ds.col_offset].decode(errors="replace")
+    after = module.lines[ds.end_lineno - 1].encode()[ds.end_col_offset:].decode(errors="replace")
+    if before.strip() or after.strip() or first == 0:
+        return "layout"
+    rest = body[last + 1:]
+    while rest and not rest[0].strip():  # the blank line that set the docstring apart goes with it
+        rest = rest[1:]
+    head = [line for line in body[:first] if line.strip()]  # a line that held only `self,` is gone
+    return head, body[first:last + 1], rest, args
+
+
 def function_of(node: ast.FunctionDef, module: Module, filters: DocstringsFilterConfig,
                 in_class: bool) -> Function | str:
     """The mined function, or the reason it is skipped."""
@@ -318,28 +345,12 @@ def function_of(node: ast.FunctionDef, module: Module, filters: DocstringsFilter
     if not filters.min_doc_chars <= len(doc) <= filters.max_doc_chars:
         return "docstring_length"
 
-    # --- source lines: the def (decorators dropped) to the end, dedented; docstring cut out --
-    body = _dedent(module.lines[node.lineno - 1:node.end_lineno], node.col_offset)
-    ds = node.body[0]
-    if body is None or len(node.body) < 2:
-        return "layout"
-    args = node.args
-    if drop is not None:
-        body, args = without_param(body, node, drop)
-        if body is None:
-            return "layout"
-    first, last = ds.lineno - node.lineno, ds.end_lineno - node.lineno  # docstring lines in `body`
-    # ast's columns count UTF-8 bytes
-    before = module.lines[ds.lineno - 1].encode()[:ds.col_offset].decode(errors="replace")
-    after = module.lines[ds.end_lineno - 1].encode()[ds.end_col_offset:].decode(errors="replace")
-    if before.strip() or after.strip() or first == 0:
-        return "layout"  # a docstring sharing its lines with code cannot be cut out by lines
-    rest = body[last + 1:]
-    while rest and not rest[0].strip():  # the blank line that set the docstring apart goes with it
-        rest = rest[1:]
-    head = [line for line in body[:first] if line.strip()]  # a line that held only `self,` is gone
+    parts = source_parts(node, module, drop)
+    if isinstance(parts, str):
+        return parts
+    head, docstring, rest, args = parts
     code_lines = head + rest
-    code, whole = "\n".join(code_lines), "\n".join(head + body[first:])
+    code, whole = "\n".join(code_lines), "\n".join(head + docstring + rest)
     if not filters.min_lines <= len(code_lines) <= filters.max_lines:
         return "length"
     if not filters.min_chars <= len(code) <= filters.max_chars:
@@ -368,8 +379,7 @@ def function_of(node: ast.FunctionDef, module: Module, filters: DocstringsFilter
     header = header + "\n\n" if header else ""
     returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
     return Function(name=node.name, signature=f"{node.name}({ast.unparse(args)}){returns}", docstring=doc,
-                    stub=header + "\n".join(head + body[first:last + 1]), code=header + code, text=header + whole,
-                    line=node.lineno)
+                    stub=header + "\n".join(head + docstring), code=header + code, text=header + whole)
 
 
 def module_functions(module: Module):
@@ -413,11 +423,7 @@ def normalised_hash(code: str) -> str:
 
 # --- the whole run -----------------------------------------------------------------------------
 
-def mine(config: DocstringsConfig) -> dict:
-    """Write the rows (and code rows) and return the summary (also written as JSON)."""
-    from coder_align.corpus.dedup import NearDedup
-    from coder_align.corpus.decontam import load_test_split_index
-
+def check_config(config: DocstringsConfig) -> None:
     if not config.output_path:
         raise ConfigError("output_path (--out) is required: the instruction/output JSONL to write")
     if not config.data.dirs:
@@ -425,83 +431,101 @@ def mine(config: DocstringsConfig) -> dict:
     for d in config.data.dirs:
         if not Path(d).is_dir():
             raise NotADirectoryError(f"{d}: not a directory (data.dirs)")
-    filters = config.filters
-    if filters.min_lines > filters.max_lines or filters.min_chars > filters.max_chars \
-            or filters.min_doc_chars > filters.max_doc_chars:
+    f = config.filters
+    if f.min_lines > f.max_lines or f.min_chars > f.max_chars or f.min_doc_chars > f.max_doc_chars:
         raise ConfigError("filters: a minimum is above its maximum (min_lines/max_lines, min_chars/max_chars, "
                           "min_doc_chars/max_doc_chars)")
+
+
+def candidates(config: DocstringsConfig, counts: Counter, licence_skips: Counter):
+    """(where, licence, Function or skip reason) for every function of every readable, licence-clean file."""
+    licences = LicenceMap(config.data.licences)
+    for d in config.data.dirs:
+        licences.add_root(d)
+    exclude = set(config.data.exclude_dirs)
+    for root in map(Path, config.data.dirs):
+        for path, text in python_files(root, exclude, counts, config.data.max_file_bytes):
+            counts["files_read"] += 1
+            licence = licences.licence_of(path)
+            if not licence.permissive:
+                counts["files_skipped_licence"] += 1
+                licence_skips[f"{licence.source or '?'}: {licence.name}"] += 1
+                continue
+            try:
+                module = read_module(text)
+            except (SyntaxError, ValueError, RecursionError):  # another Python's syntax, a NUL byte, ...
+                counts["files_skipped_parse"] += 1
+                continue
+            counts["files_parsed"] += 1
+            rel = path.relative_to(root).as_posix()
+            for node, in_class in module_functions(module):
+                fn = "async" if isinstance(node, ast.AsyncFunctionDef) else \
+                    function_of(node, module, config.filters, in_class)
+                yield f"{licence.source}:{rel}:{node.lineno}", licence, fn
+
+
+class Gate:
+    """What a mined row must pass after the function filters: exact dedup, near dedup, decontamination."""
+
+    def __init__(self, config: DocstringsConfig):
+        from coder_align.corpus.decontam import load_test_split_index
+        from coder_align.corpus.dedup import NearDedup
+
+        self.index, self.benchmarks = load_test_split_index(config.decontam.mbpp, config.decontam.extra_files)
+        self.near = NearDedup(config.dedup.threshold, config.dedup.num_perm) if config.dedup.near else None
+        self.hashes: set[str] = set()
+        self.contaminated_by: Counter = Counter()
+        self.examples: list[str] = []
+
+    def reason(self, where: str, fn: Function, instruction: str, output: str) -> str | None:
+        digest = normalised_hash(fn.code)
+        if digest in self.hashes:
+            return "exact_duplicate"
+        self.hashes.add(digest)
+        if self.near is not None and self.near.duplicate_of(str(len(self.hashes)), fn.code) is not None:
+            return "near_duplicate"
+        hit = self.index.match(f"{instruction}\n{output}\n{fn.text}")
+        if hit is not None:
+            self.contaminated_by[hit.split("/")[0]] += 1
+            if len(self.examples) < MAX_EXAMPLES:
+                self.examples.append(f"{where}: {fn.name} overlaps {hit}")
+            return "contaminated"
+        return None
+
+
+def mine(config: DocstringsConfig) -> dict:
+    """Write the rows (and code rows) and return the summary (also written as JSON)."""
+    from coder_align.config import to_dict
+
+    check_config(config)
     start = time.perf_counter()
     out = Path(config.output_path)
     base = out.with_suffix("") if out.suffix == ".jsonl" else out
     summary_path = Path(config.summary_path or f"{base}.summary.json")
-    index, benchmark_sources = load_test_split_index(config.decontam.mbpp, config.decontam.extra_files)
-    licences = LicenceMap(config.data.licences)
-    for d in config.data.dirs:
-        licences.add_root(d)
-    near = NearDedup(config.dedup.threshold, config.dedup.num_perm) if config.dedup.near else None
-    seen_hashes: set[str] = set()
-    files, functions = Counter(), Counter()
-    licence_skips, kept_by_licence, contaminated_by = Counter(), Counter(), Counter()
-    contaminated_examples = []
+    gate = Gate(config)
+    files, functions, licence_skips, kept_by_source = Counter(), Counter(), Counter(), Counter()
     rng = random.Random(config.seed)
-    exclude = set(config.data.exclude_dirs)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    code_sink = open(config.code_output_path, "w", encoding="utf-8") if config.code_output_path else None
-    try:
-        with open(out, "w", encoding="utf-8") as sink:
-            for root in map(Path, config.data.dirs):
-                for path, text in python_files(root, exclude, files, config.data.max_file_bytes):
-                    files["files_read"] += 1
-                    licence = licences.licence_of(path)
-                    if not licence.permissive:
-                        files["files_skipped_licence"] += 1
-                        licence_skips[f"{licence.source or '?'}: {licence.name}"] += 1
-                        continue
-                    try:
-                        module = read_module(text)
-                    except (SyntaxError, ValueError, RecursionError):
-                        files["files_skipped_parse"] += 1
-                        continue
-                    files["files_parsed"] += 1
-                    rel = path.relative_to(root).as_posix()
-                    for node, in_class in module_functions(module):
-                        functions["seen"] += 1
-                        where = f"{licence.source}:{rel}:{node.lineno}"
-                        fn = function_of(node, module, filters, in_class) \
-                            if isinstance(node, ast.FunctionDef) else "async"
-                        if isinstance(fn, str):
-                            functions[fn] += 1
-                            continue
-                        digest = normalised_hash(fn.code)
-                        if digest in seen_hashes:
-                            functions["exact_duplicate"] += 1
-                            continue
-                        seen_hashes.add(digest)
-                        if near is not None and near.duplicate_of(str(functions["seen"]), fn.code) is not None:
-                            functions["near_duplicate"] += 1
-                            continue
-                        instruction = instruction_for(fn, rng, config.stub_rate, config.reply_hint_rate)
-                        output = python_answer(fn.code)
-                        hit = index.match(f"{instruction}\n{output}\n{fn.text}")
-                        if hit is not None:
-                            functions["contaminated"] += 1
-                            contaminated_by[hit.split("/")[0]] += 1
-                            if len(contaminated_examples) < MAX_EXAMPLES:
-                                contaminated_examples.append(f"{where}: {fn.name} overlaps {hit}")
-                            continue
-                        functions["kept"] += 1
-                        kept_by_licence[f"{licence.source} ({licence.name})"] += 1
-                        meta = {"source": where, "licence": licence.name}
-                        sink.write(json.dumps({"instruction": instruction, "output": output, **meta},
-                                              ensure_ascii=False) + "\n")
-                        if code_sink:
-                            code_sink.write(json.dumps({"text": fn.text + "\n", **meta}, ensure_ascii=False) + "\n")
-    finally:
-        if code_sink:
-            code_sink.close()
+    with open(out, "w", encoding="utf-8") as sink, \
+            open(config.code_output_path or os.devnull, "w", encoding="utf-8") as code_sink:  # devnull: not asked for
+        for where, licence, fn in candidates(config, files, licence_skips):
+            functions["seen"] += 1
+            if isinstance(fn, str):
+                functions[fn] += 1
+                continue
+            instruction = instruction_for(fn, rng, config.stub_rate, config.reply_hint_rate)
+            output = python_answer(fn.code)
+            reason = gate.reason(where, fn, instruction, output)
+            if reason:
+                functions[reason] += 1
+                continue
+            functions["kept"] += 1
+            kept_by_source[f"{licence.source} ({licence.name})"] += 1
+            meta = {"source": where, "licence": licence.name}
+            sink.write(json.dumps({"instruction": instruction, "output": output, **meta}, ensure_ascii=False) + "\n")
+            code_sink.write(json.dumps({"text": fn.text + "\n", **meta}, ensure_ascii=False) + "\n")
 
-    skipped = {k: v for k, v in functions.items() if k not in ("seen", "kept")}
     summary = {
         "dirs": [str(d) for d in config.data.dirs],
         "out": str(out), "code_out": config.code_output_path,
@@ -510,23 +534,17 @@ def mine(config: DocstringsConfig) -> dict:
                                     if k.startswith("files_skipped_")},
         "files_skipped_licence_by_licence": dict(licence_skips.most_common()),
         "functions_seen": functions["seen"], "kept": functions["kept"],
-        "skipped_by_reason": dict(sorted(skipped.items())),
-        "decontamination": {"benchmarks": benchmark_sources, "removed": functions["contaminated"],
-                            "removed_by_benchmark": dict(contaminated_by), "examples": contaminated_examples},
-        "kept_by_source": dict(kept_by_licence.most_common()),
+        "skipped_by_reason": {k: v for k, v in sorted(functions.items()) if k not in ("seen", "kept")},
+        "decontamination": {"benchmarks": gate.benchmarks, "removed": functions["contaminated"],
+                            "removed_by_benchmark": dict(gate.contaminated_by), "examples": gate.examples},
+        "kept_by_source": dict(kept_by_source.most_common()),
         "seconds": round(time.perf_counter() - start, 1),
-        "config": _config_dict(config),
+        "config": to_dict(config),
     }
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     summary["summary_path"] = str(summary_path)
     return summary
-
-
-def _config_dict(config) -> dict:
-    from coder_align.config import to_dict
-
-    return to_dict(config)
 
 
 def format_summary(s: dict) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 from coder_align.benchmarks import python_answer
 from coder_align.config import ConfigError
@@ -36,8 +35,6 @@ class MbppSftConfig:
     decontam_mbpp: str | None = None
     output_path: str = ""
     summary_path: str | None = None  # default: <output_path without .jsonl>.summary.json
-
-    RANGES: ClassVar[dict] = {}
 
 
 def mbpp_rows(config: MbppSftConfig) -> tuple[list[dict], dict]:
