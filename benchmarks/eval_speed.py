@@ -30,6 +30,9 @@ def run_eval(tree: Path, out: Path, limit: int | None, extra: list[str]) -> dict
     if limit:
         command.append(f"data.max_rows={limit}")
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    shared = ROOT.parent / "shared" / "data"  # the baseline tree lives elsewhere: same benchmark files
+    if shared.is_dir():
+        env.setdefault("CODER_ALIGN_DATA", str(shared))
     env.pop("OMP_NUM_THREADS", None)  # each tree picks its own thread settings
     started = time.perf_counter()
     subprocess.run(command, check=True, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
