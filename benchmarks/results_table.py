@@ -35,7 +35,9 @@ COLUMNS = [("instruct", "humaneval", "HumanEval (164) greedy pass@1, instruct", 
 
 
 def commands(model: str, stage_dir: Path, extra: list[str]) -> dict[str, list[str]]:
+    # bf16 pinned: the same numerics on every machine (on CPUs without native bf16 it is slow)
     base = [sys.executable, "-m", "coder_align.cli", "eval", "run"]
+    extra = ["model.dtype=bfloat16", *extra]
     return {
         "instruct": base + ["--config", "configs/eval/instruct.yaml", f"model.path={model}",
                             f"output_dir={stage_dir / 'instruct'}", *extra],

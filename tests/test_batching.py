@@ -88,3 +88,14 @@ def test_generation_split_over_processes_equals_one_process(tiny_model_dir, tiny
     split = generate(config, generator, PROMPTS, settings, [], True)
     single = generator.generate(PROMPTS, settings, [])
     assert split == single
+
+
+def test_eval_generates_in_bf16_on_cpus_that_have_it(monkeypatch):
+    from coder_align import evaluate
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert evaluate.generation_dtype("auto") == "bfloat16"
+    assert evaluate.generation_dtype("float32") == "float32"  # an explicit choice stays
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert evaluate.generation_dtype("auto") == "auto"

@@ -23,7 +23,7 @@ from coder_align.sandbox.remote import SandboxConfig
 @dataclass
 class EvalModelConfig:
     path: str = "embedded"  # local dir, hub id, .gguf, an output directory of ours, or the embedded model
-    dtype: str = "auto"
+    dtype: str = "auto"  # bf16 on GPUs and on CPUs with native bf16 (evaluate.generation_dtype), else fp32
 
 
 @dataclass
