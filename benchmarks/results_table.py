@@ -49,14 +49,14 @@ def commands(model: str, stage_dir: Path, extra: list[str]) -> dict[str, list[st
 
 
 def run_stage(stage: str, model: str, only: list[str], extra: list[str]) -> None:
-    stage_dir = RESULTS / stage
+    stage_dir = (RESULTS / stage).relative_to(ROOT)  # commands run in ROOT; relative paths read better
     for name, command in commands(model, stage_dir, extra).items():
         if only and name not in only:
             continue
-        shown = " ".join(shlex.quote(part) for part in ["coder-align", *command[4:]])
+        shown = " ".join(shlex.quote(part) for part in ["coder-align", *command[3:]])
         print(f"[{stage}/{name}] {shown}", flush=True)
         subprocess.run(command, check=True, cwd=ROOT)
-        out = stage_dir / name
+        out = ROOT / stage_dir / name
         (out / "command.txt").write_text(shown + "\n")
         for heavy in ("merged_model",):  # vLLM's merged weights are not results
             subprocess.run(["rm", "-rf", str(out / heavy)])
