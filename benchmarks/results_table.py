@@ -2,7 +2,7 @@
 
     python benchmarks/results_table.py eval --stage shipped --model embedded
     python benchmarks/results_table.py eval --stage sft --model outputs/sft-embedded-code
-    python benchmarks/results_table.py table          # RESULTS.md, results/embedded.json, embedded.png
+    python benchmarks/results_table.py table   # RESULTS.md's table, results/embedded.json, results/embedded.png
 
 `eval` runs three `coder-align eval run` commands for a stage, greedy and on full sets
 except infilling (first 300), into benchmarks/results/<stage>/:
@@ -95,9 +95,20 @@ def table() -> None:
             cells.append("-" if c is None or c["value"] is None
                          else f"{100 * c['value']:.1f}% ({c['passed']}/{c['problems']})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    (RESULTS / "table.md").write_text("\n".join(lines) + "\n")
+    write_between_markers(ROOT / "benchmarks" / "RESULTS.md", "\n".join(lines))
     print("\n".join(lines))
     plot(rows)
+
+
+def write_between_markers(path: Path, table_text: str) -> None:
+    """The table goes between `<!-- table -->` and `<!-- /table -->`; the prose around it is
+    written by hand and kept."""
+    start, end = "<!-- table -->", "<!-- /table -->"
+    text = path.read_text() if path.exists() else f"# Results\n\n{start}\n{end}\n"
+    if start not in text or end not in text:
+        raise SystemExit(f"{path}: the markers {start} and {end} are missing")
+    head, rest = text.split(start, 1)
+    path.write_text(f"{head}{start}\n{table_text}\n{end}{rest.split(end, 1)[1]}")
 
 
 def plot(rows: dict) -> None:
