@@ -51,6 +51,12 @@ class HFGenerator:
 
     def generate(self, prompts: list[str], settings: GenerationSettings, stops: list[str],
                  add_special_tokens: bool = True) -> list[list[str]]:
+        return self.generate_with_clipping(prompts, settings, stops, add_special_tokens)[0]
+
+    def generate_with_clipping(self, prompts: list[str], settings: GenerationSettings, stops: list[str],
+                               add_special_tokens: bool = True) -> tuple[list[list[str]], list[list[bool]]]:
+        """`generate`'s texts, and per text whether it ran into max_new_tokens (no stop token
+        or stop string ended it): a clipped answer is not one to train on."""
         from coder_align.evaluation.batching import continuous_generate
 
         tok = self.tokenizer
@@ -74,9 +80,15 @@ class HFGenerator:
             temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed, stop_strings=stops,
             decode=lambda t: tok.decode(t, skip_special_tokens=True), on_finished=progress)
         results: list[list[str]] = [[] for _ in prompts]
-        for i, text in zip(rows, tok.batch_decode(generated, skip_special_tokens=True)):
+        clipped: list[list[bool]] = [[] for _ in prompts]
+        stop_set = set(self.stop_ids)
+        for i, tokens, text in zip(rows, generated, tok.batch_decode(generated, skip_special_tokens=True)):
             results[i].append(text)
-        return [r * settings.n if greedy else r for r in results]
+            clipped[i].append(len(tokens) >= settings.max_new_tokens and not stop_set.intersection(tokens[-1:])
+                              and not any(s in text for s in stops))
+        if greedy:
+            return [r * settings.n for r in results], [c * settings.n for c in clipped]
+        return results, clipped
 
 
 class VLLMGenerator:
@@ -92,6 +104,10 @@ class VLLMGenerator:
 
     def generate(self, prompts: list[str], settings: GenerationSettings, stops: list[str],
                  add_special_tokens: bool = True) -> list[list[str]]:
+        return self.generate_with_clipping(prompts, settings, stops, add_special_tokens)[0]
+
+    def generate_with_clipping(self, prompts: list[str], settings: GenerationSettings, stops: list[str],
+                               add_special_tokens: bool = True) -> tuple[list[list[str]], list[list[bool]]]:
         from vllm import SamplingParams
 
         greedy = settings.temperature <= 0
@@ -103,4 +119,7 @@ class VLLMGenerator:
         # Token ids, so BOS handling matches the transformers path exactly.
         ids = [self.tokenizer(p, add_special_tokens=add_special_tokens).input_ids for p in prompts]
         outputs = self.llm.generate([{"prompt_token_ids": i} for i in ids], params)
-        return [[o.outputs[0].text] * settings.n if greedy else [c.text for c in o.outputs] for o in outputs]
+        texts = [[o.outputs[0].text] * settings.n if greedy else [c.text for c in o.outputs] for o in outputs]
+        clipped = [[o.outputs[0].finish_reason == "length"] * settings.n if greedy
+                   else [c.finish_reason == "length" for c in o.outputs] for o in outputs]
+        return texts, clipped
