@@ -1,7 +1,7 @@
 """The difficulty filter: keep the training tasks at a model's frontier, for GRPO.
 
     coder-align data difficulty --model outputs/sft --tasks data_templates/mbpp_train.jsonl --k 8 --out frontier.jsonl
-    coder-align data difficulty --config my.yaml model.path=outputs/rft sampling.k=16
+    coder-align data difficulty --tasks data_templates/mbpp_train.jsonl --out frontier.jsonl model.path=outputs/rft/sft sampling.k=16
 
 GRPO learns from the spread of rewards within a group: a task the model never solves, or
 always solves, gives every completion the same reward, so the group has no advantage to
