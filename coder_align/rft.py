@@ -189,10 +189,6 @@ def main(config: RFTConfig) -> dict:
     run = read_run(config.model.path, d.template, d.system_prompt)
     sft_config = fine_tune_config(config, run)  # fails on a bad sft group before an hour of sampling
     sandbox_remote.configure(config.sandbox)
-    if s.threads:
-        import torch
-
-        torch.set_num_threads(s.threads)
 
     # --- tasks (held-out benchmark tasks refused) ----------------------------------------
     tasks, data_stats = load_tasks(d.path, d.task_ids, fmt=d.format, split=d.split, shown_tests=d.shown_tests,
@@ -219,8 +215,8 @@ def main(config: RFTConfig) -> dict:
         (out / JUDGED).unlink(missing_ok=True)  # a half-written run never looks reusable
         completions, clipped = sample(config.model.path, tasks, s.k, s.temperature, s.top_p, s.max_new_tokens,
                                       s.batch_size, s.seed, template=run.template, system_prompt=run.system_prompt,
-                                      backend=config.model.backend, dtype=config.model.dtype, work_dir=str(out),
-                                      return_clipped=True)
+                                      backend=config.model.backend, dtype=config.model.dtype, processes=s.processes,
+                                      threads=s.threads, work_dir=str(out), return_clipped=True)
         sampling_seconds = time.perf_counter() - started
         started = time.perf_counter()
         judged = judge(tasks, completions, config.judging.timeout, workers=config.judging.workers, clipped=clipped)

@@ -86,13 +86,16 @@ class SamplingConfig:
     temperature: float = 0.8
     top_p: float = 0.95
     max_new_tokens: int = 512
-    batch_size: int = 8
+    batch_size: int = 16  # rows decoded together (eval's continuous batching)
     seed: int = 0
-    threads: int | None = None  # torch CPU threads
+    # CPU: generation in `processes` processes of `threads` torch threads each, as eval run
+    # does (None: one single-thread process per core for small models)
+    processes: int | None = None
+    threads: int | None = None
 
     RANGES: ClassVar[dict] = {"k": ONE_OR_MORE, "temperature": NON_NEGATIVE, "top_p": Range(0, 1, low_open=True),
                               "max_new_tokens": ONE_OR_MORE, "batch_size": ONE_OR_MORE, "seed": NON_NEGATIVE,
-                              "threads": ONE_OR_MORE}
+                              "processes": ONE_OR_MORE, "threads": ONE_OR_MORE}
 
 
 @dataclass
@@ -123,27 +126,34 @@ def load_tasks(path: str, task_ids: str | None = None, *, fmt: str = "auto", spl
 # --- sampling ---------------------------------------------------------------------------
 
 def sample(model_path_or_generator, tasks: list[dict], k: int, temperature: float = 0.8, top_p: float = 0.95,
-           max_new_tokens: int = 512, batch_size: int = 8, seed: int = 0, *, template: str | None = None,
+           max_new_tokens: int = 512, batch_size: int = 16, seed: int = 0, *, template: str | None = None,
            system_prompt: str | None = None, backend: str = "auto", dtype: str = "auto",
-           work_dir: str | None = None, return_clipped: bool = False):
+           processes: int | None = None, threads: int | None = None, work_dir: str | None = None,
+           return_clipped: bool = False):
     """k completions per task: `list[list[str]]`, in task order (with `return_clipped`, also
     per completion whether it ran into max_new_tokens).
 
-    `model_path_or_generator`: a model path or output directory of ours (its template and
-    system prompt are used unless `template`/`system_prompt` say otherwise), or a generator
-    with eval's interface (`generate(prompts, settings, stops, add_special_tokens)` and a
-    `tokenizer`), prompted with `template` (default DeepSeek's). `work_dir`: where vLLM's
-    merged copy of an adapter goes.
+    `model_path_or_generator`: a model path or output directory of ours, loaded and run as
+    `eval run` does (its template and system prompt unless `template`/`system_prompt` say
+    otherwise; on CPU `processes` x `threads`, default one single-thread process per core), or
+    a generator with eval's interface (`generate(prompts, settings, stops, add_special_tokens)`,
+    a `tokenizer`), prompted with `template` (default DeepSeek's), run in this process.
+    `work_dir`: where vLLM's merged copy of an adapter goes.
     """
-    from coder_align.evaluate import chat_adds_special_tokens, chat_prompt, chat_stops
+    from coder_align.evaluate import (
+        chat_adds_special_tokens, chat_prompt, chat_stops, generate_with_clipping, texts_and_clipping,
+    )
     from coder_align.evaluation.generation import GenerationSettings
     from coder_align.evaluation.tasks import cut_at_stops
 
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    eval_config = None
     if isinstance(model_path_or_generator, (str, Path)):
-        generator, template, system_prompt = load_generator(str(model_path_or_generator), template, system_prompt,
-                                                            backend, dtype, work_dir)
+        eval_config = generation_config(str(model_path_or_generator), template, system_prompt, backend, dtype,
+                                        processes, threads, work_dir)
+        generator = load_generator(eval_config)
+        template, system_prompt = eval_config.data.template, eval_config.data.system_prompt
     else:
         generator = model_path_or_generator
     tokenizer = getattr(generator, "tokenizer", None)
@@ -151,29 +161,34 @@ def sample(model_path_or_generator, tasks: list[dict], k: int, temperature: floa
     stops = chat_stops(template)
     settings = GenerationSettings(k, temperature, top_p, max_new_tokens, batch_size, seed)
     add_special = chat_adds_special_tokens(template)
-    if hasattr(generator, "generate_with_clipping"):
-        texts, clipped = generator.generate_with_clipping(prompts, settings, stops, add_special_tokens=add_special)
-    else:  # a generator that cannot tell: nothing is known to be clipped
-        texts = generator.generate(prompts, settings, stops, add_special_tokens=add_special)
-        clipped = [[False] * len(outs) for outs in texts]
+    if eval_config is not None:
+        texts, clipped = generate_with_clipping(eval_config, generator, prompts, settings, stops, add_special)
+    else:
+        texts, clipped = texts_and_clipping(generator, prompts, settings, stops, add_special)
     completions = [[cut_at_stops(text, stops) for text in outs] for outs in texts]
     return (completions, clipped) if return_clipped else completions
 
 
-def load_generator(path: str, template: str | None = None, system_prompt: str | None = None,
-                   backend: str = "auto", dtype: str = "auto", work_dir: str | None = None):
-    """(eval's generator, template, system prompt) for a model path, as `eval run` loads it."""
-    from coder_align.evaluate import load_generator as eval_generator
+def generation_config(path: str, template: str | None = None, system_prompt: str | None = None,
+                      backend: str = "auto", dtype: str = "auto", processes: int | None = None,
+                      threads: int | None = None, work_dir: str | None = None):
+    """The EvalConfig `eval run` would load and generate with, for a model path: the run's
+    template and system prompt (`run_dir.read_run`) unless given."""
     from coder_align.evaluation.config import EvalConfig, EvalDataConfig, EvalGenerationConfig, EvalModelConfig
     from coder_align.run_dir import read_run
 
     run = read_run(path, template, system_prompt)
-    config = EvalConfig(model=EvalModelConfig(path=path, dtype=dtype),
-                        data=EvalDataConfig(template=run.template, system_prompt=run.system_prompt),
-                        generation=EvalGenerationConfig(backend=backend),
-                        output_dir=work_dir or "outputs/self_sampling")
-    generator, _ = eval_generator(config, run)
-    return generator, run.template, run.system_prompt
+    return EvalConfig(model=EvalModelConfig(path=path, dtype=dtype),
+                      data=EvalDataConfig(template=run.template, system_prompt=run.system_prompt),
+                      generation=EvalGenerationConfig(backend=backend, processes=processes, threads=threads),
+                      output_dir=work_dir or "outputs/self_sampling")
+
+
+def load_generator(eval_config):
+    """Eval's generator for a `generation_config` (a seam: tests put a stub here)."""
+    from coder_align.evaluate import load_generator as eval_generator
+
+    return eval_generator(eval_config)[0]
 
 
 # --- judging ----------------------------------------------------------------------------
