@@ -58,7 +58,7 @@ COMMANDS = {
     "merge": ("coder_align.merge", "cli", "fold a LoRA/QLoRA adapter into full weights"),
     "grpo": ("coder_align.grpo", "cli", "GRPO with compiler and unit-test rewards"),
     "rft": ("coder_align.rft", "cli", "rejection-sampling fine-tuning: sample, keep what passes the tests, SFT on it"),
-    "data": ("coder_align.data.cli", "cli", "make training data (difficulty: tasks at a model's frontier)"),
+    "data": ("coder_align.data.cli", "cli", "make training data (from-docstrings, mbpp-sft, difficulty)"),
     "pretrain": ("coder_align.pretrain", "cli", "continued pretraining with FIM"),
     "corpus": ("coder_align.corpus.cli", "cli", "build a repository-level pretraining corpus"),
     "eval": ("coder_align.evaluate", "cli", "HumanEval / MBPP / infilling evaluation"),

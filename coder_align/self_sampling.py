@@ -152,10 +152,9 @@ def sample(model_path_or_generator, tasks: list[dict], k: int, temperature: floa
         raise ValueError(f"k must be >= 1, got {k}")
     eval_config = None
     if isinstance(model_path_or_generator, (str, Path)):
-        eval_config = generation_config(str(model_path_or_generator), template, system_prompt, backend, dtype,
-                                        processes, threads, work_dir)
-        generator = load_generator(eval_config)
-        template, system_prompt = eval_config.data.template, eval_config.data.system_prompt
+        path = str(model_path_or_generator)
+        eval_config = generation_config(path, template, system_prompt, backend, dtype, processes, threads, work_dir)
+        generator, template, system_prompt = load_generator(path, template, system_prompt, backend, dtype, work_dir)
     else:
         generator = model_path_or_generator
     tokenizer = getattr(generator, "tokenizer", None)
@@ -186,11 +185,14 @@ def generation_config(path: str, template: str | None = None, system_prompt: str
                       output_dir=work_dir or "outputs/self_sampling")
 
 
-def load_generator(eval_config):
-    """Eval's generator for a `generation_config` (a seam: tests put a stub here)."""
+def load_generator(path: str, template: str | None = None, system_prompt: str | None = None,
+                   backend: str = "auto", dtype: str = "auto", work_dir: str | None = None):
+    """(eval's generator, template, system prompt) for a model path, as `eval run` loads it."""
     from coder_align.evaluate import load_generator as eval_generator
 
-    return eval_generator(eval_config)[0]
+    config = generation_config(path, template, system_prompt, backend, dtype, work_dir=work_dir)
+    generator, _ = eval_generator(config)
+    return generator, config.data.template, config.data.system_prompt
 
 
 # --- judging ----------------------------------------------------------------------------

@@ -40,7 +40,8 @@ class StubGenerator:
 
 @pytest.fixture
 def stub(monkeypatch):
-    monkeypatch.setattr(self_sampling, "load_generator", lambda eval_config: StubGenerator())
+    monkeypatch.setattr(self_sampling, "load_generator", lambda path, template=None, system_prompt=None, *a, **k:
+                        (StubGenerator(), "deepseek", None))
 
 
 def test_frontier_classes_and_counts():

@@ -55,8 +55,8 @@ class HFGenerator:
 
     def generate_with_clipping(self, prompts: list[str], settings: GenerationSettings, stops: list[str],
                                add_special_tokens: bool = True) -> tuple[list[list[str]], list[list[bool]]]:
-        """`generate`'s texts, and per text whether it ran into max_new_tokens (neither a stop
-        token nor a stop string ended it): a clipped answer is not one to train on."""
+        """`generate`'s texts, and per text whether it ran into max_new_tokens (no stop token
+        or stop string ended it): a clipped answer is not one to train on."""
         from coder_align.evaluation.batching import continuous_generate
 
         tok = self.tokenizer
@@ -82,9 +82,10 @@ class HFGenerator:
         results: list[list[str]] = [[] for _ in prompts]
         clipped: list[list[bool]] = [[] for _ in prompts]
         stop_set = set(self.stop_ids)
-        for i, out, text in zip(rows, generated, tok.batch_decode(generated, skip_special_tokens=True)):
+        for i, tokens, text in zip(rows, generated, tok.batch_decode(generated, skip_special_tokens=True)):
             results[i].append(text)
-            clipped[i].append(not (out and out[-1] in stop_set) and not any(s in text for s in stops))
+            clipped[i].append(len(tokens) >= settings.max_new_tokens and not stop_set.intersection(tokens[-1:])
+                              and not any(s in text for s in stops))
         if greedy:
             return [r * settings.n for r in results], [c * settings.n for c in clipped]
         return results, clipped
