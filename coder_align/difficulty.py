@@ -1,7 +1,7 @@
 """The difficulty filter: keep the training tasks at a model's frontier, for GRPO.
 
     coder-align data difficulty --model outputs/sft --tasks data_templates/mbpp_train.jsonl --k 8 --out frontier.jsonl
-    coder-align data difficulty --config my.yaml model.path=outputs/rft sampling.k=16
+    coder-align data difficulty --tasks data_templates/mbpp_train.jsonl --out frontier.jsonl model.path=outputs/rft/sft sampling.k=16
 
 GRPO learns from the spread of rewards within a group: a task the model never solves, or
 always solves, gives every completion the same reward, so the group has no advantage to
@@ -92,10 +92,6 @@ def main(config: DifficultyConfig) -> dict:
     for group in ("data", "sampling", "judging"):
         check_ranges(getattr(config, group), "DifficultyConfig", prefix=f"{group}.")
     s, d = config.sampling, config.data
-    if s.threads:
-        import torch
-
-        torch.set_num_threads(s.threads)
     sandbox_remote.configure(config.sandbox)
     tasks, data_stats = load_tasks(d.path, d.task_ids, fmt=d.format, split=d.split, shown_tests=d.shown_tests,
                                    on_invalid=d.on_invalid, max_rows=d.max_rows)
@@ -111,8 +107,8 @@ def main(config: DifficultyConfig) -> dict:
     started = time.perf_counter()
     completions, clipped = sample(config.model.path, tasks, s.k, s.temperature, s.top_p, s.max_new_tokens,
                                   s.batch_size, s.seed, template=d.template, system_prompt=d.system_prompt,
-                                  backend=config.model.backend, dtype=config.model.dtype, work_dir=str(out.parent),
-                                  return_clipped=True)
+                                  backend=config.model.backend, dtype=config.model.dtype, processes=s.processes,
+                                  threads=s.threads, work_dir=str(out.parent), return_clipped=True)
     sampling_seconds = time.perf_counter() - started
     started = time.perf_counter()
     judged = judge(tasks, completions, config.judging.timeout, workers=config.judging.workers, clipped=clipped)

@@ -124,22 +124,40 @@ def plan_processes(config: EvalConfig, generator, prompts: int) -> tuple[int, in
 
 
 def _generate_shard(config: EvalConfig, prompts: list[str], settings, stops: list[str], add_special: bool,
-                    threads: int | None) -> list[list[str]]:
+                    threads: int | None) -> tuple[list[list[str]], list[list[bool]]]:
     """In a child process: load the model as the parent did and generate one shard."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     generator, _ = load_generator(config)
-    return generator.generate(prompts, settings, stops, add_special_tokens=add_special)
+    return texts_and_clipping(generator, prompts, settings, stops, add_special)
+
+
+def texts_and_clipping(generator, prompts: list[str], settings, stops: list[str],
+                       add_special: bool) -> tuple[list[list[str]], list[list[bool]]]:
+    """The generator's texts and, per text, whether it ran into max_new_tokens (all False for a
+    generator that cannot tell)."""
+    if hasattr(generator, "generate_with_clipping"):
+        return generator.generate_with_clipping(prompts, settings, stops, add_special_tokens=add_special)
+    texts = generator.generate(prompts, settings, stops, add_special_tokens=add_special)
+    return texts, [[False] * len(outs) for outs in texts]
 
 
 def generate(config: EvalConfig, generator, prompts: list[str], settings, stops: list[str],
              add_special: bool) -> list[list[str]]:
-    """`generator.generate`, split over `plan_processes` processes on CPU: this process takes
-    one shard, spawned children (each loading the model) the others. Shards interleave the
-    prompts sorted by length, so each gets a similar mix. Sampled runs give shard k the seed
-    `seed + k`: results depend on the number of processes (greedy ones do not)."""
+    """`generator.generate`, split over `plan_processes` processes on CPU (see
+    `generate_with_clipping`)."""
+    return generate_with_clipping(config, generator, prompts, settings, stops, add_special)[0]
+
+
+def generate_with_clipping(config: EvalConfig, generator, prompts: list[str], settings, stops: list[str],
+                           add_special: bool) -> tuple[list[list[str]], list[list[bool]]]:
+    """Texts per prompt, and whether each ran into max_new_tokens, split over `plan_processes`
+    processes on CPU: this process takes one shard, spawned children (each loading the model)
+    the others. Shards interleave the prompts sorted by length, so each gets a similar mix.
+    Sampled runs give shard k the seed `seed + k`: results depend on the number of processes
+    (greedy ones do not)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from dataclasses import replace as replace_settings
@@ -150,20 +168,21 @@ def generate(config: EvalConfig, generator, prompts: list[str], settings, stops:
     if threads:
         torch.set_num_threads(threads)
     if processes == 1:
-        return generator.generate(prompts, settings, stops, add_special_tokens=add_special)
+        return texts_and_clipping(generator, prompts, settings, stops, add_special)
     by_length = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     shards = [by_length[k::processes] for k in range(processes)]
     log.info("generating in %d processes of %s thread(s)", processes, threads)
     results: list[list[str]] = [[] for _ in prompts]
+    clipped: list[list[bool]] = [[] for _ in prompts]
     with ProcessPoolExecutor(processes - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_generate_shard, config, [prompts[i] for i in shard],
                                replace_settings(settings, seed=settings.seed + k), stops, add_special, threads)
                    for k, shard in enumerate(shards[1:], start=1)]
-        mine = generator.generate([prompts[i] for i in shards[0]], settings, stops, add_special_tokens=add_special)
-        for shard, texts in zip(shards, [mine] + [f.result() for f in futures]):
-            for i, text in zip(shard, texts):
-                results[i] = text
-    return results
+        mine = texts_and_clipping(generator, [prompts[i] for i in shards[0]], settings, stops, add_special)
+        for shard, (texts, cut) in zip(shards, [mine] + [f.result() for f in futures]):
+            for i, text, c in zip(shard, texts, cut):
+                results[i], clipped[i] = text, c
+    return results, clipped
 
 
 def task_mode(task: Task, config: EvalConfig) -> str:

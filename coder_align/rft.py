@@ -14,8 +14,8 @@ forgetting what those taught.
 
 Steps: tasks (GRPO's rows; MBPP test-split and HumanEval tasks refused) -> sandbox check
 -> k samples per task (eval's generator and prompts, `self_sampling`) -> verdicts ->
-kept rows -> SFT. Output directory: `judged.jsonl` (every sample and its verdict; issue 15's
-`rm data` reads it), `rft_rows.jsonl` (the kept rows), `sft_rows.jsonl` (with the extra rows,
+kept rows -> SFT. Output directory: `judged.jsonl` (every sample and its verdict, for
+`self_sampling.read_judged`: reward-model data reuses it), `rft_rows.jsonl` (the kept rows), `sft_rows.jsonl` (with the extra rows,
 when mixed), `rft_config.yaml`, `summary.json`, and the fine-tuned model in `sft/`
 (`sft.train.output_dir`). A rerun with the same sampling settings reuses `judged.jsonl`
 instead of sampling again.
@@ -69,6 +69,9 @@ class KeepConfig:
     # falls back to whitespace for code that does not parse), "whitespace" the stripped lines.
     dedupe: Literal["ast", "whitespace"] = "ast"
     clipped: bool = False  # keep answers that ran into max_new_tokens (they never learnt to stop)
+    # Only answers that are one closed fenced block and nothing more (format_reward's test): a
+    # passing answer may go on with more blocks or an invented instruction, which SFT would teach.
+    one_block: bool = False
 
     RANGES: ClassVar[dict] = {"max_per_task": ONE_OR_MORE}
 
@@ -125,12 +128,15 @@ def code_key(code: str, how: str = "ast") -> str:
     return "\n".join(line.strip() for line in code.strip().splitlines() if line.strip())
 
 
-def select(judged_task: list, max_per_task: int, dedupe: str = "ast", keep_clipped: bool = False) -> tuple[list, Counter]:
+def select(judged_task: list, max_per_task: int, dedupe: str = "ast", keep_clipped: bool = False,
+           one_block: bool = False) -> tuple[list, Counter]:
     """The samples of one task to train on, in sampling order, and why the others were not.
 
     Reasons: `failed`, `unavailable` (never judged: not a fail, not kept), `clipped`,
-    `duplicate` (the same program as one kept), `over_max_per_task`.
+    `not_one_block`, `duplicate` (the same program as one kept), `over_max_per_task`.
     """
+    from coder_align.rewards import format_reward
+
     kept, dropped, seen = [], Counter(), set()
     for s in judged_task:
         if s.status == "unavailable":
@@ -139,6 +145,8 @@ def select(judged_task: list, max_per_task: int, dedupe: str = "ast", keep_clipp
             dropped["failed"] += 1
         elif s.clipped and not keep_clipped:
             dropped["clipped"] += 1
+        elif one_block and format_reward([s.completion])[0] != 1.0:
+            dropped["not_one_block"] += 1
         elif code_key(s.code, dedupe) in seen:
             dropped["duplicate"] += 1
         elif len(kept) >= max_per_task:
@@ -181,10 +189,6 @@ def main(config: RFTConfig) -> dict:
     run = read_run(config.model.path, d.template, d.system_prompt)
     sft_config = fine_tune_config(config, run)  # fails on a bad sft group before an hour of sampling
     sandbox_remote.configure(config.sandbox)
-    if s.threads:
-        import torch
-
-        torch.set_num_threads(s.threads)
 
     # --- tasks (held-out benchmark tasks refused) ----------------------------------------
     tasks, data_stats = load_tasks(d.path, d.task_ids, fmt=d.format, split=d.split, shown_tests=d.shown_tests,
@@ -211,8 +215,8 @@ def main(config: RFTConfig) -> dict:
         (out / JUDGED).unlink(missing_ok=True)  # a half-written run never looks reusable
         completions, clipped = sample(config.model.path, tasks, s.k, s.temperature, s.top_p, s.max_new_tokens,
                                       s.batch_size, s.seed, template=run.template, system_prompt=run.system_prompt,
-                                      backend=config.model.backend, dtype=config.model.dtype, work_dir=str(out),
-                                      return_clipped=True)
+                                      backend=config.model.backend, dtype=config.model.dtype, processes=s.processes,
+                                      threads=s.threads, work_dir=str(out), return_clipped=True)
         sampling_seconds = time.perf_counter() - started
         started = time.perf_counter()
         judged = judge(tasks, completions, config.judging.timeout, workers=config.judging.workers, clipped=clipped)
@@ -222,7 +226,8 @@ def main(config: RFTConfig) -> dict:
     # --- rows to train on ---------------------------------------------------------------------
     rows, dropped = [], Counter()
     for per_task in judged:
-        kept, why = select(per_task, config.keep.max_per_task, config.keep.dedupe, config.keep.clipped)
+        kept, why = select(per_task, config.keep.max_per_task, config.keep.dedupe, config.keep.clipped,
+                           config.keep.one_block)
         rows += [sft_row(x) for x in kept]
         dropped.update(why)
     statuses = status_counts(judged)

@@ -97,3 +97,27 @@ def test_task_id_ranges():
     assert parse_task_ids("1-3,7") == {1, 2, 3, 7} and parse_task_ids(None) is None
     with pytest.raises(ValueError, match="task_ids"):
         parse_task_ids("a-b")
+
+
+def test_training_reads_refuse_held_out_benchmark_tasks(tmp_path):
+    from coder_align.config import ConfigError, load_config
+    from coder_align.data.grpo_rows import refuse_test_ids
+    from coder_align.grpo import GRPOConfig, main
+
+    rows = [{"task_id": 601, "text": "Write f.", "test_list": ["assert f() == 1"]},
+            {"task_id": "Mbpp/510", "prompt": "Write g.", "tests": ["assert g() == 1"]},
+            {"task_id": "HumanEval/3", "prompt": "Write h.", "tests": ["assert h() == 1"]},
+            {"task_id": 12, "prompt": "my own task 12", "tests": ["assert k() == 1"]}]
+    path = write(tmp_path / "rows.jsonl", rows)
+    assert len(read_tasks(path)[0]) == 4  # reading to measure is allowed
+    with pytest.raises(DataError, match=r"rows.jsonl:2: MBPP task 510 is in MBPP's test split"):
+        read_tasks(path, training=True, on_invalid="skip")
+    with pytest.raises(DataError, match=r"he.jsonl:1: HumanEval/3 is a HumanEval task"):
+        read_tasks(write(tmp_path / "he.jsonl", rows[2:]), training=True)
+    tasks, _ = read_tasks(write(tmp_path / "ok.jsonl", [rows[0], rows[3]]), training=True, keep_rows=True)
+    assert [t["row"] for t in tasks] == [rows[0], rows[3]]  # a generic row's own id 12 is not MBPP's
+    refuse_test_ids("511-974")
+    with pytest.raises(ConfigError, match="includes MBPP test-split ids"):
+        refuse_test_ids("test")
+    with pytest.raises(ConfigError, match=r"data.task_ids=1-20 includes MBPP test-split ids \(11...20\)"):
+        main(load_config(GRPOConfig, None, [f"data.path={path}", "data.task_ids=1-20"]))

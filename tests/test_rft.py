@@ -39,6 +39,8 @@ def test_select_keeps_distinct_passing_finished_answers_up_to_m():
     assert [s.code for s in kept] == [samples[0].code, samples[5].code]
     assert dropped == {"duplicate": 1, "failed": 1, "clipped": 1, "unavailable": 1, "over_max_per_task": 1}
     assert len(select(samples, 5, keep_clipped=True)[0]) == 4
+    rambling = judged("def f(x):\n    return x\n", completion="```python\ndef f(x):\n    return x\n```\n```\nmore\n```")
+    assert select([rambling, samples[5]], 2, one_block=True) == ([samples[5]], {"not_one_block": 1})
     assert code_key("a = 1\n\n  # c\n", "whitespace") != code_key("a=1", "whitespace")
 
 

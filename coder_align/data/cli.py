@@ -36,6 +36,7 @@ DIFFICULTY_FLAGS = {
     "max_new_tokens": ("sampling.max_new_tokens", {}),
     "batch_size": ("sampling.batch_size", {}),
     "seed": ("sampling.seed", {}),
+    "processes": ("sampling.processes", {}),
     "threads": ("sampling.threads", {}),
     "timeout": ("judging.timeout", {}),
     "keep_never": ("keep_never", {"action": "store_const", "const": True}),
