@@ -43,7 +43,8 @@ def test_cli_writes_jsonl_stats_and_report(tmp_path):
     c = stats["counts"]
     assert c["skipped_generated"] == 1 and c["skipped_gitignored"] == 1 and c["skipped_unknown_language"] == 2
     assert c["samples"] == 2 and c["files_out"] == 3
-    assert set(stats["seconds"]) == {"walk", "filter", "neardup", "exact", "decontam", "order", "write"}
+    assert set(stats["seconds"]) == {"walk", "filter", "neardup", "exact", "decontam", "order", "write", "spill"}
+    assert set(stats["pipeline"]) == {"scan", "buckets", "clusters", "exact", "write"}
     assert "removed by filters" in (tmp_path / "corpus.report.txt").read_text()
 
 
