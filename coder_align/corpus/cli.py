@@ -57,8 +57,10 @@ class CorpusSlurmConfig:
     qos: str | None = None
     env_command: str | None = None  # run before each task, e.g. "source /shared/venv/bin/activate"; default: this venv
     sbatch_args: dict = field(default_factory=dict)  # more #SBATCH options, e.g. {account: myproject}
+    tasks_per_job: int = 1  # tasks run one after another by each array job (fewer, longer jobs)
 
-    RANGES: ClassVar[dict] = {"cpus_per_task": ONE_OR_MORE, "mem_per_cpu_gb": Range(0, low_open=True)}
+    RANGES: ClassVar[dict] = {"cpus_per_task": ONE_OR_MORE, "mem_per_cpu_gb": Range(0, low_open=True),
+                              "tasks_per_job": ONE_OR_MORE}
 
 
 @dataclass
