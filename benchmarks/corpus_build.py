@@ -1,62 +1,140 @@
-"""Corpus build throughput on a real source tree: MB/s, files/s, per-stage timing.
+"""Corpus build throughput on real source trees: MB/s, files/s, per-stage times, workers, memory.
 
-    PYTHONPATH=. python benchmarks/corpus_build.py [--repos DIR ...] [--out DIR]
+    PYTHONPATH=. python benchmarks/corpus_build.py [--repos DIR ...] [--workers 1 2] [--copies 1 4 16]
+    PYTHONPATH=. python benchmarks/corpus_build.py --preset scaling     # the figures of benchmarks/README.md
 
 Defaults to the installed ``transformers`` package's source directory: one large
-repository of Python files. Add more ``--repos`` to measure dedup across repositories.
+repository of Python files. ``--workers 1 2`` builds the same input once per value, one
+after another, and prints the speed-up over the first. ``--copies 1 4 16`` builds the input
+repeated k times (symlinks under k names, so the copies are near-duplicates that the build
+reads, signs and removes) and prints the peak RSS of the pipeline's processes per size.
+``--preset scaling``: /usr/include plus a dozen site-packages (one repository each), 1 and 2
+workers; then four of those packages at 1x, 4x and 16x with 2 workers.
 Prints the figures recorded in benchmarks/README.md ("## Corpus build").
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+SCALING_PACKAGES = ["trl", "peft", "datasets", "huggingface_hub", "tornado", "pygments", "networkx", "jedi",
+                    "setuptools", "pip", "IPython", "aiohttp"]
+COPIED_PACKAGES = ["peft", "trl", "tornado", "pygments"]
+TARGET_MB, TARGET_CORES = 800_000, 1000  # DeepSeek-Coder's ~800 GB of repositories
 
-def default_repo() -> str:
-    import importlib.util
 
-    spec = importlib.util.find_spec("transformers")
+def package_dir(name: str) -> str:
+    spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        sys.exit("transformers is not installed: pass --repos DIR")
+        sys.exit(f"{name} is not installed: pass --repos DIR")
     return list(spec.submodule_search_locations)[0]
+
+
+def with_copies(repos: list[str], k: int, root: Path) -> list[str]:
+    """The repositories k times: copy j of repo r is a symlink named c<j>-<name>."""
+    if k == 1:
+        return repos
+    out = []
+    for j in range(k):
+        for r in repos:
+            link = root / f"c{j:02d}-{Path(r).name}"
+            if not link.exists():
+                link.symlink_to(Path(r).resolve(), target_is_directory=True)
+            out.append(str(link))
+    return out
+
+
+def run(repos: list[str], out_dir: Path, workers: int, decontaminate: bool) -> dict:
+    from coder_align.corpus import build_corpus
+
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    stats = build_corpus(repos, out_dir / "corpus.jsonl", decontaminate=decontaminate, workers=workers)
+    stats["wall"] = time.perf_counter() - start
+    stats["load"] = (load, os.getloadavg()[0])
+    stats["main_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return stats
+
+
+def report(stats: dict, workers: int) -> None:
+    c, wall = stats["counts"], stats["wall"]
+    mb_in = c["bytes_in"] / 1e6
+    print(f"\n== {workers} worker(s), {stats['repo_count']} repositories, {stats['build']['shards']} shards; "
+          f"load average {stats['load'][0]:.1f} before, {stats['load'][1]:.1f} after")
+    print(f"wall {wall:.2f}s (includes loading the decontamination index and starting the processes)")
+    print(f"read {c['files_walked']} files, {mb_in:.2f} MB -> {c['files_out']} files in {c['samples']} samples, "
+          f"{c['bytes_out'] / 1e6:.2f} MB, {c['dependency_edges']} dependency edges, "
+          f"{c['neardup_repos_removed']} near-duplicate repositories")
+    print(f"throughput: {mb_in / wall:.2f} MB/s, {c['files_walked'] / wall:.0f} files/s")
+    total = sum(stats["seconds"].values())
+    print("work        seconds   share  (summed over tasks)")
+    for name, sec in stats["seconds"].items():
+        print(f"  {name:<9} {sec:8.2f}  {100 * sec / total:5.1f}%")
+    print("stage       wall s  tasks  peak RSS MB")
+    for name, s in stats["pipeline"].items():
+        print(f"  {name:<9} {s['wall_seconds']:7.2f}  {s['tasks']:5d}  {s['peak_rss_mb']:8.0f}")
+    print(f"main process peak RSS {stats['main_rss_mb']:.0f} MB")
+    removed = {k: v for k, v in c.items() if v and (k.startswith(("skipped_", "filter_")) or "removed" in k)}
+    print("counts:", json.dumps(removed, sort_keys=True))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repos", nargs="+", default=None)
+    parser.add_argument("--workers", nargs="+", type=int, default=[1], help="one build per value (default: 1)")
+    parser.add_argument("--copies", nargs="+", type=int, default=None, help="input sizes for the memory runs")
+    parser.add_argument("--copies-of", nargs="+", default=None, help="repositories for --copies (default: --repos)")
+    parser.add_argument("--preset", choices=["scaling"], default=None)
     parser.add_argument("--out", default=None, help="output directory (default: a temp dir)")
     parser.add_argument("--no-decontaminate", action="store_true")
     args = parser.parse_args()
-
-    from coder_align.corpus import build_corpus
-
-    repos = args.repos or [default_repo()]
-    out_dir = Path(args.out or tempfile.mkdtemp(prefix="corpus_bench_"))
-    start = time.perf_counter()
-    stats = build_corpus(repos, out_dir / "corpus.jsonl", decontaminate=not args.no_decontaminate)
-    wall = time.perf_counter() - start
-
-    c = stats["counts"]
-    mb_in = c["bytes_in"] / 1e6
+    if args.preset == "scaling":
+        args.repos = args.repos or ["/usr/include"] + [package_dir(p) for p in SCALING_PACKAGES]
+        args.workers, args.copies = [1, 2], args.copies or [1, 4, 16]
+        args.copies_of = args.copies_of or [package_dir(p) for p in COPIED_PACKAGES]
+    repos = args.repos or [package_dir("transformers")]
+    out_root = Path(args.out or tempfile.mkdtemp(prefix="corpus_bench_"))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}")
     print(f"repos: {', '.join(repos)}")
-    print(f"wall {wall:.2f}s (includes loading the decontamination index)")
-    print(f"read {c['files_walked']} files, {mb_in:.2f} MB -> {c['files_out']} files in {c['samples']} samples, "
-          f"{c['bytes_out'] / 1e6:.2f} MB, {c['dependency_edges']} dependency edges")
-    print(f"throughput: {mb_in / wall:.2f} MB/s, {c['files_walked'] / wall:.0f} files/s")
-    print("stage       seconds   share")
-    total = sum(stats["seconds"].values())
-    for name, sec in stats["seconds"].items():
-        print(f"  {name:<9} {sec:8.2f}  {100 * sec / total:5.1f}%")
-    removed = {k: v for k, v in c.items() if v and (k.startswith(("skipped_", "filter_")) or "removed" in k)}
-    print("counts:", json.dumps(removed, sort_keys=True))
+
+    runs = []
+    for w in args.workers:
+        stats = run(repos, out_root / f"w{w}", w, not args.no_decontaminate)
+        report(stats, w)
+        runs.append((w, stats))
+    first_w, first = runs[0]
+    outputs = {(out_root / f"w{w}" / "corpus.jsonl").read_bytes() for w, _ in runs}
+    print(f"\nsame output from {', '.join(str(w) for w, _ in runs)} worker(s): {len(outputs) == 1}")
+    for w, stats in runs[1:]:
+        print(f"speed-up {w} vs {first_w} worker(s): {first['wall'] / stats['wall']:.2f}x")
+    per_core = first["counts"]["bytes_in"] / 1e6 / first["wall"] / first_w
+    hours = TARGET_MB / (per_core * TARGET_CORES) / 3600
+    print(f"projection: {per_core:.2f} MB/s per core -> {TARGET_MB / 1e3:.0f} GB on {TARGET_CORES} cores in "
+          f"{hours:.1f} h, if it scales linearly (the merges are {first['build']['lsh_bands']} band tasks and up to "
+          f"256 digest ranges; their measured wall here: buckets {first['pipeline']['buckets']['wall_seconds']:.2f}s, "
+          f"clusters {first['pipeline']['clusters']['wall_seconds']:.2f}s, exact {first['pipeline']['exact']['wall_seconds']:.2f}s)")
+
+    if args.copies:
+        base = args.copies_of or repos
+        w = args.workers[-1]
+        print(f"\n== memory: {', '.join(Path(r).name for r in base)} at {args.copies}x, {w} worker(s)")
+        print("  input   MB in  repos  wall s  peak RSS MB per stage (max over tasks)")
+        for k in args.copies:
+            links = out_root / f"copies{k}"
+            links.mkdir(parents=True, exist_ok=True)
+            stats = run(with_copies(base, k, links), out_root / f"x{k}", w, not args.no_decontaminate)
+            rss = ", ".join(f"{n} {s['peak_rss_mb']:.0f}" for n, s in stats["pipeline"].items())
+            print(f"  {k:>3}x  {stats['counts']['bytes_in'] / 1e6:7.1f}  {stats['repo_count']:5d}  {stats['wall']:6.1f}  "
+                  f"{rss}; load {stats['load'][0]:.1f}")
 
 
 if __name__ == "__main__":

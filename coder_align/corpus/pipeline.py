@@ -57,7 +57,7 @@ from coder_align.corpus.walk import walk_repo
 # kept files between scan and write (the single-process build held them in memory).
 STAGES = ("walk", "filter", "neardup", "exact", "decontam", "order", "write", "spill")
 PIPELINE = ("scan", "buckets", "clusters", "exact", "write", "finish")
-CHUNK = 65_536  # records read at a time from a sorted file during a merge
+CHUNK = 1024  # records read at a time per shard in a merge: memory is shards x CHUNK records
 
 
 # --- files ---------------------------------------------------------------------------------
@@ -111,18 +111,30 @@ def digest_range(part: int, parts: int) -> tuple[int, int]:
     return part * (1 << 64) // parts, (part + 1) * (1 << 64) // parts
 
 
+def bounds(keys: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
+    """(start, end) of the sorted integer ``keys`` with lo <= key < hi (hi may be 2**64)."""
+    top = np.iinfo(keys.dtype).max
+    start = int(np.searchsorted(keys, keys.dtype.type(lo), "left")) if lo <= top else len(keys)
+    end = int(np.searchsorted(keys, keys.dtype.type(hi), "left")) if hi <= top else len(keys)
+    return start, end
+
+
 def sorted_slice(array: np.ndarray, lo: int, hi: int, field: str | None = None) -> np.ndarray:
     """The rows of ``array`` (sorted by ``field``, or by value) with lo <= key < hi."""
-    keys = array if field is None else array[field]
-    top = np.iinfo(keys.dtype).max
-    start = np.searchsorted(keys, keys.dtype.type(min(lo, top)), "left") if lo <= top else len(keys)
-    end = np.searchsorted(keys, keys.dtype.type(hi), "left") if hi <= top else len(keys)
+    start, end = bounds(np.asarray(array if field is None else array[field]), lo, hi)
     return array[start:end]
 
 
-def chunks(array: np.ndarray, size: int = CHUNK):
-    for start in range(0, len(array), size):
-        yield np.asarray(array[start:start + size])
+def chunks(path: Path, pick, size: int = CHUNK):
+    """``pick(array in path)`` (a view) in copied chunks; the file is reopened per chunk so that
+    a merge over thousands of shards keeps no file open (mmap holds a descriptor)."""
+    start = 0
+    while True:
+        chunk = np.array(pick(load_array(path))[start:start + size])
+        if not len(chunk):
+            return
+        yield chunk
+        start += size
 
 
 # --- the common shape of a task ----------------------------------------------------------
@@ -174,9 +186,12 @@ class Scan(CorpusStep):
         plan = load_plan(work)
         s = plan["settings"]
         bands, rows = plan["bands"], plan["rows"]
-        sig_ids, sigs, digests = [], [], []
+        repos = shard_repos(work, rank)
+        first = plan["shard_starts"][rank]
+        sigs = np.zeros((len(repos), s["num_perm"]), dtype=np.uint32)  # row = repo - first
+        sig_ids, digests = [], []
         with atomic(work / "scan" / f"{rank:05d}.files.jsonl") as spill:
-            for repo, path, _name in shard_repos(work, rank):
+            for repo, path, _name in repos:
                 counts["repos_in"] += 1
                 with timer("walk"):
                     files = walk_repo(path, counts, s["max_file_bytes"])
@@ -188,11 +203,11 @@ class Scan(CorpusStep):
                         counts[f"filter_{reason}" if reason else "filter_kept"] += 1
                         if not reason:
                             kept.append(f)
-                if not kept:
+                if not kept:  # its signature row stays zero; it has no band keys
                     continue
                 with timer("neardup"):
                     sig_ids.append(repo)
-                    sigs.append(signature("\n".join(f.text for f in kept), s["num_perm"]))
+                    sigs[repo - first] = signature("\n".join(f.text for f in kept), s["num_perm"])
                 with timer("exact"):
                     for k, f in enumerate(kept):
                         d = hashlib.blake2b(f.text.encode("utf-8"), digest_size=16).digest()
@@ -201,14 +216,13 @@ class Scan(CorpusStep):
                     for f in kept:
                         spill.write(json.dumps([repo, f.path, f.language, f.text], ensure_ascii=False) + "\n")
         with timer("neardup"):
-            sig_array = np.array(sigs, dtype=np.uint32).reshape(len(sigs), s["num_perm"])
-            keys = np.empty((bands, len(sigs)), dtype=band_dtype(rows))
+            signed = sigs[np.array(sig_ids, dtype=np.int64) - first]
+            keys = np.empty((bands, len(sig_ids)), dtype=band_dtype(rows))
             for b in range(bands):
-                keys[b]["key"] = [row.astype(">u4").tobytes() for row in sig_array[:, b * rows:(b + 1) * rows]]
+                keys[b]["key"] = [row.astype(">u4").tobytes() for row in signed[:, b * rows:(b + 1) * rows]]
                 keys[b]["repo"] = sig_ids
                 keys[b].sort(order=["key", "repo"])
-            save_array(work / "scan" / f"{rank:05d}.sigs.npy", sig_array)
-            save_array(work / "scan" / f"{rank:05d}.ids.npy", np.array(sig_ids, dtype=np.int64))
+            save_array(work / "scan" / f"{rank:05d}.sigs.npy", sigs)
             save_array(work / "scan" / f"{rank:05d}.bands.npy", keys)
         with timer("exact"):
             records = np.array(digests, dtype=DIGEST)
@@ -219,26 +233,21 @@ class Scan(CorpusStep):
 # --- buckets: one LSH band over all shards -> verified near-duplicate pairs ------------------
 
 class Signatures:
-    """Random access to any repository's signature through the shards' memory-mapped files."""
+    """Any repository's signature: row (repo - first repo of its shard) of the shard's file."""
 
     def __init__(self, work: Path, shard_starts: list[int]):
-        self.work, self.starts, self.open = work, np.asarray(shard_starts), {}
+        self.work, self.starts = work, np.asarray(shard_starts)
 
     def __call__(self, repos: list[int]) -> np.ndarray:
         rows = []
         for repo in repos:
             shard = int(np.searchsorted(self.starts, repo, "right")) - 1
-            if shard not in self.open:
-                self.open[shard] = (load_array(self.work / "scan" / f"{shard:05d}.ids.npy"),
-                                    load_array(self.work / "scan" / f"{shard:05d}.sigs.npy"))
-            ids, sigs = self.open[shard]
-            rows.append(sigs[int(np.searchsorted(ids, repo))])
+            rows.append(np.array(load_array(self.work / "scan" / f"{shard:05d}.sigs.npy")[repo - self.starts[shard]]))
         return np.array(rows)
 
 
 def _band_records(path: Path, band: int):
-    keys = load_array(path)[band]
-    for chunk in chunks(keys):
+    for chunk in chunks(path, lambda keys: keys[band]):
         yield from zip(chunk["key"].tolist(), chunk["repo"].tolist())
 
 
@@ -274,8 +283,8 @@ class Clusters(CorpusStep):
 # --- exact: one digest range over all shards -> files that repeat an earlier kept file ------
 
 def _digest_records(path: Path, lo: int, hi: int, removed: np.ndarray):
-    records = sorted_slice(load_array(path), lo, hi, "hi")
-    for chunk in chunks(records):
+    start, end = bounds(np.asarray(load_array(path)["hi"]), lo, hi)
+    for chunk in chunks(path, lambda array: array[start:end]):
         chunk = chunk[~np.isin(chunk["repo"].astype(np.int64), removed)]  # near-duplicate repos are gone
         yield from zip(chunk["hi"].tolist(), chunk["lo"].tolist(), chunk["repo"].tolist(), chunk["file"].tolist())
 
