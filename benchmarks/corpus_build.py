@@ -8,9 +8,12 @@ repository of Python files. ``--workers 1 2`` builds the same input once per val
 after another, and prints the speed-up over the first. ``--copies 1 4 16`` builds the input
 repeated k times (symlinks under k names, so the copies are near-duplicates that the build
 reads, signs and removes) and prints the peak RSS of the pipeline's processes per size.
-``--preset scaling``: /usr/include plus a dozen site-packages (one repository each), 1 and 2
-workers; then four of those packages at 1x, 4x and 16x with 2 workers.
-Prints the figures recorded in benchmarks/README.md ("## Corpus build").
+``--repos-in DIR``: every subdirectory of DIR is a repository, largest first (a task per
+shard is handed out in order, so the long ones start first). ``--preset scaling``: the
+subdirectories of /usr/include plus a dozen site-packages (one repository each), 1 and 2
+workers; then four of those packages at 1x, 4x and 16x with 2 workers. Each build runs in a
+fresh Python process, so its peak RSS is its own.
+Prints the figures recorded in benchmarks/README.md ("## Corpus build", "## Corpus build at scale").
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +43,16 @@ def package_dir(name: str) -> str:
     return list(spec.submodule_search_locations)[0]
 
 
+def tree_bytes(root: Path) -> int:
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def subdirectories(root: str) -> list[str]:
+    """The repositories under ``root``, largest first."""
+    dirs = [d for d in Path(root).iterdir() if d.is_dir() and not d.is_symlink()]
+    return [str(d) for d in sorted(dirs, key=lambda d: (-tree_bytes(d), d.name))]
+
+
 def with_copies(repos: list[str], k: int, root: Path) -> list[str]:
     """The repositories k times: copy j of repo r is a symlink named c<j>-<name>."""
     if k == 1:
@@ -53,16 +67,25 @@ def with_copies(repos: list[str], k: int, root: Path) -> list[str]:
     return out
 
 
-def run(repos: list[str], out_dir: Path, workers: int, decontaminate: bool) -> dict:
+def one_build(job: dict) -> None:
+    """In a fresh process: one build, its stats (plus wall, load, peak RSS) as JSON on stdout."""
     from coder_align.corpus import build_corpus
 
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    stats = build_corpus(repos, out_dir / "corpus.jsonl", decontaminate=decontaminate, workers=workers)
-    stats["wall"] = time.perf_counter() - start
+    stats = build_corpus(job["repos"], Path(job["out"]) / "corpus.jsonl", decontaminate=job["decontaminate"],
+                         workers=job["workers"])
+    stats["wall"] = time.perf_counter() - start  # the imports are not in it
     stats["load"] = (load, os.getloadavg()[0])
     stats["main_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return stats
+    print(json.dumps(stats))
+
+
+def run(repos: list[str], out_dir: Path, workers: int, decontaminate: bool) -> dict:
+    job = {"repos": repos, "out": str(out_dir), "workers": workers, "decontaminate": decontaminate}
+    proc = subprocess.run([sys.executable, __file__, "--one-build", json.dumps(job)], stdout=subprocess.PIPE,
+                          text=True, check=True)
+    return json.loads(proc.stdout.splitlines()[-1])
 
 
 def report(stats: dict, workers: int) -> None:
@@ -82,7 +105,7 @@ def report(stats: dict, workers: int) -> None:
     print("stage       wall s  tasks  peak RSS MB")
     for name, s in stats["pipeline"].items():
         print(f"  {name:<9} {s['wall_seconds']:7.2f}  {s['tasks']:5d}  {s['peak_rss_mb']:8.0f}")
-    print(f"main process peak RSS {stats['main_rss_mb']:.0f} MB")
+    print(f"main process peak RSS {stats['main_rss_mb']:.0f} MB (it runs the one-task stages)")
     removed = {k: v for k, v in c.items() if v and (k.startswith(("skipped_", "filter_")) or "removed" in k)}
     print("counts:", json.dumps(removed, sort_keys=True))
 
@@ -90,18 +113,24 @@ def report(stats: dict, workers: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repos", nargs="+", default=None)
+    parser.add_argument("--repos-in", nargs="+", default=[], help="each subdirectory of these is a repository")
     parser.add_argument("--workers", nargs="+", type=int, default=[1], help="one build per value (default: 1)")
     parser.add_argument("--copies", nargs="+", type=int, default=None, help="input sizes for the memory runs")
     parser.add_argument("--copies-of", nargs="+", default=None, help="repositories for --copies (default: --repos)")
     parser.add_argument("--preset", choices=["scaling"], default=None)
     parser.add_argument("--out", default=None, help="output directory (default: a temp dir)")
     parser.add_argument("--no-decontaminate", action="store_true")
+    parser.add_argument("--one-build", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_build:
+        return one_build(json.loads(args.one_build))
     if args.preset == "scaling":
-        args.repos = args.repos or ["/usr/include"] + [package_dir(p) for p in SCALING_PACKAGES]
+        args.repos_in = args.repos_in or ["/usr/include"]
+        args.repos = args.repos or [package_dir(p) for p in SCALING_PACKAGES]
         args.workers, args.copies = [1, 2], args.copies or [1, 4, 16]
         args.copies_of = args.copies_of or [package_dir(p) for p in COPIED_PACKAGES]
-    repos = args.repos or [package_dir("transformers")]
+    repos = [r for d in args.repos_in for r in subdirectories(d)] + (args.repos or [])
+    repos = repos or [package_dir("transformers")]
     out_root = Path(args.out or tempfile.mkdtemp(prefix="corpus_bench_"))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}")
     print(f"repos: {', '.join(repos)}")
@@ -133,6 +162,7 @@ def main() -> None:
             links.mkdir(parents=True, exist_ok=True)
             stats = run(with_copies(base, k, links), out_root / f"x{k}", w, not args.no_decontaminate)
             rss = ", ".join(f"{n} {s['peak_rss_mb']:.0f}" for n, s in stats["pipeline"].items())
+            rss += f", main process {stats['main_rss_mb']:.0f}"
             print(f"  {k:>3}x  {stats['counts']['bytes_in'] / 1e6:7.1f}  {stats['repo_count']:5d}  {stats['wall']:6.1f}  "
                   f"{rss}; load {stats['load'][0]:.1f}")
 
