@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,8 @@ def main() -> None:
     parser.add_argument("--repos", nargs="+", default=None)
     parser.add_argument("--repos-in", nargs="+", default=[], help="each subdirectory of these is a repository")
     parser.add_argument("--workers", nargs="+", type=int, default=[1], help="one build per value (default: 1)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="alternate the --workers builds this many times; medians (load on a shared machine drifts)")
     parser.add_argument("--copies", nargs="+", type=int, default=None, help="input sizes for the memory runs")
     parser.add_argument("--copies-of", nargs="+", default=None, help="repositories for --copies (default: --repos)")
     parser.add_argument("--preset", choices=["scaling"], default=None)
@@ -135,17 +138,23 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}")
     print(f"repos: {', '.join(repos)}")
 
-    runs = []
-    for w in args.workers:
-        stats = run(repos, out_root / f"w{w}", w, not args.no_decontaminate)
-        report(stats, w)
-        runs.append((w, stats))
+    walls: dict[int, list[float]] = {w: [] for w in args.workers}
+    runs, outputs = [], set()
+    for _ in range(args.repeats):
+        for w in args.workers:
+            stats = run(repos, out_root / f"w{w}", w, not args.no_decontaminate)
+            report(stats, w)
+            walls[w].append(round(stats["wall"], 1))
+            outputs.add((out_root / f"w{w}" / "corpus.jsonl").read_bytes())
+            if len(runs) < len(args.workers):
+                runs.append((w, stats))
     first_w, first = runs[0]
-    outputs = {(out_root / f"w{w}" / "corpus.jsonl").read_bytes() for w, _ in runs}
     print(f"\nsame output from {', '.join(str(w) for w, _ in runs)} worker(s): {len(outputs) == 1}")
-    for w, stats in runs[1:]:
-        print(f"speed-up {w} vs {first_w} worker(s): {first['wall'] / stats['wall']:.2f}x")
-    per_core = first["counts"]["bytes_in"] / 1e6 / first["wall"] / first_w
+    median = {w: statistics.median(v) for w, v in walls.items()}
+    for w in args.workers[1:]:
+        print(f"speed-up {w} vs {first_w} worker(s): {median[first_w] / median[w]:.2f}x (median wall "
+              f"{median[first_w]:.1f}s vs {median[w]:.1f}s; runs {walls[first_w]} vs {walls[w]})")
+    per_core = first["counts"]["bytes_in"] / 1e6 / median[first_w] / first_w
     hours = TARGET_MB / (per_core * TARGET_CORES) / 3600
     print(f"projection: {per_core:.2f} MB/s per core -> {TARGET_MB / 1e3:.0f} GB on {TARGET_CORES} cores in "
           f"{hours:.1f} h, if it scales linearly (the merges are {first['build']['lsh_bands']} band tasks and up to "

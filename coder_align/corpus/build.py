@@ -46,6 +46,7 @@ from coder_align.corpus.walk import DEFAULT_MAX_FILE_BYTES
 
 EXECUTORS = ("local", "slurm", "ray")
 MAX_REPOS_PER_SHARD = 2000  # auto sharding: at least 64 shards, at most this many repositories each
+SHARDS_PER_EXACT_PART = 16  # each exact task merges every shard's slice: parts x shards file reads
 MAX_EXACT_PARTS = 256
 LISTED_REPOS = 10_000  # stats.json lists the repositories up to this many
 
@@ -96,12 +97,13 @@ def make_plan(repos: list[Path], names: list[str], settings: dict, paths: dict, 
     shards = min(shards or auto_shards(n), n)
     bands, rows = lsh_bands(settings["dedup_threshold"], settings["num_perm"])
     starts = [i * n // shards for i in range(shards)]
-    entries = [[i, str(p), name] for i, (p, name) in enumerate(zip(repos, names))]
+    # absolute: Slurm and Ray tasks may start in another directory
+    entries = [[i, str(p.resolve()), name] for i, (p, name) in enumerate(zip(repos, names))]
     plan = {
         "version": 1, "settings": settings, "repo_count": n,
         "repo_paths": [str(p) for p in repos] if n <= LISTED_REPOS else None,
         "shards": shards, "shard_starts": starts, "bands": bands, "rows": rows,
-        "parts": min(shards, MAX_EXACT_PARTS), "benchmarks": benchmarks, **paths,
+        "parts": max(1, min(shards // SHARDS_PER_EXACT_PART, MAX_EXACT_PARTS)), "benchmarks": benchmarks, **paths,
     }
     # the id covers everything that shapes the output, the repository list included
     digest = hashlib.sha256(json.dumps(plan, sort_keys=True).encode())
@@ -189,7 +191,9 @@ def build_corpus(
         from coder_align.corpus.pipeline import benchmark_index
 
         benchmarks = benchmark_index(settings)[1]
-    paths = output_paths(Path(out), work_dir, stats_path, report_path, output_format)
+    paths = output_paths(Path(out).absolute(), work_dir and Path(work_dir).absolute(),
+                         stats_path and Path(stats_path).absolute(), report_path and Path(report_path).absolute(),
+                         output_format)
     plan, shard_lists = make_plan(repos, names, settings, paths, shards, benchmarks)
     state = prepare_work_dir(plan, shard_lists, resume)
 
