@@ -19,6 +19,7 @@ Prints the figures recorded in benchmarks/README.md ("## Corpus build", "## Corp
 from __future__ import annotations
 
 import argparse
+import heapq
 import importlib.util
 import json
 import os
@@ -82,11 +83,20 @@ def one_build(job: dict) -> None:
     print(json.dumps(stats))
 
 
+def cpu_seconds() -> float:
+    """User + system time of this process's finished children and theirs (the pool workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(repos: list[str], out_dir: Path, workers: int, decontaminate: bool) -> dict:
     job = {"repos": repos, "out": str(out_dir), "workers": workers, "decontaminate": decontaminate}
+    before = cpu_seconds()
     proc = subprocess.run([sys.executable, __file__, "--one-build", json.dumps(job)], stdout=subprocess.PIPE,
                           text=True, check=True)
-    return json.loads(proc.stdout.splitlines()[-1])
+    stats = json.loads(proc.stdout.splitlines()[-1])
+    stats["cpu"] = cpu_seconds() - before  # imports included: ~2 s per process
+    return stats
 
 
 def report(stats: dict, workers: int) -> None:
@@ -98,7 +108,8 @@ def report(stats: dict, workers: int) -> None:
     print(f"read {c['files_walked']} files, {mb_in:.2f} MB -> {c['files_out']} files in {c['samples']} samples, "
           f"{c['bytes_out'] / 1e6:.2f} MB, {c['dependency_edges']} dependency edges, "
           f"{c['neardup_repos_removed']} near-duplicate repositories")
-    print(f"throughput: {mb_in / wall:.2f} MB/s, {c['files_walked'] / wall:.0f} files/s")
+    print(f"throughput: {mb_in / wall:.2f} MB/s, {c['files_walked'] / wall:.0f} files/s; "
+          f"CPU {stats['cpu']:.1f}s: {mb_in / stats['cpu']:.2f} MB per CPU-second")
     total = sum(stats["seconds"].values())
     print("work        seconds   share  (summed over tasks)")
     for name, sec in stats["seconds"].items():
@@ -109,6 +120,26 @@ def report(stats: dict, workers: int) -> None:
     print(f"main process peak RSS {stats['main_rss_mb']:.0f} MB (it runs the one-task stages)")
     removed = {k: v for k, v in c.items() if v and (k.startswith(("skipped_", "filter_")) or "removed" in k)}
     print("counts:", json.dumps(removed, sort_keys=True))
+
+
+def schedule_speedups(work: Path, workers=(2, 4, 16)) -> dict[int, float]:
+    """What N workers could gain over the 1-worker build whose task records are in ``work``:
+    its measured task times handed out in rank order to the first free of N workers, stage by
+    stage. Load-independent where the load slows every task alike, unlike the wall ratio."""
+    stages = ("scan", "buckets", "clusters", "exact", "write")
+    durations = {s: [r["ended"] - r["started"] for r in map(json.loads, map(Path.read_text, sorted(
+        (work / "counts" / s).glob("*.json"))))] for s in stages}
+
+    def makespan(n: int) -> float:
+        total = 0.0
+        for d in durations.values():
+            free = [0.0] * n
+            for x in d:
+                heapq.heappush(free, heapq.heappop(free) + x)
+            total += max(free)
+        return total
+
+    return {n: makespan(1) / makespan(n) for n in workers}
 
 
 def main() -> None:
@@ -139,22 +170,33 @@ def main() -> None:
     print(f"repos: {', '.join(repos)}")
 
     walls: dict[int, list[float]] = {w: [] for w in args.workers}
+    cpus: dict[int, list[float]] = {w: [] for w in args.workers}
     runs, outputs = [], set()
     for _ in range(args.repeats):
         for w in args.workers:
             stats = run(repos, out_root / f"w{w}", w, not args.no_decontaminate)
             report(stats, w)
             walls[w].append(round(stats["wall"], 1))
+            cpus[w].append(round(stats["cpu"], 1))
             outputs.add((out_root / f"w{w}" / "corpus.jsonl").read_bytes())
             if len(runs) < len(args.workers):
                 runs.append((w, stats))
     first_w, first = runs[0]
     print(f"\nsame output from {', '.join(str(w) for w, _ in runs)} worker(s): {len(outputs) == 1}")
     median = {w: statistics.median(v) for w, v in walls.items()}
+    cpu = {w: statistics.median(v) for w, v in cpus.items()}
     for w in args.workers[1:]:
         print(f"speed-up {w} vs {first_w} worker(s): {median[first_w] / median[w]:.2f}x (median wall "
               f"{median[first_w]:.1f}s vs {median[w]:.1f}s; runs {walls[first_w]} vs {walls[w]})")
-    per_core = first["counts"]["bytes_in"] / 1e6 / median[first_w] / first_w
+        # on a shared machine the wall ratio follows the other jobs; CPU time does not
+        print(f"  CPU seconds {cpu[first_w]:.1f} vs {cpu[w]:.1f} (runs {cpus[first_w]} vs {cpus[w]}): "
+              f"{cpu[w] / cpu[first_w]:.2f}x the work for {w / first_w:.0f}x the workers")
+    if first_w == 1:
+        bound = schedule_speedups(Path(first["build"]["work_dir"]))
+        print("schedule bound from the 1-worker run's task times: "
+              + ", ".join(f"{n} workers {x:.2f}x" for n, x in bound.items()))
+    per_core = first["counts"]["bytes_in"] / 1e6 / cpu[first_w]
+    print(f"per core: {per_core:.2f} MB per CPU-second (1 worker; wall-clock rate {first['counts']['bytes_in'] / 1e6 / median[first_w]:.2f} MB/s)")
     hours = TARGET_MB / (per_core * TARGET_CORES) / 3600
     print(f"projection: {per_core:.2f} MB/s per core -> {TARGET_MB / 1e3:.0f} GB on {TARGET_CORES} cores in "
           f"{hours:.1f} h, if it scales linearly (the merges are {first['build']['lsh_bands']} band tasks and up to "
