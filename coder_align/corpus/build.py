@@ -41,7 +41,8 @@ from pathlib import Path
 
 from coder_align.corpus.decontam import DEFAULT_MBPP
 from coder_align.corpus.dedup import lsh_bands
-from coder_align.corpus.pipeline import HEADLINE_COUNTS, PIPELINE, STAGES, StageTimer, format_report  # noqa: F401
+# the names build.py had before the pipeline: HEADLINE_COUNTS, STAGES, StageTimer, format_report
+from coder_align.corpus.pipeline import HEADLINE_COUNTS, STAGES, StageTimer, format_report  # noqa: F401
 from coder_align.corpus.walk import DEFAULT_MAX_FILE_BYTES
 
 EXECUTORS = ("local", "slurm", "ray")

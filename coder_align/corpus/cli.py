@@ -98,8 +98,8 @@ class CorpusConfig:
     build: CorpusBuildConfig = field(default_factory=CorpusBuildConfig)
     # the corpus: a .jsonl file (stats and report beside it) or a directory of shards with manifest.json
     output_path: str = ""
-    stats_path: str | None = None  # default: <output_path>.stats.json
-    report_path: str | None = None  # default: <output_path>.report.txt
+    stats_path: str | None = None  # default: <output_path without .jsonl>.stats.json, or <directory>/stats.json
+    report_path: str | None = None  # default: <output_path without .jsonl>.report.txt, or <directory>/report.txt
 
 
 # flag (argparse dest) -> (key, add_argument keywords); the flags from before CorpusConfig
@@ -139,7 +139,7 @@ def corpus_config(path: str | None, overrides: list[str], flags: dict) -> Corpus
     names = {FLAGS[dest][0]: f"--{dest.replace('_', '-')}" for dest in flags}
     config = load_config_with_flags(CorpusConfig, path, overrides, keyed, names)
     if not config.output_path:
-        raise ConfigError("output_path (--out) is required: the corpus JSONL to write")
+        raise ConfigError("output_path (--out) is required: the corpus .jsonl file or shard directory to write")
     if not config.data.repos and not config.data.repo_list:
         raise ConfigError("data.repos (--repos) or data.repo_list is required: the repository directories to read")
     if config.build.executor == "slurm" and not config.build.slurm.partition:
