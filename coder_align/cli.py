@@ -107,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         _remove_unused_outputs()
         if debug:
             raise
-        hint = " Rerun the same command to resume from the last checkpoint (train.save_steps)." \
-            if name in ("sft", "grpo", "pretrain") else ""
+        hint = {"sft": " Rerun the same command to resume from the last checkpoint (train.save_steps).",
+                "corpus": " Rerun the same command to resume: completed tasks are skipped."}.get(
+            "sft" if name in ("grpo", "pretrain") else name, "")
         print(f"\ncoder-align {name}: interrupted.{hint}", file=sys.stderr)
         return 130  # the shell's code for SIGINT
     except Exception as e:

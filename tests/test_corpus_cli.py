@@ -43,7 +43,8 @@ def test_cli_writes_jsonl_stats_and_report(tmp_path):
     c = stats["counts"]
     assert c["skipped_generated"] == 1 and c["skipped_gitignored"] == 1 and c["skipped_unknown_language"] == 2
     assert c["samples"] == 2 and c["files_out"] == 3
-    assert set(stats["seconds"]) == {"walk", "filter", "neardup", "exact", "decontam", "order", "write"}
+    assert set(stats["seconds"]) == {"walk", "filter", "neardup", "exact", "decontam", "order", "write", "spill"}
+    assert set(stats["pipeline"]) == {"scan", "buckets", "clusters", "exact", "write"}
     assert "removed by filters" in (tmp_path / "corpus.report.txt").read_text()
 
 
@@ -75,13 +76,34 @@ def test_settings_from_a_config_file_and_overrides(tmp_path):
 
 
 def test_config_file_run_matches_the_flags_run(tmp_path):
-    repo = tmp_path / "r"
-    (repo / "pkg").mkdir(parents=True)
-    (repo / "pkg" / "a.py").write_text("def a():\n    return 1\n")
+    repos = []
+    for name in ("r", "s"):
+        (tmp_path / name / "pkg").mkdir(parents=True)
+        (tmp_path / name / "pkg" / "a.py").write_text(f"def {name}():\n    return 1\n")
+        repos.append(tmp_path / name)
+    listed = tmp_path / "repos.txt"
+    listed.write_text(f"# checkouts\n{repos[1]}\n\n")
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"data:\n  repos: [{repo}]\ndecontam:\n  enabled: false\noutput_path: {tmp_path / 'x.jsonl'}\n")
+    cfg.write_text(f"data:\n  repos: [{repos[0]}]\n  repo_list: {listed}\ndecontam:\n  enabled: false\n"
+                   f"build:\n  workers: 1\noutput_path: {tmp_path / 'x.jsonl'}\n")
     proc = run_cli("build", "--config", cfg)
     assert proc.returncode == 0, proc.stderr
-    flags = run_cli("build", "--repos", repo, "--out", tmp_path / "y.jsonl", "--no-decontaminate")
+    flags = run_cli("build", "--repos", *repos, "--out", tmp_path / "y.jsonl", "--no-decontaminate", "--workers", "2")
     assert flags.returncode == 0, flags.stderr
     assert (tmp_path / "x.jsonl").read_text() == (tmp_path / "y.jsonl").read_text() != ""
+    assert [json.loads(line)["repo"] for line in (tmp_path / "x.jsonl").read_text().splitlines()] == ["r", "s"]
+
+
+def test_build_settings_are_checked_before_any_work(tmp_path):
+    from coder_align.config import ConfigError
+    from coder_align.corpus.cli import corpus_config, read_repo_list
+
+    assert corpus_config(None, ["output_path=o"], {"repos": ["r"], "workers": "3"}).build.workers == 3
+    with pytest.raises(ConfigError, match="build.slurm.partition"):
+        corpus_config(None, ["output_path=o"], {"repos": ["r"], "executor": "slurm"})
+    with pytest.raises(ConfigError, match="'build.workers' = -1 is out of range"):
+        corpus_config(None, ["build.workers=-1"], {"repos": ["r"], "out": "o"})
+    with pytest.raises(ConfigError, match="'build.format' must be one of"):
+        corpus_config(None, ["build.format=csv"], {"repos": ["r"], "out": "o"})
+    with pytest.raises(ConfigError, match="data.repo_list: cannot read"):
+        read_repo_list(str(tmp_path / "missing.txt"))

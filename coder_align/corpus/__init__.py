@@ -1,7 +1,9 @@
 """Repository-level pretraining corpus (DeepSeek-Coder style).
 
 - ``build_corpus(repos, out, ...)``: walk, filter, dedup, decontaminate, order files by
-  dependency and write one JSONL sample per connected component (build.py).
+  dependency and write one JSONL sample per connected component (build.py plans the build
+  and runs it through datatrove's executors: local processes, Slurm or Ray; pipeline.py holds
+  the stages).
 - ``repo.order_files(files, seed)``: the reference ordering algorithm on its own.
 
 ``build_corpus`` and ``order_files`` are imported on first use, so importing this package

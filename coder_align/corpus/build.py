@@ -1,6 +1,6 @@
-"""The corpus pipeline: repositories in, JSONL samples + stats + report out.
+"""The corpus build: repositories in, JSONL (or parquet) samples + stats + report out.
 
-Per repository, in this order (each stage timed, each removal counted):
+Per repository, in this order (each removal counted):
 
 1. walk     -- read source files (walk.py: .gitignore, vendored, binary, ...)
 2. filter   -- StarCoder quality rules (filters.py)
@@ -8,37 +8,135 @@ Per repository, in this order (each stage timed, each removal counted):
 4. exact    -- files identical to a file kept earlier in the corpus
 5. decontam -- files sharing a 10-gram with HumanEval / MBPP
 6. order    -- dependency graph, components, one sample per component (repo.py)
-7. write    -- one JSONL row per sample: text, repo, files, language
+7. write    -- one row per sample: text, repo, files, language
 
 Near-dedup runs before exact dedup so that a fork is counted as one near-duplicate
-repository rather than as hundreds of duplicate files. Repositories are processed one
-at a time, so memory holds one repository, not the corpus.
+repository rather than as hundreds of duplicate files.
+
+How it runs: a plan (repositories split into shards of consecutive repositories, the
+settings) goes to ``<work_dir>/plan.json``; the stages of ``pipeline.py`` then run through
+datatrove executors -- ``local`` (``workers`` processes on this machine; 1 runs everything
+in this process), ``slurm`` (one job array per stage, chained by dependencies; this
+function returns once they are submitted) or ``ray``. The output is the same for any
+number of workers or shards: shards hold consecutive repositories, in order. Rerunning an
+interrupted build with the same settings skips the tasks that completed; a finished
+build's rerun starts over.
+
+Outputs: ``out`` ending in ``.jsonl`` is one file (the shards concatenated), stats and report
+beside it (``corpus.stats.json``, ``corpus.report.txt``); any other ``out`` is a directory of
+shards (``shard-00000.jsonl`` or ``.parquet``) with ``manifest.json``, ``stats.json`` and
+``report.txt``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
+import shutil
+import sys
 import time
-from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
-from coder_align.corpus import filters
-from coder_align.corpus.decontam import DEFAULT_MBPP, load_index
-from coder_align.corpus.dedup import ExactDedup, NearDedup
-from coder_align.corpus.deps import dependencies
-from coder_align.corpus.repo import order_graph, render_sample
-from coder_align.corpus.walk import DEFAULT_MAX_FILE_BYTES, walk_repo
+from coder_align.corpus.decontam import DEFAULT_MBPP
+from coder_align.corpus.dedup import lsh_bands
+# the names build.py had before the pipeline: HEADLINE_COUNTS, STAGES, StageTimer, format_report
+from coder_align.corpus.pipeline import HEADLINE_COUNTS, STAGES, StageTimer, format_report  # noqa: F401
+from coder_align.corpus.walk import DEFAULT_MAX_FILE_BYTES
 
-STAGES = ("walk", "filter", "neardup", "exact", "decontam", "order", "write")
+EXECUTORS = ("local", "slurm", "ray")
+MAX_REPOS_PER_SHARD = 2000  # auto sharding: at least 64 shards, at most this many repositories each
+SHARDS_PER_EXACT_PART = 16  # each exact task merges every shard's slice: parts x shards file reads
+MAX_EXACT_PARTS = 256
+LISTED_REPOS = 10_000  # stats.json lists the repositories up to this many
 
 
 def _repo_names(repos: list[Path]) -> list[str]:
     """Directory names, made unique with the parent's name when two repos share one."""
     names = [p.name or str(p) for p in repos]
     dupes = {n for n in names if names.count(n) > 1}
-    return [f"{p.parent.name}/{p.name}" if n in dupes else n for p, n in zip(repos, names)]
+    named = [f"{p.parent.name}/{p.name}" if n in dupes else n for p, n in zip(repos, names)]
+    seen: dict[str, Path] = {}
+    for path, name in zip(repos, named):
+        if name in seen:  # near-dedup and the output rows key repositories by name
+            raise ValueError(f"{seen[name]} and {path} are both named {name!r}: give one repository once, "
+                             "or rename one of them")
+        seen[name] = path
+    return named
+
+
+def default_workers() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def auto_shards(n_repos: int) -> int:
+    return min(n_repos, max(64, math.ceil(n_repos / MAX_REPOS_PER_SHARD)))
+
+
+def output_paths(out: Path, work_dir, stats_path, report_path, fmt: str) -> dict:
+    """Where everything goes: one .jsonl file (shards merged into it) or a directory of shards."""
+    single = out.suffix == ".jsonl"
+    if single and fmt != "jsonl":
+        raise ValueError(f"{out}: a .jsonl output is one JSONL file; give a directory for {fmt} shards")
+    base = out.with_suffix("") if single else out
+    work = Path(work_dir) if work_dir else (Path(f"{base}.work") if single else out / ".work")
+    return {
+        "out": str(out), "single_file": single, "work": str(work),
+        "shard_dir": str(work / "out") if single else str(out),
+        "manifest_path": str(out / "manifest.json") if not single else None,
+        "stats_path": str(stats_path or (f"{base}.stats.json" if single else out / "stats.json")),
+        "report_path": str(report_path or (f"{base}.report.txt" if single else out / "report.txt")),
+    }
+
+
+def make_plan(repos: list[Path], names: list[str], settings: dict, paths: dict, shards: int,
+              benchmarks: dict) -> tuple[dict, list[list]]:
+    """The plan (what every task reads) and the shards' repositories ([index, path, name])."""
+    n = len(repos)
+    shards = min(shards or auto_shards(n), n)
+    bands, rows = lsh_bands(settings["dedup_threshold"], settings["num_perm"])
+    starts = [i * n // shards for i in range(shards)]
+    # absolute: Slurm and Ray tasks may start in another directory
+    entries = [[i, str(p.resolve()), name] for i, (p, name) in enumerate(zip(repos, names))]
+    plan = {
+        "version": 1, "settings": settings, "repo_count": n,
+        "repo_paths": [str(p) for p in repos] if n <= LISTED_REPOS else None,
+        "shards": shards, "shard_starts": starts, "bands": bands, "rows": rows,
+        "parts": max(1, min(shards // SHARDS_PER_EXACT_PART, MAX_EXACT_PARTS)), "benchmarks": benchmarks, **paths,
+    }
+    # the id covers everything that shapes the output, the repository list included
+    digest = hashlib.sha256(json.dumps(plan, sort_keys=True).encode())
+    for entry in entries:
+        digest.update(json.dumps(entry).encode())
+    plan["id"] = digest.hexdigest()[:16]
+    bounds = starts + [n]
+    return plan, [entries[bounds[k]:bounds[k + 1]] for k in range(shards)]
+
+
+def prepare_work_dir(plan: dict, shard_lists: list[list], resume: bool) -> str:
+    """Write the plan, or check it against the one an interrupted build left; the state."""
+    work = Path(plan["work"])
+    old = work / "plan.json"
+    if old.is_file():
+        previous = json.loads(old.read_text(encoding="utf-8"))
+        finished = (work / "logs" / "finish" / "completions" / "00000").is_file()
+        if finished or not resume:
+            shutil.rmtree(work)
+        elif previous.get("id") != plan["id"]:
+            raise ValueError(f"{work} holds an unfinished build with other repositories or settings: rerun that "
+                             "build to finish it, or start over with build.resume=false (deletes it)")
+        else:
+            return "resumed"
+    from coder_align.corpus.pipeline import atomic
+
+    for rank, entries in enumerate(shard_lists):
+        with atomic(work / "shards" / f"{rank:05d}.json") as f:
+            json.dump(entries, f)
+    with atomic(old) as f:  # last: a plan.json means the shard lists are complete
+        json.dump(plan, f, indent=1)
+    return "new"
 
 
 def build_corpus(
@@ -54,137 +152,142 @@ def build_corpus(
     seed: int = 0,
     stats_path: str | os.PathLike | None = None,
     report_path: str | os.PathLike | None = None,
+    workers: int = 0,
+    executor: str = "local",
+    shards: int = 0,
+    output_format: str = "jsonl",
+    work_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    verbose: bool = False,
+    slurm: dict | None = None,
+    ray: dict | None = None,
 ) -> dict:
     """Build the corpus; returns the stats dict that is also written as JSON.
 
-    ``stats_path`` / ``report_path`` default to ``<out>.stats.json`` / ``<out>.report.txt``
-    (``out`` without its ``.jsonl`` suffix).
+    ``workers``: processes (local; 0 = all cores) or array tasks running at once (slurm,
+    ray; 0 = no limit). ``shards``: 0 picks min(repos, max(64, repos / 2000)). ``slurm`` /
+    ``ray``: keyword arguments of datatrove's executors (partition, time, ...). With slurm the
+    jobs are only submitted: the returned dict says where the outputs will be. ``verbose``:
+    datatrove's per-task log lines on stderr too (they are always in ``<work_dir>/logs``).
     """
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     repos = [Path(r) for r in repos]
+    if not repos:
+        raise ValueError("no repositories to build a corpus from")
     for r in repos:
         if not r.is_dir():
             raise NotADirectoryError(f"{r}: --repos entry is not a directory")
-    out = Path(out)
-    base = out.with_suffix("") if out.suffix == ".jsonl" else out
-    stats_path = Path(stats_path) if stats_path else Path(f"{base}.stats.json")
-    report_path = Path(report_path) if report_path else Path(f"{base}.report.txt")
+    names = _repo_names(repos)
+    if decontam_files:
+        for path in decontam_files:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{path}: decontamination file not found")
+    settings = {"dedup_threshold": dedup_threshold, "num_perm": num_perm, "decontaminate": decontaminate,
+                "mbpp": str(mbpp) if mbpp is not None else None,
+                "decontam_files": [str(p) for p in decontam_files], "max_file_bytes": max_file_bytes,
+                "seed": seed, "format": output_format}
+    benchmarks = {}
+    if decontaminate:  # here once, so that a bad benchmark file fails before any work
+        from coder_align.corpus.pipeline import benchmark_index
 
-    # --- what every repository is checked against ------------------------------------------
-    counts = Counter(dict.fromkeys(HEADLINE_COUNTS, 0))  # exist (as 0) even when nothing was removed
-    timer = StageTimer()
-    index, benchmark_sources = (load_index(mbpp=mbpp, extra=list(decontam_files)) if decontaminate else (None, {}))
-    near, exact = NearDedup(dedup_threshold, num_perm), ExactDedup()
-    languages: Counter = Counter()
+        benchmarks = benchmark_index(settings)[1]
+    paths = output_paths(Path(out).absolute(), work_dir and Path(work_dir).absolute(),
+                         stats_path and Path(stats_path).absolute(), report_path and Path(report_path).absolute(),
+                         output_format)
+    plan, shard_lists = make_plan(repos, names, settings, paths, shards, benchmarks)
+    state = prepare_work_dir(plan, shard_lists, resume)
 
-    # --- one repository at a time: clean files -> dependency order -> samples ------------------
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as sink:
-        for path, name in zip(repos, _repo_names(repos)):
-            counts["repos_in"] += 1
-            clean = _clean_files(path, name, counts, timer, max_file_bytes, near, exact, index)
-            if not clean:
-                continue
-            with timer("order"):
-                texts = {f.path: f.text for f in clean}
-                deps = dependencies(texts, counts)
-                counts["dependency_edges"] += sum(map(len, deps.values()))
-                components = order_graph(deps, seed)
-            with timer("write"):
-                for comp in components:
-                    text, language = render_sample(comp, texts)
-                    sink.write(json.dumps({"text": text, "repo": name, "files": comp, "language": language},
-                                          ensure_ascii=False) + "\n")
-                    languages[language] += 1
-                    counts["samples"] += 1
-                    counts["bytes_out"] += len(text.encode("utf-8"))
-            counts["repos_out"] += 1
-            counts["files_out"] += len(clean)
-
-    # --- stats and report --------------------------------------------------------------------
-    stats = {
-        "repos": [str(r) for r in repos],
-        "out": str(out),
-        "settings": {"dedup_threshold": dedup_threshold, "num_perm": num_perm, "decontaminate": decontaminate,
-                     "max_file_bytes": max_file_bytes, "seed": seed},
-        "benchmarks": benchmark_sources,
-        "counts": dict(sorted(counts.items())),
-        "samples_by_language": dict(languages.most_common()),
-        "seconds": {k: round(v, 4) for k, v in timer.seconds.items()},
-    }
-    stats_path.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-    report_path.write_text(format_report(stats), encoding="utf-8")
-    stats["stats_path"], stats["report_path"] = str(stats_path), str(report_path)
+    stages = _stages(plan)
+    if executor == "slurm":
+        _run_slurm(plan, stages, workers, slurm or {})
+        return {"submitted": True, "executor": "slurm", "state": state, **{k: plan[k] for k in (
+            "out", "work", "stats_path", "report_path")}}
+    if executor == "ray":
+        _run_ray(plan, stages, workers, ray or {})
+    else:
+        _run_local(plan, stages, workers or default_workers(), verbose)
+    stats = json.loads(Path(plan["stats_path"]).read_text(encoding="utf-8"))
+    stats["resumed"] = state == "resumed"
+    stats["stats_path"], stats["report_path"] = plan["stats_path"], plan["report_path"]
     return stats
 
 
-HEADLINE_COUNTS = ("repos_in", "repos_out", "files_walked", "files_out", "samples", "bytes_in", "bytes_out",
-                   "neardup_repos_removed", "neardup_files_removed", "exact_duplicate_files_removed",
-                   "decontam_files_removed", "repos_empty_after_filtering", "dependency_edges")
+def _stages(plan: dict) -> list[tuple[str, object, int]]:
+    """(name, step, tasks) in the order they run."""
+    from coder_align.corpus import pipeline as p
+
+    work = plan["work"]
+    return [("scan", p.Scan(work), plan["shards"]), ("buckets", p.Buckets(work), plan["bands"]),
+            ("clusters", p.Clusters(work), 1), ("exact", p.Exact(work), plan["parts"]),
+            ("write", p.Write(work), plan["shards"]), ("finish", p.Finish(work), 1)]
 
 
-class StageTimer:
-    """Seconds spent per stage, summed over repositories (`with timer("walk"): ...`)."""
-
-    def __init__(self):
-        self.seconds = dict.fromkeys(STAGES, 0.0)
-
-    @contextmanager
-    def __call__(self, name: str):
-        start = time.perf_counter()
-        yield
-        self.seconds[name] += time.perf_counter() - start
+def _logs(plan: dict, name: str) -> str:
+    return str(Path(plan["work"]) / "logs" / name)
 
 
-def _clean_files(path: Path, name: str, counts: Counter, timer: StageTimer, max_file_bytes: int,
-                 near: NearDedup, exact: ExactDedup, index) -> list:
-    """A repository's files that survive walk -> filters -> near-dup -> exact dup -> decontamination,
-    each removal counted; [] when nothing is left (a near-duplicate repository, or all removed)."""
-    with timer("walk"):
-        files = walk_repo(path, counts, max_file_bytes)
-    counts["bytes_in"] += sum(f.size for f in files)
-    with timer("filter"):
-        kept = []
-        for f in files:
-            reason = filters.rejecting_filter(f)
-            counts[f"filter_{reason}" if reason else "filter_kept"] += 1
-            if not reason:
-                kept.append(f)
-    with timer("neardup"):
-        dup_of = near.duplicate_of(name, "\n".join(f.text for f in kept)) if kept else None
-    if dup_of is not None:  # the whole repository goes: it is a copy of one already written
-        counts["neardup_repos_removed"] += 1
-        counts["neardup_files_removed"] += len(kept)
-        return []
-    with timer("exact"):
-        unique = [f for f in kept if not exact.is_duplicate(f.text)]
-        counts["exact_duplicate_files_removed"] += len(kept) - len(unique)
-    with timer("decontam"):
-        clean = unique
-        if index is not None:
-            clean = [f for f in unique if index.match(f.text) is None]
-            counts["decontam_files_removed"] += len(unique) - len(clean)
-    if not clean:
-        counts["repos_empty_after_filtering"] += 1
-    return clean
+def _run_local(plan: dict, stages: list, workers: int, verbose: bool) -> None:
+    from datatrove.executor import LocalPipelineExecutor
+    from loguru import logger
+
+    # fork: the workers start with the modules (and the decontamination index) already loaded
+    start = "fork" if sys.platform.startswith("linux") else "forkserver"
+    if not verbose:  # a few lines per task; errors still reach us as exceptions
+        logger.disable("datatrove")
+    try:
+        for name, step, tasks in stages:
+            before = _completed(plan, name, tasks)
+            began = time.perf_counter()
+            LocalPipelineExecutor([step], tasks=tasks, workers=max(1, min(workers, tasks)),
+                                  logging_dir=_logs(plan, name), start_method=start).run()
+            _check_complete(plan, name, tasks)
+            print(f"corpus build: {name}: {tasks} task(s) done in {time.perf_counter() - began:.1f}s"
+                  + (f" ({before} completed before)" if before else ""), file=sys.stderr)
+    finally:
+        logger.enable("datatrove")
 
 
-def format_report(stats: dict) -> str:
-    c = Counter(stats["counts"])
-    removed_by_filter = {k[len("filter_"):]: v for k, v in c.items() if k.startswith("filter_") and k != "filter_kept"}
-    skipped = {k[len("skipped_"):]: v for k, v in c.items() if k.startswith("skipped_")}
-    total = sum(stats["seconds"].values()) or 1e-9
-    lines = [
-        f"Corpus: {stats['out']}",
-        f"repositories: {c['repos_in']} in, {c['repos_out']} out "
-        f"({c['neardup_repos_removed']} near-duplicate, {c['repos_empty_after_filtering']} empty after filtering)",
-        f"files: {c['files_walked']} read, {c['files_out']} kept in {c['samples']} samples",
-        f"bytes: {c['bytes_in']:,} read, {c['bytes_out']:,} written",
-        f"skipped while walking: {skipped or 'none'}",
-        f"removed by filters: {removed_by_filter or 'none'}",
-        f"removed as exact duplicates: {c['exact_duplicate_files_removed']} files; "
-        f"in near-duplicate repositories: {c['neardup_files_removed']} files",
-        f"decontamination: {c['decontam_files_removed']} files removed; benchmarks: {stats['benchmarks'] or 'off'}",
-        f"samples by language: {stats['samples_by_language']}",
-        f"time: {total:.2f}s ({', '.join(f'{k} {v:.2f}s' for k, v in stats['seconds'].items())})",
-    ]
-    return "\n".join(lines) + "\n"
+def _completed(plan: dict, name: str, tasks: int) -> int:
+    done = Path(_logs(plan, name)) / "completions"
+    return sum((done / f"{r:05d}").is_file() for r in range(tasks))
+
+
+def _check_complete(plan: dict, name: str, tasks: int) -> None:
+    done = Path(_logs(plan, name)) / "completions"
+    missing = [r for r in range(tasks) if not (done / f"{r:05d}").is_file()]
+    if missing:  # a task failed; its error is in the log
+        raise RuntimeError(f"corpus build: {len(missing)} of {tasks} '{name}' tasks did not complete "
+                           f"(see {_logs(plan, name)}/logs/task_{missing[0]:05d}.log); rerun to resume")
+
+
+def _run_ray(plan: dict, stages: list, workers: int, options: dict) -> None:
+    try:
+        import ray  # noqa: F401
+    except ImportError as e:
+        raise ImportError("executor 'ray' needs Ray: pip install 'ray[default]'") from e
+    from datatrove.executor import RayPipelineExecutor
+
+    for name, step, tasks in stages:
+        RayPipelineExecutor([step], tasks=tasks, workers=workers or -1, logging_dir=_logs(plan, name),
+                            **options).run()
+        _check_complete(plan, name, tasks)
+
+
+def _run_slurm(plan: dict, stages: list, workers: int, options: dict) -> None:
+    from datatrove.executor import SlurmPipelineExecutor
+
+    if not options.get("partition"):
+        raise ValueError("executor 'slurm' needs build.slurm.partition (the partition to submit to)")
+    options = {"time": "24:00:00", "qos": None, "venv_path": _venv_activate(), **options}
+    previous = None
+    for name, step, tasks in stages:
+        previous = SlurmPipelineExecutor([step], tasks=tasks, workers=workers or -1, logging_dir=_logs(plan, name),
+                                         job_name=f"corpus-{name}", depends=previous, **options)
+    previous.run()  # submits the chain: each stage's array waits for the one before it
+
+
+def _venv_activate() -> str | None:
+    """The activate script of the virtualenv this runs in, for the jobs to run in it too."""
+    script = Path(sys.prefix) / "bin" / "activate"
+    return str(script) if sys.prefix != sys.base_prefix and script.is_file() else None

@@ -3,11 +3,19 @@
 Near-dedup works on whole repositories, as DeepSeek-Coder did: all kept files of a
 repository, concatenated in path order, are one document. Its shingles are 5-grams of
 word tokens (``\\w+``, so formatting changes do not matter), hashed to 32 bits with
-numpy and fed to a ``datasketch.MinHash``; ``MinHashLSH`` finds candidates and the
+numpy and fed to a ``datasketch.MinHash``; ``MinHashLSH``'s bands find candidates and the
 estimated Jaccard similarity confirms them (LSH alone has false positives). The first
 repository seen is kept; later near-copies (forks, vendored snapshots) are dropped.
 
 Exact dedup drops a file whose bytes equal a file already kept anywhere in the corpus.
+
+Two forms of the same decisions:
+
+- ``NearDedup`` / ``ExactDedup``: in memory, one repository after another (the index
+  grows with the corpus). The reference the tests check the pipeline against.
+- the pure pieces the disk-backed pipeline (``pipeline.py``) is made of: ``signature``,
+  ``lsh_bands``, ``band_edges`` (verified pairs within one LSH band group) and
+  ``greedy_removals`` ("first kept wins", replayed over those pairs in corpus order).
 """
 
 from __future__ import annotations
@@ -62,18 +70,76 @@ def minhash(text: str, num_perm: int = 128, ngram: int = 5) -> MinHash:
     return m
 
 
+def signature(text: str, num_perm: int = 128, ngram: int = 5) -> np.ndarray:
+    """The MinHash values of ``text`` as uint32 (num_perm,): what ``NearDedup`` compares."""
+    return minhash(text, num_perm, ngram).hashvalues.astype(np.uint32)
+
+
+def _lsh(threshold: float, num_perm: int) -> MinHashLSH:
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"dedup threshold must be in (0, 1], got {threshold!r}")
+    try:
+        return MinHashLSH(threshold=threshold, num_perm=num_perm)
+    except ValueError as e:  # e.g. 0.99: datasketch finds no band layout with >= 2 bands
+        raise ValueError(f"dedup threshold {threshold} with num_perm={num_perm} is unusable: {e}; "
+                         "use a threshold <= 0.98") from e
+
+
+def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows per band) that ``MinHashLSH`` picks: two repositories are candidates when
+    the values of one band, ``sig[b * rows:(b + 1) * rows]``, are equal."""
+    lsh = _lsh(threshold, num_perm)
+    return lsh.b, lsh.r
+
+
+def band_edges(ids: list[int], sigs: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Verified pairs ``(later, earlier)`` among repositories sharing one band's values.
+
+    ``ids`` ascending, ``sigs`` (len(ids), num_perm). A repository whose whole signature
+    equals an earlier one's gets ``(later, later)``: it is removed whatever happens to the
+    earlier one (same bands, same similarity to every third repository), so it is left out
+    of the pairwise check -- a band group of a thousand unchanged forks costs one row each,
+    not half a million comparisons.
+    """
+    _, first, inverse = np.unique(sigs, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    edges, distinct = [], []
+    for k, repo in enumerate(ids):
+        if first[inverse[k]] != k:
+            edges.append((repo, repo))
+            continue
+        if distinct:
+            rows = np.asarray(distinct)
+            equal = np.count_nonzero(sigs[rows] == sigs[k], axis=1)
+            edges += [(repo, ids[i]) for i in rows[equal / float(sigs.shape[1]) >= threshold].tolist()]
+        distinct.append(k)
+    return edges
+
+
+def greedy_removals(edges: np.ndarray) -> np.ndarray:
+    """Repositories removed as near-duplicates, sorted, from all verified pairs (j, i), i <= j.
+
+    Replays ``NearDedup`` in corpus order: j goes when some i < j that was kept is similar
+    to it; ``(j, j)`` means j goes in any case (``band_edges``). Pairs seen in several bands
+    may repeat. Holds the pairs and the removed ids, not the signatures.
+    """
+    if len(edges) == 0:
+        return np.zeros(0, dtype=np.int64)
+    edges = np.unique(np.asarray(edges, dtype=np.int64).reshape(-1, 2), axis=0)  # sorted by (j, i)
+    removed: set[int] = set()
+    starts = np.flatnonzero(np.concatenate(([True], edges[1:, 0] != edges[:-1, 0])))
+    for j, earlier in zip(edges[starts, 0].tolist(), np.split(edges[:, 1], starts[1:])):
+        if any(i == j or i not in removed for i in earlier.tolist()):
+            removed.add(j)
+    return np.array(sorted(removed), dtype=np.int64)
+
+
 class NearDedup:
     """Keeps the first of each group of repositories with Jaccard >= threshold."""
 
     def __init__(self, threshold: float = 0.7, num_perm: int = 128, ngram: int = 5):
-        if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"dedup threshold must be in (0, 1], got {threshold!r}")
         self.threshold, self.num_perm, self.ngram = threshold, num_perm, ngram
-        try:
-            self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        except ValueError as e:  # e.g. 0.99: datasketch finds no band layout with >= 2 bands
-            raise ValueError(f"dedup threshold {threshold} with num_perm={num_perm} is unusable: {e}; "
-                             "use a threshold <= 0.98") from e
+        self.lsh = _lsh(threshold, num_perm)
         self.kept: dict[str, MinHash] = {}
 
     def duplicate_of(self, key: str, text: str) -> str | None:
