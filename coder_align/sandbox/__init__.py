@@ -7,7 +7,7 @@ What is isolated (bubblewrap, see `bwrap.py`): user, PID, network, IPC, UTS and 
 namespaces; no network at all; no capabilities; uid 65534; a cleared environment; only
 /usr, the /bin and /lib links, ld.so.cache, /etc/alternatives, /etc/java-* and the
 toolchain's own prefix mounted, read-only; / and /dev read-only; a private 512 MB tmpfs
-/tmp and 64 MB /dev/shm; a seccomp filter on every candidate process (`seccomp.py`);
+/tmp and 64 MB /dev/shm; a seccomp filter on every process in it (`seccomp.py`);
 rlimits on CPU time, address space, file size, open files and processes; a memory cgroup
 per worker where one can be created (`cgroups.py`); a wall-clock watchdog after which every
 process in the sandbox's PID namespace is killed. stdin is empty unless given.
@@ -16,7 +16,11 @@ How a pass is decided (Python): the candidate runs in one process; the tests run
 another (non-dumpable, not the candidate's child) where the candidate's functions are
 proxies; only plain literals cross between them (`harness.py`). For `assert f(x) == <literal>`
 the expected value never enters the sandbox: the value of `f(x)` comes back to this
-process and is compared here. stdin/stdout cases are compared here too.
+process and is compared here. When every test is `name(<literals>) == <literal>` (MBPP
+asserts; HumanEval programs made only of `assert candidate(<literals>) == <literal>`) no
+test code has to run at all: the candidate process makes the calls itself and sends back
+the values (direct calls, `testcases.py`), with no test process. stdin/stdout cases are
+compared here too.
 
 Threat model (each row has tests in tests/sandbox/ and tests/test_sandbox_hostile.py, run
 as root and as an unprivileged user):
@@ -44,8 +48,9 @@ Out of scope, honestly:
 - Python workers are reused across jobs (that is where the speed comes from): a candidate
   can find previous candidates' *source code* in memory inherited from the worker (never
   their tests: the worker does not read tests).
-- Asserts that are not `expr == literal` (and HumanEval `check` programs) keep their
-  expected values inside the sandboxed test process. The candidate cannot read that
+- Asserts that are not `expr == literal` (and HumanEval `check` programs that are not
+  only `candidate(<literals>) == <literal>` asserts) keep their expected values inside the
+  sandboxed test process. The candidate cannot read that
   process's memory or descriptors, but it can see the arguments each proxy call carries
   and can kill or stop the test process (which fails the sample). Reports say which
   path was taken (`TestReport.isolation`).
@@ -197,15 +202,22 @@ def check(source: str, tests, language: str = "python", timeout: float = 10.0, m
 
 
 def _check_python(source, spec: testcases.PythonTests, timeout, memory_mb, sandboxed, strict) -> TestReport:
-    payload = {"setup": spec.setup, "entry_points": spec.entry_points, "strict": bool(strict),
-               "tests": [{"kind": "value", "code": t.expr} if isinstance(t, testcases.ValueTest)
-                         else {"kind": "stmt", "code": t.source} for t in spec.tests]}
-    report = get_pool(sandboxed).execute(_py_job("check", source, "", timeout, memory_mb, sandboxed), payload)
+    job = _py_job("check", source, "", timeout, memory_mb, sandboxed)
+    calls = testcases.encoded_calls(spec)
+    if calls is not None:  # no test code to run: the candidate process makes the calls
+        report = get_pool(sandboxed).execute(dict(job, calls=calls), None)
+        results, setup_error = testcases.results_of_calls(spec.tests, report.get("calls")), None
+    else:
+        payload = {"setup": spec.setup, "entry_points": spec.entry_points, "strict": bool(strict),
+                   "tests": [{"kind": "value", "code": t.expr} if isinstance(t, testcases.ValueTest)
+                             else {"kind": "stmt", "code": t.source} for t in spec.tests]}
+        report = get_pool(sandboxed).execute(job, payload)
+        verdict = report.get("verdict")
+        results = verdict.get("results") if isinstance(verdict, dict) and verdict.get("id") == report.get("id") else None
+        setup_error = verdict.get("setup_error") if isinstance(verdict, dict) else None
     execution = _py_result(report)
-    isolation = "host_compare" if all(isinstance(t, testcases.ValueTest) for t in spec.tests) else "split_process"
-    verdict = report.get("verdict")
-    results = verdict.get("results") if isinstance(verdict, dict) and verdict.get("id") == report.get("id") else None
-    setup_error = verdict.get("setup_error") if isinstance(verdict, dict) else None
+    isolation = ("host_compare" if calls is not None or all(isinstance(t, testcases.ValueTest) for t in spec.tests)
+                 else "split_process")
     if not isinstance(results, list) or len(results) != len(spec.tests):
         results = [None] * len(spec.tests)
     details = [_judge(test, result, execution) for test, result in zip(spec.tests, results)]

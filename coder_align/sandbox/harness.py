@@ -229,7 +229,9 @@ def decode(data):
 # ---- candidate side ----------------------------------------------------------------------
 
 
-def _reopen_std_streams() -> None:
+def prepare_std_streams() -> None:
+    """The candidate's sys.std* on fds 0-2 (the worker makes them once; each candidate
+    inherits them with its own fds 0-2 behind them)."""
     sys.stdin = open(0, "r", encoding="utf-8", errors="replace", closefd=False)
     sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
@@ -255,7 +257,6 @@ def _exit_code(exc: SystemExit) -> int:
 
 def run_candidate(job: dict, req_fd: int | None, resp_fd: int | None) -> None:
     """Run the candidate (never returns). `job["mode"]`: compile, run (as __main__) or check."""
-    _reopen_std_streams()
     sys.argv = ["main.py"]
     mode = job["mode"]
     try:
@@ -276,7 +277,9 @@ def run_candidate(job: dict, req_fd: int | None, resp_fd: int | None) -> None:
     except BaseException:
         traceback.print_exc()
         _exit(1)
-    if mode == "check":
+    if mode == "check" and job.get("calls") is not None:
+        _make_calls(namespace, job["calls"], resp_fd)
+    elif mode == "check":
         _serve(namespace, req_fd, resp_fd)
     _exit(0)
 
@@ -310,6 +313,48 @@ def _serve(namespace: dict, req_fd: int, resp_fd: int) -> None:
         write_frame(resp_fd, reply)
 
 
+def _make_calls(namespace: dict, calls: list, out_fd: int) -> None:
+    """Direct calls (no test process): make each call the tests make, in order, and send
+    each reply as soon as it is known, so a later crash or timeout keeps the earlier ones.
+    Replies are what `_serve` would send the test process; the host compares them."""
+    for name, args, kwargs in calls:
+        try:
+            if name in namespace:
+                fn = namespace[name]
+            elif hasattr(builtins, name):  # as in the test process, where builtins stand in
+                fn = getattr(builtins, name)
+            else:
+                raise NameError(f"name {name!r} is not defined")
+            reply = {"ok": encode(fn(*decode(args), **decode(kwargs)), opaque=True)}
+        except SystemExit:
+            _exit(1)  # exiting from inside a tested function is a failure, never a pass
+        except BaseException as e:
+            reply = {"exc": [type(e).__name__, str(e)[:2000]]}
+        write_frame(out_fd, reply)
+
+
+def checked_replies(data: bytes, limit: int) -> list:
+    """The worker's reading of what `_make_calls` sent: at most `limit` replies, each value
+    decoded and encoded again, so that what reaches the host is within the codec's bounds
+    (depth, items) whatever the candidate wrote. Stops at the first malformed reply."""
+    replies, view = [], memoryview(data)
+    while len(replies) < limit and len(view) >= 4:
+        (n,) = struct.unpack(">I", view[:4])
+        if len(view) < 4 + n:
+            break
+        try:
+            reply = json.loads(bytes(view[4:4 + n]))
+            if "ok" in reply:
+                replies.append({"ok": encode(decode(reply["ok"]))})
+            else:
+                exc_name, message = reply["exc"]
+                replies.append({"exc": [str(exc_name)[:100], str(message)[:2000]]})
+        except Exception:  # garbage, too deep, too big, not a dict: the candidate's fault
+            break
+        view = view[4 + n:]
+    return replies
+
+
 # ---- test side ---------------------------------------------------------------------------
 
 _PASSABLE_EXCEPTIONS = {
@@ -318,6 +363,14 @@ _PASSABLE_EXCEPTIONS = {
     if isinstance(getattr(builtins, name), type)
     and issubclass(getattr(builtins, name), Exception)
 }
+
+
+def passable_exception(exc_name, message) -> BaseException:
+    """The exception a proxy raises for the candidate's `{"exc": [name, message]}`: the
+    builtin of that name, anything else a RuntimeError naming it (the host uses it too,
+    to word a direct call's failure as a test would have)."""
+    exc_type = _PASSABLE_EXCEPTIONS.get(exc_name, RuntimeError)
+    return exc_type(str(message) if exc_type is not RuntimeError else f"{exc_name}: {message}")
 
 
 class _Link:
@@ -342,8 +395,7 @@ class _Link:
             except Exception as e:
                 raise CandidateGone(f"malformed value from candidate: {e}") from None
         exc_name, message = (list(reply.get("exc", [])) + ["", ""])[:2]
-        exc_type = _PASSABLE_EXCEPTIONS.get(exc_name, RuntimeError)
-        raise exc_type(str(message) if exc_type is not RuntimeError else f"{exc_name}: {message}")
+        raise passable_exception(exc_name, message)
 
 
 def _proxy(link: _Link, name: str):

@@ -34,6 +34,9 @@ REPORT_SLACK = 1.5  # beyond the job timeout: the worker kills at the deadline i
 # candidate that SIGSTOPs its worker costs at most this much before the worker is replaced
 
 
+# Every library function resolved when the worker starts, not lazily in each forked job
+# process (each lazy resolution writes a page that fork shares); the worker removes it again
+WORKER_ENV = {"LD_BIND_NOW": "1"}
 PINNED_SLACK_MB = 32  # cgroup usage after a job beyond the worker's own at start
 
 
@@ -83,13 +86,13 @@ class _Worker:
                 exe, prefix = bwrap.sandbox_python()
                 argv = [exe, "-I", "-S", "/opt/coder_align/worker.py", "--tests-fd", str(tests_r), "--pidns"]
                 cmd = bwrap.bwrap_command(argv, ro_binds=[(prefix, prefix), (_harness_dir(), "/opt/coder_align")],
-                                          as_pid_1=True)
+                                          env=WORKER_ENV, as_pid_1=True)
                 kw = dict(bwrap.popen_user_kwargs(), env=bwrap.BWRAP_ENV)
             else:
                 self.scratch = tempfile.mkdtemp(prefix="coder_align_unsandboxed_")
                 cmd = [os.path.realpath(sys.executable), "-I", "-S", str(HERE / "worker.py"),
                        "--tests-fd", str(tests_r), "--tmp", self.scratch]
-                kw = {"env": {"PATH": bwrap.PATH_ENV, "LANG": "C.UTF-8", "HOME": self.scratch}}
+                kw = {"env": {"PATH": bwrap.PATH_ENV, "LANG": "C.UTF-8", "HOME": self.scratch, **WORKER_ENV}}
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 pass_fds=(tests_r,), start_new_session=True, **kw,

@@ -1,8 +1,8 @@
 """A seccomp filter for candidate processes: no reaching other processes, no state that outlives a job.
 
 Standard library only: the sandbox's interpreter runs it with `-I -S` (worker.py applies it
-to every candidate it forks), and the host passes the same program to bubblewrap's
-`--seccomp` for compiled languages.
+to itself at start-up, so every candidate and test process it forks inherits it), and the
+host passes the same program to bubblewrap's `--seccomp` for compiled languages.
 
 What it refuses (EPERM unless noted), and why:
 - other processes: ptrace, process_vm_readv/writev, pidfd_getfd, kcmp, migrate_pages,

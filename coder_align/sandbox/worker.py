@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import math
 import os
+import resource
 import shutil
 import signal
 import stat
@@ -31,7 +32,6 @@ from watch import Capture, Watch, cap_limits  # noqa: E402
 
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
 TMP = "/tmp"  # replaced by --tmp DIR when running without a sandbox: never the host's /tmp
-INSTALL_FILTER = None  # applies the candidates' seccomp program; checked at start-up
 
 
 def _prctl(option: int, value: int) -> None:
@@ -52,8 +52,11 @@ def _first_to_go_at_oom() -> None:
     # processes rather than the worker, so their output still comes back (raising one's
     # own oom_score_adj needs no privilege).
     try:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write("1000")
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+        try:
+            os.write(fd, b"1000")
+        finally:
+            os.close(fd)
     except OSError:
         pass
 
@@ -95,8 +98,6 @@ def _fork_candidate(job, workdir, in_r, out_w, err_w, req_r, resp_w) -> int:
             os.environ["TMPDIR"] = workdir
             _first_to_go_at_oom()
             _set_limits(job, candidate=True)
-            if INSTALL_FILTER is not None:
-                INSTALL_FILTER()  # if this raises, the code never runs: exit 70
             harness.run_candidate(job, req_r, resp_w)
         finally:
             os._exit(70)
@@ -169,6 +170,7 @@ def _wipe(path: str) -> bool:
 
 def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
     t0 = time.monotonic()
+    own_before = resource.getrusage(resource.RUSAGE_SELF)
     workdir = os.path.join(TMP, f"job-{job['id']}")
     os.mkdir(workdir, 0o700)
     in_r, in_w = os.pipe()
@@ -176,43 +178,54 @@ def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
     err_r, err_w = os.pipe()
     captures = {out_r: Capture(job["output_cap"]), err_r: Capture(job["output_cap"])}
     child_ends = [in_r, out_w, err_w]
-    verdict = b_pid = req_r = resp_w = None
-    if job["mode"] == "check":
+    verdict = replies = test_fds = req_r = resp_w = None
+    if job["mode"] == "check" and job.get("calls") is not None:
+        # direct calls: the candidate makes the tests' calls itself and writes the replies
+        replies_r, resp_w = os.pipe()
+        captures[replies_r] = replies = Capture(harness.MAX_FRAME)
+        child_ends.append(resp_w)
+    elif job["mode"] == "check":
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         ver_r, ver_w = os.pipe()
-        b_pid = _fork_tests(job, tests_fd, ver_w, req_w, resp_r)
         captures[ver_r] = verdict = Capture(harness.MAX_FRAME)
+        test_fds = (ver_w, req_w, resp_r)
         child_ends += [req_r, req_w, resp_r, resp_w, ver_w]
+    # All set up before forking: from the fork until the job's processes exit, each page
+    # this process writes is copied (they share it), so the less done then the better.
+    watch = Watch(captures, [], in_w, job["stdin"].encode())
+    b_pid = _fork_tests(job, tests_fd, *test_fds) if test_fds else None
     a_pid = _fork_candidate(job, workdir, in_r, out_w, err_w, req_r, resp_w)
     for fd in child_ends:
         os.close(fd)
+    for pid in (b_pid, a_pid):
+        if pid is not None:
+            watch.watch_pid(pid)
 
-    statuses: dict[int, int] = {}
+    ended: dict[int, tuple] = {}  # pid -> (wait status, rusage)
 
     def on_exit(pid: int) -> None:
-        statuses[pid] = os.waitpid(pid, 0)[1]
-        if pid == b_pid and a_pid not in statuses:
+        ended[pid] = os.wait4(pid, 0)[1:]
+        if pid == b_pid and a_pid not in ended:
             # the tests are over; whatever the candidate still does is irrelevant
             try:
                 os.killpg(a_pid, signal.SIGKILL)
             except OSError:
                 pass
 
-    watch = Watch(captures, [pid for pid in (a_pid, b_pid) if pid is not None], in_w, job["stdin"].encode())
     timed_out = watch.run(t0 + job["timeout"], on_exit)
     clean = _kill_everything(pidns)
     # the writers are dead now, so what is left in the pipes is finite
     for pid in watch.finish(time.monotonic() + 1.0):
         try:
-            statuses[pid] = os.waitpid(pid, 0)[1]
+            ended[pid] = os.wait4(pid, 0)[1:]
         except ChildProcessError:
             pass
     clean = _wipe(TMP) and clean
     if pidns and os.path.isdir("/dev/shm"):  # the sandbox's own /dev, never the host's
         clean = _wipe("/dev/shm") and clean
 
-    status = statuses.get(a_pid)
+    status = ended.get(a_pid, (None,))[0]
     report = {
         "id": job["id"],
         "duration": time.monotonic() - t0,
@@ -223,13 +236,28 @@ def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
         "stderr": captures[err_r].dump(),
         "dirty": timed_out or not clean,
         "verdict": None,
+        "usage": _usage(own_before, ended.get(a_pid), ended.get(b_pid)),
     }
+    if replies is not None:
+        report["calls"] = harness.checked_replies(bytes(replies.data), len(job["calls"]))
     if verdict is not None and verdict.data:
         try:
             report["verdict"] = harness.read_frame_bytes(bytes(verdict.data))
         except Exception:
             report["dirty"] = True
     return report
+
+
+def _usage(own_before, candidate, tests) -> dict:
+    """[CPU seconds, page faults] of this job's share of the worker and of each job process,
+    for profiles (benchmarks/sandbox_profile.py)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    usage = {"worker": [own.ru_utime + own.ru_stime - own_before.ru_utime - own_before.ru_stime,
+                        own.ru_minflt - own_before.ru_minflt]}
+    for name, ended in (("candidate", candidate), ("tests", tests)):
+        if ended is not None:
+            usage[name] = [ended[1].ru_utime + ended[1].ru_stime, ended[1].ru_minflt]
+    return usage
 
 
 def _working_filter():
@@ -256,13 +284,15 @@ def main(argv: list[str]) -> int:
         raise SystemExit("worker: without a PID namespace pass --tmp with a private directory")
     # non-dumpable: a candidate (same uid) may not ptrace us or open /proc/<pid>/fd|mem
     _prctl(PR_SET_DUMPABLE, 0)
-    global INSTALL_FILTER
     try:
-        INSTALL_FILTER = _working_filter()
+        # on ourselves: every process we fork inherits it, so a job's processes pay nothing
+        _working_filter()()
     except OSError as e:
         if pidns:  # sandboxed: no candidate runs without the filter
             harness.write_frame(1, {"ready": False, "error": f"seccomp: {e}"})
             return 1
+    harness.prepare_std_streams()  # once, for every candidate to inherit
+    os.environ.pop("LD_BIND_NOW", None)  # pool.WORKER_ENV: it has done its work at start-up
     # orphans of a job re-parent to us, so we can find and kill them without a PID namespace
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     harness.write_frame(1, {"ready": True, "pid": os.getpid()})
