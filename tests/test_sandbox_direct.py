@@ -20,15 +20,24 @@ def test_which_tests_are_direct():
     spec = parse_python_tests(["import math", "assert f(1, k='x') == [1, 2]", "assert 3 == g((1, 2))"])
     assert spec.direct_calls() == [Call("f", (1,), {"k": "x"}), Call("g", ((1, 2),), {})]
     program = ('METADATA = {"author": "x"}\n\ndef check(candidate):\n    """doc"""\n'
-               '    assert candidate(1) == 2, "message"\n    assert True\n    assert 5 == candidate(4)\n\ncheck(inc)\n')
-    assert parse_python_tests(program).direct_calls() == [Call("inc", (1,), {}), Call("inc", (4,), {})]
+               '    assert candidate(1) == 2, "message"\n    assert True\n    assert 5 == candidate(4)\n'
+               '    assert abs(candidate(2.0 / 3.0) - 0.5) < 1e-6\n    assert candidate(3 * 19) is True\n'
+               '    assert not candidate("ab" + "c")\n    assert tuple(candidate([1])) == (1,)\n\ncheck(inc)\n')
+    assert parse_python_tests(program).direct_calls() == [
+        Call("inc", (1,), {}), Call("inc", (4,), {}), Call("inc", (2.0 / 3.0,), {}), Call("inc", (57,), {}),
+        Call("inc", ("abc",), {}), Call("inc", ([1],), {})]
+    assert parse_python_tests(["import math", "assert math.isclose(f(1), 2.5, rel_tol=0.001)",
+                               "assert set(f(2)) == {1, 2}", "assert len(f(3)) == 3"]).direct_calls()
     for tests in (["assert f(x) == 1"],                         # a name, not a literal
-                  ["assert f(1) == 1", "assert g(1)"],           # a bare assert: its truthiness
-                  ["assert f(1)[0] == 1"],                      # more than the call
+                  ["assert f(1)[0] == 1"],                      # indexing: not among the operations
+                  ["assert f(1) * 2 == 4"],                     # `*` on a candidate's value
+                  ["assert f(1) == 1 and f(2) == 2"],           # short-circuits: calls it may not make
+                  ["assert math.isclose(f(1), 2.5)"],           # math not imported by the test
+                  ["assert len(1) == 2", "assert len(f(1)) == 3"],  # `len` is the candidate's here
                   ["x = 1", "assert f(1) == 1"],                # setup that is not an import
-                  "def check(candidate):\n    assert candidate(1) is True\n\ncheck(f)\n",
+                  ["assert f(1) != 2, 'got ' + str(f(1))"],     # the message calls the candidate again
+                  "def check(candidate):\n    assert candidate(1) == 2, str(candidate(1))\n\ncheck(f)\n",
                   "def check(candidate):\n    for i in range(3):\n        assert candidate(i) == i\n\ncheck(f)\n",
-                  "import math\ndef check(candidate):\n    assert candidate(1) == 1\n\ncheck(f)\n",
                   "def check(candidate):\n    assert candidate(1) == 1\n\ncheck(f)\nprint('x')\n",
                   "f = 1\ndef check(candidate):\n    assert candidate(1) == 1\n\ncheck(f)\n"):
         assert parse_python_tests(tests).direct_calls() is None, tests
@@ -44,6 +53,12 @@ def test_results_like_the_program_would_give():
     assert results_of_calls(tests, [{"exc": ["MyError", "m"]}]) == [{"error": "RuntimeError: MyError: m"}]
     assert results_of_calls(tests, [ok]) == [None]  # it died before answering the second call
     assert results_of_calls(tests, "garbage") == [None]
+    # truth tests take the candidate's word for an object's truthiness only when not strict
+    bare = parse_python_tests(["assert f(1)"]).tests
+    rigged = {"ok": {"$o": ["Yes", True]}}
+    assert results_of_calls(bare, [rigged], strict=False) == [{"ok": True}]
+    assert results_of_calls(bare, [rigged])[0]["error"].startswith("TypeError: strict mode")
+    assert results_of_calls(bare, [{"ok": {"$o": ["Match", True]}}]) == [{"ok": True}]
 
 
 @needs_bwrap

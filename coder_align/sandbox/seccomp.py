@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import platform
+import os
 import struct
 
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
@@ -91,7 +91,7 @@ def _arg_hi(i: int) -> int:
 
 def build_filter(arch: str | None = None) -> bytes:
     """The filter as `struct sock_filter[]` bytes for `arch` (default: this machine's)."""
-    arch = arch or platform.machine()
+    arch = arch or os.uname().machine
     if arch not in SYSCALLS:
         raise OSError(f"no seccomp filter for architecture {arch!r}")
     nr = SYSCALLS[arch]

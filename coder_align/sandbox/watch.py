@@ -14,19 +14,30 @@ import select
 import time
 
 
+LIMITED = (resource.RLIMIT_CORE, resource.RLIMIT_CPU, resource.RLIMIT_AS, resource.RLIMIT_FSIZE,
+           resource.RLIMIT_NOFILE, resource.RLIMIT_NPROC)
+
+
+def hard_limits() -> dict[int, int]:
+    """This process's hard limits on what `cap_limits` sets (read once, passed to forks)."""
+    return {res: resource.getrlimit(res)[1] for res in LIMITED}
+
+
 def cap_limits(*, cpu_s: int | None = None, cpu_grace_s: int = 0, memory_mb: int | None = None,
-               fsize_mb: int | None = None, nofile: int | None = None, nproc: int | None = None) -> None:
+               fsize_mb: int | None = None, nofile: int | None = None, nproc: int | None = None,
+               known_hard: dict[int, int] | None = None) -> None:
     """Lower this process's rlimits (never above a hard limit already set); no core dumps.
 
     `cpu_grace_s`: the hard CPU limit lies this far past the soft one, so the process first
-    gets SIGXCPU (reported as a timeout) and SIGKILL only if it ignores it.
+    gets SIGXCPU (reported as a timeout) and SIGKILL only if it ignores it. `known_hard`: the
+    hard limits as `hard_limits()` read them, if known (saves reading them again).
     """
-    def cap(res, soft, hard):
-        cur_hard = resource.getrlimit(res)[1]
-        if cur_hard != resource.RLIM_INFINITY:
-            hard = min(hard, cur_hard)
-            soft = min(soft, hard)
-        resource.setrlimit(res, (soft, hard))
+    def cap(res, soft, limit):
+        current = known_hard[res] if known_hard else resource.getrlimit(res)[1]
+        if current != resource.RLIM_INFINITY:
+            limit = min(limit, current)
+            soft = min(soft, limit)
+        resource.setrlimit(res, (soft, limit))
 
     cap(resource.RLIMIT_CORE, 0, 0)
     if cpu_s:

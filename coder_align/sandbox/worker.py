@@ -18,7 +18,6 @@ import ctypes
 import math
 import os
 import resource
-import shutil
 import signal
 import stat
 import sys
@@ -28,10 +27,12 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import seccomp  # noqa: E402
-from watch import Capture, Watch, cap_limits  # noqa: E402
+from watch import Capture, Watch, cap_limits, hard_limits  # noqa: E402
 
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
 TMP = "/tmp"  # replaced by --tmp DIR when running without a sandbox: never the host's /tmp
+WORKDIR = "/tmp/job"  # the candidate's working directory, in TMP
+HARD_LIMITS = None  # ours, read once: a job process may only lower them
 
 
 def _prctl(option: int, value: int) -> None:
@@ -42,9 +43,9 @@ def _set_limits(job: dict, candidate: bool) -> None:
     cpu = int(math.ceil(job["timeout"])) + 1
     if candidate:
         cap_limits(cpu_s=cpu, cpu_grace_s=1, memory_mb=job["memory_mb"], fsize_mb=job["fsize_mb"],
-                   nofile=256, nproc=job.get("nproc"))
+                   nofile=256, nproc=job.get("nproc"), known_hard=HARD_LIMITS)
     else:
-        cap_limits(cpu_s=cpu, cpu_grace_s=1)
+        cap_limits(cpu_s=cpu, cpu_grace_s=1, known_hard=HARD_LIMITS)
 
 
 def _first_to_go_at_oom() -> None:
@@ -85,7 +86,7 @@ def _fork_tests(job, tests_fd, ver_w, req_w, resp_r) -> int:
     return pid
 
 
-def _fork_candidate(job, workdir, in_r, out_w, err_w, req_r, resp_w) -> int:
+def _fork_candidate(job, in_r, out_w, err_w, req_r, resp_w) -> int:
     pid = os.fork()
     if pid == 0:
         try:
@@ -94,8 +95,7 @@ def _fork_candidate(job, workdir, in_r, out_w, err_w, req_r, resp_w) -> int:
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
             _close_except([fd for fd in (req_r, resp_w) if fd is not None])
-            os.chdir(workdir)
-            os.environ["TMPDIR"] = workdir
+            os.chdir(WORKDIR)  # also $TMPDIR, set once in main()
             _first_to_go_at_oom()
             _set_limits(job, candidate=True)
             harness.run_candidate(job, req_r, resp_w)
@@ -125,6 +125,8 @@ def _descendants_alive(pidns: bool) -> list[int]:
 def _kill_everything(pidns: bool) -> bool:
     """SIGKILL every other process (ours, or all in the namespace); True once none is left."""
     deadline = time.monotonic() + 3.0
+    if pidns:
+        return _kill_namespace(deadline)
     while time.monotonic() < deadline:
         pids = _descendants_alive(pidns)
         if not pids:
@@ -145,6 +147,24 @@ def _kill_everything(pidns: bool) -> bool:
     return False
 
 
+def _kill_namespace(deadline: float) -> bool:
+    # As the namespace's PID 1 we are every process's ancestor, and its reaper once its
+    # parent is gone: kill(-1) reaches all but us, and "no children" means none is left.
+    # (Cheaper than reading /proc: this runs after every job.)
+    while time.monotonic() < deadline:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:  # nobody left to signal (zombies may remain to reap)
+            pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            return True
+        time.sleep(0.001)
+    return False
+
+
 def _wipe(path: str) -> bool:
     """Remove everything under `path`, including entries a candidate made unreadable."""
     def fix(func, p, _exc):
@@ -159,7 +179,14 @@ def _wipe(path: str) -> bool:
     for name in os.listdir(path):
         p = os.path.join(path, name)
         try:
+            os.rmdir(p)  # most often: the job's working directory, left empty
+            continue
+        except OSError:
+            pass
+        try:
             if os.path.isdir(p) and not os.path.islink(p):
+                import shutil  # only here: its imports would make every fork of us heavier
+
                 shutil.rmtree(p, onerror=fix)
             else:
                 os.unlink(p)
@@ -171,8 +198,7 @@ def _wipe(path: str) -> bool:
 def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
     t0 = time.monotonic()
     own_before = resource.getrusage(resource.RUSAGE_SELF)
-    workdir = os.path.join(TMP, f"job-{job['id']}")
-    os.mkdir(workdir, 0o700)
+    os.mkdir(WORKDIR, 0o700)  # wiped with the rest of TMP after each job
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -195,7 +221,7 @@ def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
     # this process writes is copied (they share it), so the less done then the better.
     watch = Watch(captures, [], in_w, job["stdin"].encode())
     b_pid = _fork_tests(job, tests_fd, *test_fds) if test_fds else None
-    a_pid = _fork_candidate(job, workdir, in_r, out_w, err_w, req_r, resp_w)
+    a_pid = _fork_candidate(job, in_r, out_w, err_w, req_r, resp_w)
     for fd in child_ends:
         os.close(fd)
     for pid in (b_pid, a_pid):
@@ -278,8 +304,9 @@ def _working_filter():
 def main(argv: list[str]) -> int:
     tests_fd = int(argv[argv.index("--tests-fd") + 1])
     pidns = "--pidns" in argv
-    global TMP
+    global TMP, WORKDIR
     TMP = argv[argv.index("--tmp") + 1] if "--tmp" in argv else TMP
+    WORKDIR = os.environ["TMPDIR"] = os.path.join(TMP, "job")
     if not pidns and TMP == "/tmp":
         raise SystemExit("worker: without a PID namespace pass --tmp with a private directory")
     # non-dumpable: a candidate (same uid) may not ptrace us or open /proc/<pid>/fd|mem
@@ -292,6 +319,9 @@ def main(argv: list[str]) -> int:
             harness.write_frame(1, {"ready": False, "error": f"seccomp: {e}"})
             return 1
     harness.prepare_std_streams()  # once, for every candidate to inherit
+    harness.warm_up()
+    global HARD_LIMITS
+    HARD_LIMITS = hard_limits()
     os.environ.pop("LD_BIND_NOW", None)  # pool.WORKER_ENV: it has done its work at start-up
     # orphans of a job re-parent to us, so we can find and kill them without a PID namespace
     _prctl(PR_SET_CHILD_SUBREAPER, 1)

@@ -25,7 +25,7 @@ WRONG_ADD = "def add(a, b):\n    return 0\n"
 RIGHT_ADD = "def add(a, b):\n    return a + b\n"
 # statement-style checks: their verdict comes from the sandboxed test process, the path
 # a forged report would target (literal comparisons are decided on the host)
-HE_TESTS = "def check(candidate):\n    assert candidate(2, 3) + 0 == 5\n\ncheck(add)\n"
+HE_TESTS = "def check(candidate):\n    for a in [2]:\n        assert candidate(a, 3) == 5\n\ncheck(add)\n"
 MBPP_STMT = ["assert add(2, 3) in (5,)", "assert add(1, 1) in [2]"]
 # decided on the host from the candidate's own calls (direct calls): a forged reply is
 # only a value, which the host compares with the expected one it never sent
