@@ -47,9 +47,21 @@ class CandidateGone(BaseException):
 # ---- framing: 4-byte big-endian length + UTF-8 JSON ---------------------------------------
 
 
-# made once: json.dumps builds an encoder per call, which in a freshly forked process means
-# writing to pages that are still shared with the worker (each one a page copy)
-_encode_json = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+def _no_default(value):
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# Made once: json.dumps builds an encoder per call, which in a freshly forked process means
+# writing to pages that are still shared with the worker (each one a page copy). No cycle
+# check (markers=None): what is written here is built from `encode`, which makes trees.
+_C_ENCODER = json.encoder.c_make_encoder and json.encoder.c_make_encoder(
+    None, _no_default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
+
+
+def _encode_json(obj) -> str:
+    if _C_ENCODER is None:
+        return json.dumps(obj, allow_nan=False, separators=(",", ":"))
+    return "".join(_C_ENCODER(obj, 0))
 
 
 def write_frame(fd: int, obj) -> None:

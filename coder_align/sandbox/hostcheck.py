@@ -190,27 +190,29 @@ def evaluate(expr: HostExpr, replies: list, strict: bool):
     """The value of `expr` given the replies to its calls (None for one that never came),
     as the test process would compute it: a call that raised raises the same exception
     here; Missing for a missing reply."""
-    def value(form):
-        kind = form[0]
-        if kind == "const":
-            return form[1]
-        if kind == "call":
-            reply = replies[form[1]]
-            if reply is None:
-                raise Missing()
-            if "exc" in reply:
-                raise harness.passable_exception(*reply["exc"])
-            return harness.decode(reply["ok"])
-        if kind == "fn":
-            return form[1](*[value(a) for a in form[2]], **{k: value(v) for k, v in form[3]})
-        if kind in ("cmp", "bin"):
-            left = value(form[2])
-            return form[1](left, value(form[3]))
-        if kind == "not":
-            return not truth(value(form[1]), strict)
-        return -value(form[1])  # "neg"
+    return _value(expr.form, replies, strict)
 
-    return value(expr.form)
+
+def _value(form: tuple, replies: list, strict: bool):
+    kind = form[0]
+    if kind == "const":
+        return form[1]
+    if kind == "call":
+        reply = replies[form[1]]
+        if reply is None:
+            raise Missing()
+        if "exc" in reply:
+            raise harness.passable_exception(*reply["exc"])
+        return harness.decode(reply["ok"])
+    if kind == "fn":
+        return form[1](*[_value(a, replies, strict) for a in form[2]],
+                       **{k: _value(v, replies, strict) for k, v in form[3]})
+    if kind in ("cmp", "bin"):
+        left = _value(form[2], replies, strict)  # left first, as Python evaluates
+        return form[1](left, _value(form[3], replies, strict))
+    if kind == "not":
+        return not truth(_value(form[1], replies, strict), strict)
+    return -_value(form[1], replies, strict)  # "neg"
 
 
 def truth(value, strict: bool) -> bool:

@@ -227,14 +227,17 @@ def _parse(tests) -> PythonTests:
 
 def encoded_calls(spec: PythonTests) -> list | None:
     """The job's `calls` ([name, args, kwargs] in the codec) when the tests allow direct
-    calls, else None (the tests then run in a test process)."""
-    calls = spec.direct_calls()
-    if calls is None:
-        return None
-    try:
-        return [[c.name, harness.encode(list(c.args)), harness.encode(c.kwargs)] for c in calls]
-    except harness.Unserialisable:
-        return None
+    calls, else None (the tests then run in a test process). Kept on the (cached) spec:
+    GRPO groups and pass@k samples send the same calls many times."""
+    if "_encoded_calls" not in spec.__dict__:
+        calls = spec.direct_calls()
+        try:
+            encoded = None if calls is None else [[c.name, harness.encode(list(c.args)), harness.encode(c.kwargs)]
+                                                  for c in calls]
+        except harness.Unserialisable:
+            encoded = None
+        spec.__dict__["_encoded_calls"] = encoded
+    return spec.__dict__["_encoded_calls"]
 
 
 def results_of_calls(tests: list, replies, strict: bool = True) -> list:

@@ -23,10 +23,17 @@ def hard_limits() -> dict[int, int]:
     return {res: resource.getrlimit(res)[1] for res in LIMITED}
 
 
-def cap_limits(*, cpu_s: int | None = None, cpu_grace_s: int = 0, memory_mb: int | None = None,
-               fsize_mb: int | None = None, nofile: int | None = None, nproc: int | None = None,
-               known_hard: dict[int, int] | None = None) -> None:
+def cap_limits(**limits) -> None:
     """Lower this process's rlimits (never above a hard limit already set); no core dumps.
+    Arguments: those of `limit_values`."""
+    for res, value in limit_values(**limits):
+        resource.setrlimit(res, value)
+
+
+def limit_values(*, cpu_s: int | None = None, cpu_grace_s: int = 0, memory_mb: int | None = None,
+                 fsize_mb: int | None = None, nofile: int | None = None, nproc: int | None = None,
+                 known_hard: dict[int, int] | None = None) -> list[tuple[int, tuple[int, int]]]:
+    """[(resource, (soft, hard)), ...] that `cap_limits` sets.
 
     `cpu_grace_s`: the hard CPU limit lies this far past the soft one, so the process first
     gets SIGXCPU (reported as a timeout) and SIGKILL only if it ignores it. `known_hard`: the
@@ -37,16 +44,17 @@ def cap_limits(*, cpu_s: int | None = None, cpu_grace_s: int = 0, memory_mb: int
         if current != resource.RLIM_INFINITY:
             limit = min(limit, current)
             soft = min(soft, limit)
-        resource.setrlimit(res, (soft, limit))
+        return res, (soft, limit)
 
-    cap(resource.RLIMIT_CORE, 0, 0)
+    out = [cap(resource.RLIMIT_CORE, 0, 0)]
     if cpu_s:
-        cap(resource.RLIMIT_CPU, cpu_s, cpu_s + cpu_grace_s)
+        out.append(cap(resource.RLIMIT_CPU, cpu_s, cpu_s + cpu_grace_s))
     for res, value in ((resource.RLIMIT_AS, memory_mb and memory_mb << 20),
                        (resource.RLIMIT_FSIZE, fsize_mb and fsize_mb << 20),
                        (resource.RLIMIT_NOFILE, nofile), (resource.RLIMIT_NPROC, nproc)):
         if value:
-            cap(res, value, value)
+            out.append(cap(res, value, value))
+    return out
 
 
 class Capture:

@@ -27,59 +27,62 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import seccomp  # noqa: E402
-from watch import Capture, Watch, cap_limits, hard_limits  # noqa: E402
+from watch import Capture, Watch, hard_limits, limit_values  # noqa: E402
 
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
 TMP = "/tmp"  # replaced by --tmp DIR when running without a sandbox: never the host's /tmp
 WORKDIR = "/tmp/job"  # the candidate's working directory, in TMP
 HARD_LIMITS = None  # ours, read once: a job process may only lower them
+OOM_SCORE_WRITABLE = False  # found out once, at start-up
 
 
 def _prctl(option: int, value: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
 
 
-def _set_limits(job: dict, candidate: bool) -> None:
+# What a forked job process does before running anything, worked out here before the fork:
+# in the child, every object touched costs a page copy, so it only makes the system calls.
+
+
+def _limits(job: dict, candidate: bool) -> list:
     cpu = int(math.ceil(job["timeout"])) + 1
     if candidate:
-        cap_limits(cpu_s=cpu, cpu_grace_s=1, memory_mb=job["memory_mb"], fsize_mb=job["fsize_mb"],
-                   nofile=256, nproc=job.get("nproc"), known_hard=HARD_LIMITS)
-    else:
-        cap_limits(cpu_s=cpu, cpu_grace_s=1, known_hard=HARD_LIMITS)
+        return limit_values(cpu_s=cpu, cpu_grace_s=1, memory_mb=job["memory_mb"], fsize_mb=job["fsize_mb"],
+                            nofile=256, nproc=job.get("nproc"), known_hard=HARD_LIMITS)
+    return limit_values(cpu_s=cpu, cpu_grace_s=1, known_hard=HARD_LIMITS)
 
 
-def _first_to_go_at_oom() -> None:
-    # Under a memory cgroup the kernel kills someone at the limit: let it be the job's
-    # processes rather than the worker, so their output still comes back (raising one's
-    # own oom_score_adj needs no privilege).
-    try:
-        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
-        try:
-            os.write(fd, b"1000")
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
-def _close_except(keep) -> None:
-    lo = 3
+def _close_ranges(keep) -> list[tuple[int, int]]:
+    """The fd ranges to close to keep only 0-2 and `keep`."""
+    ranges, lo = [], 3
     for fd in sorted(k for k in set(keep) if k >= 3):
-        os.closerange(lo, fd)
+        ranges.append((lo, fd))
         lo = fd + 1
-    os.closerange(lo, 1 << 16)
+    return ranges + [(lo, 1 << 16)]
+
+
+def _become_job_process(close: list, limits: list) -> None:
+    for lo, hi in close:
+        os.closerange(lo, hi)
+    if OOM_SCORE_WRITABLE:
+        # Under a memory cgroup the kernel kills someone at the limit: let it be the job's
+        # processes rather than the worker, so their output still comes back.
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+        os.write(fd, b"1000")
+        os.close(fd)
+    for res, value in limits:
+        resource.setrlimit(res, value)
 
 
 def _fork_tests(job, tests_fd, ver_w, req_w, resp_r) -> int:
+    close, limits = _close_ranges([tests_fd, ver_w, req_w, resp_r]), _limits(job, candidate=False)
     pid = os.fork()
     if pid == 0:
         try:
             null = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
-            _close_except([tests_fd, ver_w, req_w, resp_r])
-            _first_to_go_at_oom()
-            _set_limits(job, candidate=False)
+            _become_job_process(close, limits)
             harness.run_tests(tests_fd, ver_w, req_w, resp_r)
         finally:
             os._exit(70)
@@ -87,6 +90,8 @@ def _fork_tests(job, tests_fd, ver_w, req_w, resp_r) -> int:
 
 
 def _fork_candidate(job, in_r, out_w, err_w, req_r, resp_w) -> int:
+    close = _close_ranges([fd for fd in (req_r, resp_w) if fd is not None])
+    limits = _limits(job, candidate=True)
     pid = os.fork()
     if pid == 0:
         try:
@@ -94,14 +99,26 @@ def _fork_candidate(job, in_r, out_w, err_w, req_r, resp_w) -> int:
             os.dup2(in_r, 0)
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
-            _close_except([fd for fd in (req_r, resp_w) if fd is not None])
             os.chdir(WORKDIR)  # also $TMPDIR, set once in main()
-            _first_to_go_at_oom()
-            _set_limits(job, candidate=True)
+            _become_job_process(close, limits)
             harness.run_candidate(job, req_r, resp_w)
         finally:
             os._exit(70)
     return pid
+
+
+def _oom_score_writable() -> bool:
+    """Whether a job process may raise its own OOM score. Not inside bubblewrap: a child of
+    a non-dumpable process cannot open its /proc/self/oom_score_adj there (EACCES)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+            os.write(fd, b"1000")
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    return os.waitpid(pid, 0)[1] == 0
 
 
 def _descendants_alive(pidns: bool) -> list[int]:
@@ -320,8 +337,8 @@ def main(argv: list[str]) -> int:
             return 1
     harness.prepare_std_streams()  # once, for every candidate to inherit
     harness.warm_up()
-    global HARD_LIMITS
-    HARD_LIMITS = hard_limits()
+    global HARD_LIMITS, OOM_SCORE_WRITABLE
+    HARD_LIMITS, OOM_SCORE_WRITABLE = hard_limits(), _oom_score_writable()
     os.environ.pop("LD_BIND_NOW", None)  # pool.WORKER_ENV: it has done its work at start-up
     # orphans of a job re-parent to us, so we can find and kill them without a PID namespace
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
