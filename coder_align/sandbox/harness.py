@@ -374,9 +374,10 @@ def _make_calls(namespace: dict, calls: list, out_fd: int) -> None:
 
 
 def checked_replies(data: bytes, limit: int) -> list:
-    """The worker's reading of what `_make_calls` sent: at most `limit` replies, each value
-    decoded and encoded again, so that what reaches the host is within the codec's bounds
-    (depth, items) whatever the candidate wrote. Stops at the first malformed reply."""
+    """The worker's reading of what `_make_calls` sent: at most `limit` replies, each of
+    them JSON within the codec's bounds (depth, items), so that what reaches the host is no
+    bigger or deeper than a test process would send, whatever the candidate wrote. The
+    host decodes them (refusing malformed values). Stops at the first malformed reply."""
     replies, view = [], memoryview(data)
     while len(replies) < limit and len(view) >= 4:
         (n,) = struct.unpack(">I", view[:4])
@@ -384,15 +385,31 @@ def checked_replies(data: bytes, limit: int) -> list:
             break
         try:
             reply = json.loads(bytes(view[4:4 + n]))
-            if "ok" in reply:
-                replies.append({"ok": encode(decode(reply["ok"]))})
-            else:
-                exc_name, message = reply["exc"]
-                replies.append({"exc": [str(exc_name)[:100], str(message)[:2000]]})
-        except Exception:  # garbage, too deep, too big, not a dict: the candidate's fault
+        except Exception:  # garbage, or too deep for the parser
+            break
+        if type(reply) is dict and len(reply) == 1 and "ok" in reply and _bounded(reply["ok"]):
+            replies.append(reply)
+        elif type(reply) is dict and len(reply) == 1 and type(reply.get("exc")) is list and len(reply["exc"]) == 2:
+            replies.append({"exc": [str(reply["exc"][0])[:100], str(reply["exc"][1])[:2000]]})
+        else:
             break
         view = view[4 + n:]
     return replies
+
+
+def _bounded(value) -> bool:
+    # the bounds `encode` keeps to, on parsed JSON (a walk, no copy)
+    budget, stack = MAX_ITEMS, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        budget -= 1
+        if budget < 0 or depth > MAX_DEPTH:
+            return False
+        if type(item) is list:
+            stack += [(x, depth + 1) for x in item]
+        elif type(item) is dict:
+            stack += [(x, depth + 1) for x in item.values()]
+    return True
 
 
 # ---- test side ---------------------------------------------------------------------------
