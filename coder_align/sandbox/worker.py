@@ -3,7 +3,15 @@
 Run as `python -I -S worker.py --tests-fd N [--pidns]`. Jobs arrive as frames on stdin and
 reports leave on stdout (see `harness` for framing). The worker never reads the tests:
 the host writes them to `--tests-fd`, which only the per-job test process reads, so a
-candidate forked from the worker finds no expected values in its inherited memory.
+candidate forked from the worker finds no expected values in its inherited memory. A job
+with direct calls (`testcases.py`) has no test process: the candidate makes the calls and
+writes the replies to a file of the worker's, which passes them on, bounded, to the host.
+
+What a job costs here is mostly the kernel's: fork, a page copy for every page a process
+writes that it still shares with the other, and exit (`benchmarks/README.md` has the
+profile). Hence the shape of `run_job`: everything prepared before the fork, the forked
+processes only make system calls before running the job, and the worker does little
+while they live.
 
 Per job: a private temp dir, rlimits on the candidate (CPU, address space, file size,
 open files, processes), a wall-clock deadline, and afterwards everything else in the PID
@@ -105,6 +113,17 @@ def _fork_candidate(job, in_r, out_w, err_w, req_r, resp_w) -> int:
         finally:
             os._exit(70)
     return pid
+
+
+def _nameless_file() -> int:
+    """A read-write fd on a new file in TMP that has no name (so no job can open it)."""
+    try:
+        return os.open(TMP, os.O_TMPFILE | os.O_RDWR, 0o600)
+    except OSError:  # a file system without O_TMPFILE (unsandboxed runs only: /tmp is tmpfs)
+        path = os.path.join(TMP, f".replies-{os.getpid()}")
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        os.unlink(path)
+        return fd
 
 
 def _oom_score_writable() -> bool:
@@ -225,7 +244,7 @@ def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
     if job["mode"] == "check" and job.get("calls") is not None:
         # direct calls: the candidate makes the tests' calls itself and writes each reply to
         # a nameless file of ours, read once it is dead (a pipe would wake us per reply)
-        replies_fd = resp_w = os.open(TMP, os.O_TMPFILE | os.O_RDWR, 0o600)
+        replies_fd = resp_w = _nameless_file()
     elif job["mode"] == "check":
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
