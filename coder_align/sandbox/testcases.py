@@ -136,7 +136,8 @@ def _program_host(tree: ast.Module) -> tuple[HostExpr, ...] | None:
             continue
         if not isinstance(node, ast.Assert) or not _plain_message(node):
             return None
-        expr = host_expr(node.test, {param: entry}, modules)
+        # the candidate's function, by the parameter's name or its own (HumanEval 33)
+        expr = host_expr(node.test, {param: entry, entry: entry}, modules)
         if expr is None:
             return None
         exprs.append(expr)
