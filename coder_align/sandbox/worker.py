@@ -1,6 +1,7 @@
 """A warm worker: started once inside one bubblewrap sandbox, it forks a fresh child per job.
 
-Run as `python -I -S worker.py --tests-fd N [--pidns]`. Jobs arrive as frames on stdin and
+Run as `python -I -S worker.py --tests-fd N [--pidns]` (`pool.LAUNCH` imports it instead,
+to use its bytecode). Jobs arrive as frames on stdin and
 reports leave on stdout (see `harness` for framing). The worker never reads the tests:
 the host writes them to `--tests-fd`, which only the per-job test process reads, so a
 candidate forked from the worker finds no expected values in its inherited memory. A job
