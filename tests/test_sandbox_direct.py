@@ -31,6 +31,9 @@ def test_which_tests_are_direct():
     for tests in (["assert f(x) == 1"],                         # a name, not a literal
                   ["assert f(1)[0] == 1"],                      # indexing: not among the operations
                   ["assert f(1) * 2 == 4"],                     # `*` on a candidate's value
+                  ["assert sum(f(1), []) == []"],               # quadratic in a list of lists
+                  ["assert round(f(1), f(2)) == 1"],            # 10 ** n for an n of the candidate's
+                  ["assert sorted(f(1), key=len) == []"],       # a key function
                   ["assert f(1) == 1 and f(2) == 2"],           # short-circuits: calls it may not make
                   ["assert math.isclose(f(1), 2.5)"],           # math not imported by the test
                   ["assert len(1) == 2", "assert len(f(1)) == 3"],  # `len` is the candidate's here

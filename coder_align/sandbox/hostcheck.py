@@ -11,9 +11,10 @@ entering the sandbox:
     f(1)    not f(1)   f(1) is True    set(f(1)) == {1, 2}    len(f(1)) == 3    f(3 * 19) == 57
 
 What may run here: comparisons, `not`, unary minus, `+`, `-`, `/`, `//` and the functions in
-FUNCTIONS, on values that are builtin literals (or `harness.Opaque` for anything else the
-candidate returned): none can run the candidate's code, and none can be made to do
-unbounded work by a value (no `*`, `%`, `**` or shifts on a value from the candidate).
+FUNCTIONS (in the shapes `_shape_ok` allows), on values that are builtin literals (or
+`harness.Opaque` for anything else the candidate returned): none can run the candidate's
+code, and none can be made to do unbounded work by a value (no `*`, `%`, `**` or shifts on
+a value from the candidate, no `sum(x, [])`, no `round(x, n)` with an n of its own).
 Arithmetic on constants in the test itself (`3 * 19`, `2.0 / 3.0`) is folded when the
 parse happens, within small bounds. Anything else (loops, helper functions, `random`) runs
 in the test process as before.
@@ -45,7 +46,9 @@ class HostExpr:
     functions: frozenset = field(default_factory=frozenset)  # names of FUNCTIONS it uses
 
 
-# pure, and bounded by the size of their arguments (which the codec bounds)
+# Pure, and bounded by the size of their arguments (which the codec bounds) in the shapes
+# `_shape_ok` lets through: no `sum(x, [])` (quadratic in a list of lists), no `round(x, n)`
+# with a large or non-constant n (10 ** n), no key functions.
 FUNCTIONS = {f.__name__: f for f in (abs, len, set, frozenset, tuple, list, sorted, sum, min, max, round)}
 MODULE_FUNCTIONS = {("math", "isclose"): math.isclose}
 COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
@@ -93,7 +96,7 @@ def _form(node, callees, modules, calls, functions):
             functions.add(node.func.id)
         args = [recurse(a) for a in node.args]
         kwargs = [(k.arg, recurse(k.value)) for k in node.keywords]
-        if None in args or any(v is None for _, v in kwargs):
+        if None in args or any(v is None for _, v in kwargs) or not _shape_ok(fn, args, dict(kwargs)):
             return None
         return ("fn", fn, tuple(args), tuple(kwargs))
     if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in COMPARE:
@@ -109,6 +112,22 @@ def _form(node, callees, modules, calls, functions):
         operand = recurse(node.operand)
         return None if operand is None else ("not" if isinstance(node.op, ast.Not) else "neg", operand)
     return None
+
+
+def _shape_ok(fn, args: list, kwargs: dict) -> bool:
+    """Whether `fn(*args, **kwargs)` (forms) is a call whose cost the values bound."""
+    const = lambda form: form[0] == "const"  # noqa: E731
+    if fn in (min, max):
+        return bool(args) and not kwargs
+    if fn is math.isclose:
+        return len(args) == 2 and set(kwargs) <= {"rel_tol", "abs_tol"} and all(map(const, kwargs.values()))
+    if fn is round:
+        digits = args[1:] + list(kwargs.values())
+        return len(args) in (1, 2) and set(kwargs) <= {"ndigits"} and len(digits) <= 1 and all(
+            const(d) and type(d[1]) is int and abs(d[1]) <= 100 for d in digits)
+    if fn is sorted:
+        return len(args) == 1 and set(kwargs) <= {"reverse"} and all(map(const, kwargs.values()))
+    return len(args) <= 1 and not kwargs  # abs, len, set, frozenset, tuple, list, sum
 
 
 def _function(func: ast.expr, modules: dict[str, str]):
