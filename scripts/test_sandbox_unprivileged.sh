@@ -5,7 +5,7 @@
 # venv of the system Python that it can read; as anyone else, they run as that user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tests=(tests/sandbox tests/test_sandbox_api.py tests/test_sandbox_hostile.py tests/test_sandbox_languages.py)
+tests=(tests/sandbox tests/test_sandbox_api.py tests/test_sandbox_direct.py tests/test_sandbox_hostile.py tests/test_sandbox_languages.py)
 if [ "$(id -u)" != 0 ]; then
     exec "${PYTHON:-.venv/bin/python}" -m pytest -q -p no:cacheprovider "${tests[@]}"
 fi

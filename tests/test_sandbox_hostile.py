@@ -25,6 +25,13 @@ MARGIN = 3.0
 X = secrets.randbelow(10**12) + 10**12  # the expected value x + 1 is unguessable
 TESTS = [f"assert f({X}) == {X + 1}"]
 HE_TESTS = f"def check(candidate):\n    assert candidate({X}) == {X + 1}\n\ncheck(f)\n"
+# The two ways a HumanEval program is judged: one of nothing but `candidate(<literals>) ==
+# <literal>` asserts is decided on the host from the candidate's own calls (the expected
+# value never enters the sandbox); any other runs in a sandboxed test process, which holds it.
+HE_PROGRAMS = {
+    "host_compare": HE_TESTS,
+    "split_process": f"def check(candidate):\n    for x in [{X}]:\n        assert candidate(x) == {X + 1}\n\ncheck(f)\n",
+}
 CANARY_FILE = Path("/tmp") / f"coder_align_canary_{uuid.uuid4().hex}"
 SECRET = f"canary-{uuid.uuid4().hex}"
 
@@ -162,15 +169,16 @@ def test_hostile_asserts_fail(name):
     _assert_contained(elapsed)
 
 
+@pytest.mark.parametrize("path", sorted(HE_PROGRAMS))
 @pytest.mark.parametrize("name", ["sys_exit_in_f", "os_exit_in_f", "always_equal", "kill_parent",
                                   "stack_frames", "gc_objects", "read_other_process_memory",
                                   "stop_other_processes", "forge_frames_on_fds", "busy_loop"])
-def test_hostile_check_program_fails(name):
-    # HumanEval format: the expected value sits in the sandboxed test process
+def test_hostile_check_program_fails(name, path):
+    # HumanEval format, judged on the host or in the sandboxed test process
     t0 = time.monotonic()
-    report = check(HOSTILE[name], HE_TESTS, timeout=TIMEOUT)
+    report = check(HOSTILE[name], HE_PROGRAMS[path], timeout=TIMEOUT)
     elapsed = time.monotonic() - t0
-    assert report.isolation == "split_process"
+    assert report.isolation == path
     assert not report.passed, report
     _assert_contained(elapsed)
 
@@ -178,7 +186,8 @@ def test_hostile_check_program_fails(name):
 def test_ok_control_same_task_passes():
     # the same harness must pass an honest solution, or the failures above prove nothing
     assert check("def f(x): return x + 1", TESTS, timeout=TIMEOUT).passed
-    assert check("def f(x): return x + 1", HE_TESTS, timeout=TIMEOUT).passed
+    for program in HE_PROGRAMS.values():
+        assert check("def f(x): return x + 1", program, timeout=TIMEOUT).passed
 
 
 def test_environment_secrets_not_visible():

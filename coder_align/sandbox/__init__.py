@@ -7,7 +7,7 @@ What is isolated (bubblewrap, see `bwrap.py`): user, PID, network, IPC, UTS and 
 namespaces; no network at all; no capabilities; uid 65534; a cleared environment; only
 /usr, the /bin and /lib links, ld.so.cache, /etc/alternatives, /etc/java-* and the
 toolchain's own prefix mounted, read-only; / and /dev read-only; a private 512 MB tmpfs
-/tmp and 64 MB /dev/shm; a seccomp filter on every candidate process (`seccomp.py`);
+/tmp and 64 MB /dev/shm; a seccomp filter on every process in it (`seccomp.py`);
 rlimits on CPU time, address space, file size, open files and processes; a memory cgroup
 per worker where one can be created (`cgroups.py`); a wall-clock watchdog after which every
 process in the sandbox's PID namespace is killed. stdin is empty unless given.
@@ -16,7 +16,12 @@ How a pass is decided (Python): the candidate runs in one process; the tests run
 another (non-dumpable, not the candidate's child) where the candidate's functions are
 proxies; only plain literals cross between them (`harness.py`). For `assert f(x) == <literal>`
 the expected value never enters the sandbox: the value of `f(x)` comes back to this
-process and is compared here. stdin/stdout cases are compared here too.
+process and is compared here. When all the tests need from the candidate is calls with
+literal arguments (`f(1) == 2`, `abs(f(1) - 0.5) < 1e-6`, `not f(3)`; 426 of MBPP's 427
+tasks, and the HumanEval programs made only of such asserts, 150 of 164) no test code
+runs in the sandbox at all: the candidate process makes the calls itself and sends back
+the values, and the asserts are decided here (direct calls, `hostcheck.py`), with no test
+process. stdin/stdout cases are compared here too.
 
 Threat model (each row has tests in tests/sandbox/ and tests/test_sandbox_hostile.py, run
 as root and as an unprivileged user):
@@ -27,6 +32,7 @@ as root and as an unprivileged user):
 | objects with a rigged `__eq__` (or int/dict subclasses) | only literals cross; `==` against the expected literal runs here |
 | rigged `__bool__` for bare asserts (`assert is_prime(7)`) | strict mode (default): a non-literal's truthiness is refused, except types whose truth is fixed (re.Match) |
 | forged report: write a passing report on the host's pipe, then kill the worker | the worker is PID 1 of the sandbox (no bwrap init holding fds 0-2), non-dumpable and immune to signals from inside; ptrace, pidfd_getfd and process_vm_* are refused by seccomp; the report's id must match the job |
+| forged replies to direct calls (written before any call, more than one per call, malformed, deep or huge) | a reply is only the candidate's value for a call, compared here with an expected value that never entered the sandbox; the worker takes one per call and bounds each (depth, items) like the codec |
 | reading the expected values (files, argv, environ, other processes' memory, frames, gc) | they never enter the candidate process; the test process is non-dumpable |
 | changing what later jobs get (prlimit/setpriority/sched_* on the worker, PRIO_USER) | seccomp: only the calling process itself |
 | memory outside memory_mb (/dev/shm, /tmp, memfd, SysV shm, files under / or /dev) | memfd and System V/POSIX IPC refused; / and /dev read-only; /tmp and /dev/shm size-capped and wiped after each job; with a memory cgroup, memory_mb (+64 MB for the worker) bounds the sum of all the job's processes and files, an OOM kill is `memory_exceeded`, and a worker holding memory after a job is replaced |
@@ -44,8 +50,9 @@ Out of scope, honestly:
 - Python workers are reused across jobs (that is where the speed comes from): a candidate
   can find previous candidates' *source code* in memory inherited from the worker (never
   their tests: the worker does not read tests).
-- Asserts that are not `expr == literal` (and HumanEval `check` programs) keep their
-  expected values inside the sandboxed test process. The candidate cannot read that
+- Tests that need more than the values of literal calls (helper functions, loops, random
+  inputs, an assert message that calls the candidate again) keep their expected values
+  inside the sandboxed test process. The candidate cannot read that
   process's memory or descriptors, but it can see the arguments each proxy call carries
   and can kill or stop the test process (which fails the sample). Reports say which
   path was taken (`TestReport.isolation`).
@@ -197,15 +204,22 @@ def check(source: str, tests, language: str = "python", timeout: float = 10.0, m
 
 
 def _check_python(source, spec: testcases.PythonTests, timeout, memory_mb, sandboxed, strict) -> TestReport:
-    payload = {"setup": spec.setup, "entry_points": spec.entry_points, "strict": bool(strict),
-               "tests": [{"kind": "value", "code": t.expr} if isinstance(t, testcases.ValueTest)
-                         else {"kind": "stmt", "code": t.source} for t in spec.tests]}
-    report = get_pool(sandboxed).execute(_py_job("check", source, "", timeout, memory_mb, sandboxed), payload)
+    job = _py_job("check", source, "", timeout, memory_mb, sandboxed)
+    calls = testcases.encoded_calls(spec)
+    if calls is not None:  # no test code to run: the candidate process makes the calls
+        report = get_pool(sandboxed).execute(dict(job, calls=calls), None)
+        results, setup_error = testcases.results_of_calls(spec.tests, report.get("calls"), strict), None
+    else:
+        payload = {"setup": spec.setup, "entry_points": spec.entry_points, "strict": bool(strict),
+                   "tests": [{"kind": "value", "code": t.expr} if isinstance(t, testcases.ValueTest)
+                             else {"kind": "stmt", "code": t.source} for t in spec.tests]}
+        report = get_pool(sandboxed).execute(job, payload)
+        verdict = report.get("verdict")
+        results = verdict.get("results") if isinstance(verdict, dict) and verdict.get("id") == report.get("id") else None
+        setup_error = verdict.get("setup_error") if isinstance(verdict, dict) else None
     execution = _py_result(report)
-    isolation = "host_compare" if all(isinstance(t, testcases.ValueTest) for t in spec.tests) else "split_process"
-    verdict = report.get("verdict")
-    results = verdict.get("results") if isinstance(verdict, dict) and verdict.get("id") == report.get("id") else None
-    setup_error = verdict.get("setup_error") if isinstance(verdict, dict) else None
+    isolation = ("host_compare" if calls is not None or all(isinstance(t, testcases.ValueTest) for t in spec.tests)
+                 else "split_process")
     if not isinstance(results, list) or len(results) != len(spec.tests):
         results = [None] * len(spec.tests)
     details = [_judge(test, result, execution) for test, result in zip(spec.tests, results)]

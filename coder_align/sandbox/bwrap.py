@@ -36,8 +36,19 @@ class SandboxUnavailable(RuntimeError):
     """The sandbox cannot run here (bubblewrap missing or failing to start)."""
 
 
+_FOUND: dict[str | None, str] = {}  # $PATH -> bwrap found there
+
+
 def find_bwrap() -> str | None:
-    return shutil.which("bwrap")
+    # every check() asks: looking it up in each $PATH directory every time cost ~0.1 ms
+    path_env = os.environ.get("PATH")
+    found = _FOUND.get(path_env)
+    if found is None or not os.access(found, os.X_OK):
+        found = shutil.which("bwrap")
+        if found is None:
+            return None
+        _FOUND[path_env] = found
+    return found
 
 
 def require_bwrap() -> str:

@@ -80,6 +80,7 @@ class MemoryGroup:
         self.dir = base / f"coder_align-{os.getpid()}-{next(_ids)}"
         self.dir.mkdir()
         self._limit = None
+        self._fds: dict[str, int] = {}  # files read after every job, kept open (pread from 0)
         if self.v2:
             self._write("memory.swap.max", "0")
 
@@ -107,19 +108,26 @@ class MemoryGroup:
                 swap.write_text(value)
         self._limit = memory_mb
 
+    def _read(self, name: str) -> str:
+        fd = self._fds.get(name)
+        if fd is None:
+            fd = self._fds[name] = os.open(self.dir / name, os.O_RDONLY | os.O_CLOEXEC)
+        return os.pread(fd, 4096, 0).decode()
+
     def usage_mb(self) -> float:
-        name = "memory.current" if self.v2 else "memory.usage_in_bytes"
-        return int((self.dir / name).read_text()) / (1 << 20)
+        return int(self._read("memory.current" if self.v2 else "memory.usage_in_bytes")) / (1 << 20)
 
     def oom_kills(self) -> int:
-        name = "memory.events" if self.v2 else "memory.oom_control"
-        for line in (self.dir / name).read_text().splitlines():
+        for line in self._read("memory.events" if self.v2 else "memory.oom_control").splitlines():
             key, _, value = line.partition(" ")
             if key == "oom_kill":
                 return int(value)
         return 0
 
     def remove(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
         # the worker dies a moment after bwrap (parent-death signal): wait for it briefly
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import io
 import json
 import math
 import os
@@ -47,8 +48,25 @@ class CandidateGone(BaseException):
 # ---- framing: 4-byte big-endian length + UTF-8 JSON ---------------------------------------
 
 
+def _no_default(value):
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# Made once: json.dumps builds an encoder per call, which in a freshly forked process means
+# writing to pages that are still shared with the worker (each one a page copy). No cycle
+# check (markers=None): what is written here is built from `encode`, which makes trees.
+_C_ENCODER = json.encoder.c_make_encoder and json.encoder.c_make_encoder(
+    None, _no_default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
+
+
+def _encode_json(obj) -> str:
+    if _C_ENCODER is None:
+        return json.dumps(obj, allow_nan=False, separators=(",", ":"))
+    return "".join(_C_ENCODER(obj, 0))
+
+
 def write_frame(fd: int, obj) -> None:
-    data = json.dumps(obj, allow_nan=False, separators=(",", ":")).encode()
+    data = _encode_json(obj).encode()
     view = memoryview(struct.pack(">I", len(data)) + data)
     while view:
         view = view[os.write(fd, view):]
@@ -229,7 +247,40 @@ def decode(data):
 # ---- candidate side ----------------------------------------------------------------------
 
 
-def _reopen_std_streams() -> None:
+# Imported once in the worker, so that a candidate importing them (HumanEval prompts start
+# with `from typing import List`) finds them loaded instead of loading them itself.
+PRELOADED = ("typing",)
+
+WARM_UP = '''
+from typing import List
+def f(xs: List[int], k: int = 1) -> List[int]:
+    "A docstring."
+    return sorted({x * k for x in xs if x > 0}, reverse=True)[:10]
+'''
+
+
+def warm_up() -> None:
+    """Preload common modules and run the compiler, the codec, JSON and traceback printing
+    once, in the worker: what they initialise on first use is then shared with every job
+    process instead of built in each (a forked process pays a page copy for all it writes)."""
+    for name in PRELOADED:
+        __import__(name)
+    namespace = {"__name__": "warm_up", "__builtins__": builtins}
+    # the tracebacks a failing candidate prints: built cold, they cost it twice a normal job
+    sink = io.StringIO()
+    for source, limit in (("def f(:", 0), ("def f(x):\n    return 1 / x\nf(0)", None)):
+        try:
+            exec(compile(source, "main.py", "exec"), dict(namespace))
+        except BaseException:
+            traceback.print_exc(limit=limit, file=sink)
+    exec(compile(WARM_UP, "warm_up.py", "exec"), namespace)
+    value = namespace["f"]([3, 1, 2], k=2)
+    json.loads(_encode_json({"ok": encode(decode(encode([value, (1.5, "s", b"b", {1: None})])))}))
+
+
+def prepare_std_streams() -> None:
+    """The candidate's sys.std* on fds 0-2 (the worker makes them once; each candidate
+    inherits them with its own fds 0-2 behind them)."""
     sys.stdin = open(0, "r", encoding="utf-8", errors="replace", closefd=False)
     sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
     sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
@@ -255,7 +306,6 @@ def _exit_code(exc: SystemExit) -> int:
 
 def run_candidate(job: dict, req_fd: int | None, resp_fd: int | None) -> None:
     """Run the candidate (never returns). `job["mode"]`: compile, run (as __main__) or check."""
-    _reopen_std_streams()
     sys.argv = ["main.py"]
     mode = job["mode"]
     try:
@@ -276,7 +326,9 @@ def run_candidate(job: dict, req_fd: int | None, resp_fd: int | None) -> None:
     except BaseException:
         traceback.print_exc()
         _exit(1)
-    if mode == "check":
+    if mode == "check" and job.get("calls") is not None:
+        _make_calls(namespace, job["calls"], resp_fd)
+    elif mode == "check":
         _serve(namespace, req_fd, resp_fd)
     _exit(0)
 
@@ -310,6 +362,65 @@ def _serve(namespace: dict, req_fd: int, resp_fd: int) -> None:
         write_frame(resp_fd, reply)
 
 
+def _make_calls(namespace: dict, calls: list, out_fd: int) -> None:
+    """Direct calls (no test process): make each call the tests make, in order, and send
+    each reply as soon as it is known, so a later crash or timeout keeps the earlier ones.
+    Replies are what `_serve` would send the test process; the host compares them."""
+    for name, args, kwargs in calls:
+        try:
+            if name in namespace:
+                fn = namespace[name]
+            elif hasattr(builtins, name):  # as in the test process, where builtins stand in
+                fn = getattr(builtins, name)
+            else:
+                raise NameError(f"name {name!r} is not defined")
+            reply = {"ok": encode(fn(*decode(args), **decode(kwargs)), opaque=True)}
+        except SystemExit:
+            _exit(1)  # exiting from inside a tested function is a failure, never a pass
+        except BaseException as e:
+            reply = {"exc": [type(e).__name__, str(e)[:2000]]}
+        write_frame(out_fd, reply)
+
+
+def checked_replies(data: bytes, limit: int) -> list:
+    """The worker's reading of what `_make_calls` sent: at most `limit` replies, each of
+    them JSON within the codec's bounds (depth, items), so that what reaches the host is no
+    bigger or deeper than a test process would send, whatever the candidate wrote. The
+    host decodes them (refusing malformed values). Stops at the first malformed reply."""
+    replies, view = [], memoryview(data)
+    while len(replies) < limit and len(view) >= 4:
+        (n,) = struct.unpack(">I", view[:4])
+        if len(view) < 4 + n:
+            break
+        try:
+            reply = json.loads(bytes(view[4:4 + n]))
+        except Exception:  # garbage, or too deep for the parser
+            break
+        if type(reply) is dict and len(reply) == 1 and "ok" in reply and _bounded(reply["ok"]):
+            replies.append(reply)
+        elif type(reply) is dict and len(reply) == 1 and type(reply.get("exc")) is list and len(reply["exc"]) == 2:
+            replies.append({"exc": [str(reply["exc"][0])[:100], str(reply["exc"][1])[:2000]]})
+        else:
+            break
+        view = view[4 + n:]
+    return replies
+
+
+def _bounded(value) -> bool:
+    # the bounds `encode` keeps to, on parsed JSON (a walk, no copy)
+    budget, stack = MAX_ITEMS, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        budget -= 1
+        if budget < 0 or depth > MAX_DEPTH:
+            return False
+        if type(item) is list:
+            stack += [(x, depth + 1) for x in item]
+        elif type(item) is dict:
+            stack += [(x, depth + 1) for x in item.values()]
+    return True
+
+
 # ---- test side ---------------------------------------------------------------------------
 
 _PASSABLE_EXCEPTIONS = {
@@ -318,6 +429,14 @@ _PASSABLE_EXCEPTIONS = {
     if isinstance(getattr(builtins, name), type)
     and issubclass(getattr(builtins, name), Exception)
 }
+
+
+def passable_exception(exc_name, message) -> BaseException:
+    """The exception a proxy raises for the candidate's `{"exc": [name, message]}`: the
+    builtin of that name, anything else a RuntimeError naming it (the host uses it too,
+    to word a direct call's failure as a test would have)."""
+    exc_type = _PASSABLE_EXCEPTIONS.get(exc_name, RuntimeError)
+    return exc_type(str(message) if exc_type is not RuntimeError else f"{exc_name}: {message}")
 
 
 class _Link:
@@ -342,8 +461,7 @@ class _Link:
             except Exception as e:
                 raise CandidateGone(f"malformed value from candidate: {e}") from None
         exc_name, message = (list(reply.get("exc", [])) + ["", ""])[:2]
-        exc_type = _PASSABLE_EXCEPTIONS.get(exc_name, RuntimeError)
-        raise exc_type(str(message) if exc_type is not RuntimeError else f"{exc_name}: {message}")
+        raise passable_exception(exc_name, message)
 
 
 def _proxy(link: _Link, name: str):

@@ -1,8 +1,8 @@
 """A seccomp filter for candidate processes: no reaching other processes, no state that outlives a job.
 
 Standard library only: the sandbox's interpreter runs it with `-I -S` (worker.py applies it
-to every candidate it forks), and the host passes the same program to bubblewrap's
-`--seccomp` for compiled languages.
+to itself at start-up, so every candidate and test process it forks inherits it), and the
+host passes the same program to bubblewrap's `--seccomp` for compiled languages.
 
 What it refuses (EPERM unless noted), and why:
 - other processes: ptrace, process_vm_readv/writev, pidfd_getfd, kcmp, migrate_pages,
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import platform
+import os
 import struct
 
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
@@ -91,7 +91,7 @@ def _arg_hi(i: int) -> int:
 
 def build_filter(arch: str | None = None) -> bytes:
     """The filter as `struct sock_filter[]` bytes for `arch` (default: this machine's)."""
-    arch = arch or platform.machine()
+    arch = arch or os.uname().machine
     if arch not in SYSCALLS:
         raise OSError(f"no seccomp filter for architecture {arch!r}")
     nr = SYSCALLS[arch]

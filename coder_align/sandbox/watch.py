@@ -7,34 +7,54 @@ and the host uses the same pieces for one-shot bwrap commands (`bwrap.supervise`
 from __future__ import annotations
 
 import base64
+import math
 import os
 import resource
-import selectors
+import select
 import time
 
 
-def cap_limits(*, cpu_s: int | None = None, cpu_grace_s: int = 0, memory_mb: int | None = None,
-               fsize_mb: int | None = None, nofile: int | None = None, nproc: int | None = None) -> None:
+LIMITED = (resource.RLIMIT_CORE, resource.RLIMIT_CPU, resource.RLIMIT_AS, resource.RLIMIT_FSIZE,
+           resource.RLIMIT_NOFILE, resource.RLIMIT_NPROC)
+
+
+def hard_limits() -> dict[int, int]:
+    """This process's hard limits on what `cap_limits` sets (read once, passed to forks)."""
+    return {res: resource.getrlimit(res)[1] for res in LIMITED}
+
+
+def cap_limits(**limits) -> None:
     """Lower this process's rlimits (never above a hard limit already set); no core dumps.
+    Arguments: those of `limit_values`."""
+    for res, value in limit_values(**limits):
+        resource.setrlimit(res, value)
+
+
+def limit_values(*, cpu_s: int | None = None, cpu_grace_s: int = 0, memory_mb: int | None = None,
+                 fsize_mb: int | None = None, nofile: int | None = None, nproc: int | None = None,
+                 known_hard: dict[int, int] | None = None) -> list[tuple[int, tuple[int, int]]]:
+    """[(resource, (soft, hard)), ...] that `cap_limits` sets.
 
     `cpu_grace_s`: the hard CPU limit lies this far past the soft one, so the process first
-    gets SIGXCPU (reported as a timeout) and SIGKILL only if it ignores it.
+    gets SIGXCPU (reported as a timeout) and SIGKILL only if it ignores it. `known_hard`: the
+    hard limits as `hard_limits()` read them, if known (saves reading them again).
     """
-    def cap(res, soft, hard):
-        cur_hard = resource.getrlimit(res)[1]
-        if cur_hard != resource.RLIM_INFINITY:
-            hard = min(hard, cur_hard)
-            soft = min(soft, hard)
-        resource.setrlimit(res, (soft, hard))
+    def cap(res, soft, limit):
+        current = known_hard[res] if known_hard else resource.getrlimit(res)[1]
+        if current != resource.RLIM_INFINITY:
+            limit = min(limit, current)
+            soft = min(soft, limit)
+        return res, (soft, limit)
 
-    cap(resource.RLIMIT_CORE, 0, 0)
+    out = [cap(resource.RLIMIT_CORE, 0, 0)]
     if cpu_s:
-        cap(resource.RLIMIT_CPU, cpu_s, cpu_s + cpu_grace_s)
+        out.append(cap(resource.RLIMIT_CPU, cpu_s, cpu_s + cpu_grace_s))
     for res, value in ((resource.RLIMIT_AS, memory_mb and memory_mb << 20),
                        (resource.RLIMIT_FSIZE, fsize_mb and fsize_mb << 20),
                        (resource.RLIMIT_NOFILE, nofile), (resource.RLIMIT_NPROC, nproc)):
         if value:
-            cap(res, value, value)
+            out.append(cap(res, value, value))
+    return out
 
 
 class Capture:
@@ -58,35 +78,51 @@ class Capture:
 
 
 class Watch:
-    """One select loop over a job's stdin, its output pipes and its processes' exits.
+    """One poll loop over a job's stdin, its output pipes and its processes' exits.
 
     `run(deadline)` feeds stdin, captures outputs and calls `on_exit(pid)` as each watched
     process exits (the caller reaps it), until all have exited or the deadline passes.
     `finish(deadline)` then reads what is left in the pipes and closes every fd it holds.
+
+    A plain `select.poll` and a dict rather than `selectors`: the warm worker sets this up
+    for every job, and in a process that has just forked, every object touched costs a
+    page copy (see `worker.run_job`).
     """
 
     def __init__(self, outputs: dict[int, Capture], pids: list[int], stdin_fd: int | None = None,
                  stdin: bytes = b""):
         self.outputs = outputs
-        self.sel = selectors.DefaultSelector()
+        self.poll = select.poll()
+        self.kind: dict[int, str] = {}  # fd -> "pipe", "stdin" or "exit"
         for fd in outputs:
-            self.sel.register(fd, selectors.EVENT_READ, "pipe")
+            self._add(fd, "pipe", select.POLLIN)
         self.pending = memoryview(stdin)
         if stdin_fd is not None:
             if self.pending:
                 os.set_blocking(stdin_fd, False)
-                self.sel.register(stdin_fd, selectors.EVENT_WRITE, "stdin")
+                self._add(stdin_fd, "stdin", select.POLLOUT)
             else:
                 os.close(stdin_fd)
-        self.waiting: dict[int, int] = {}
+        self.waiting: dict[int, int] = {}  # pidfd -> pid
         for pid in pids:
-            pidfd = os.pidfd_open(pid)
-            self.waiting[pidfd] = pid
-            self.sel.register(pidfd, selectors.EVENT_READ, "exit")
+            self.watch_pid(pid)
+
+    def watch_pid(self, pid: int) -> None:
+        pidfd = os.pidfd_open(pid)
+        self.waiting[pidfd] = pid
+        self._add(pidfd, "exit", select.POLLIN)
+
+    def _add(self, fd: int, kind: str, events: int) -> None:
+        self.kind[fd] = kind
+        self.poll.register(fd, events)
 
     def _close(self, fd: int) -> None:
-        self.sel.unregister(fd)
+        self.poll.unregister(fd)
+        del self.kind[fd]
         os.close(fd)
+
+    def _ready(self, remaining: float) -> list:
+        return self.poll.poll(max(0, math.ceil(remaining * 1000)))
 
     def run(self, deadline: float, on_exit=lambda pid: None) -> bool:
         """True if the deadline passed before every watched process exited."""
@@ -94,19 +130,20 @@ class Watch:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return True
-            for key, _ in self.sel.select(remaining):
-                if key.data == "stdin":
+            for fd, _ in self._ready(remaining):
+                kind = self.kind.get(fd)
+                if kind == "stdin":
                     try:
-                        self.pending = self.pending[os.write(key.fd, self.pending):]
+                        self.pending = self.pending[os.write(fd, self.pending):]
                     except OSError:  # the process closed its stdin: fine
                         self.pending = self.pending[:0]
                     if not self.pending:
-                        self._close(key.fd)
-                elif key.data == "pipe":
-                    self._read(key.fd)
-                elif key.fd in self.waiting:
-                    pid = self.waiting.pop(key.fd)
-                    self._close(key.fd)
+                        self._close(fd)
+                elif kind == "pipe":
+                    self._read(fd)
+                elif fd in self.waiting:
+                    pid = self.waiting.pop(fd)
+                    self._close(fd)
                     on_exit(pid)
         return False
 
@@ -127,21 +164,21 @@ class Watch:
         unseen = list(self.waiting.values())
         # only the pipes are left to read: a dead process's exit fd, or stdin to a reader
         # that is gone, would stay ready and turn the loop below into a busy wait
-        for key in list(self.sel.get_map().values()):
-            if key.data != "pipe":
-                self._close(key.fd)
-        while self.sel.get_map():
+        for fd, kind in list(self.kind.items()):
+            if kind != "pipe":
+                self._close(fd)
+        while self.kind:
             remaining = deadline - time.monotonic()
-            ready = self.sel.select(remaining) if remaining > 0 else []
+            ready = self._ready(remaining) if remaining > 0 else []
             if not ready:
                 break
-            for key, _ in ready:
-                self._read(key.fd)
-        for key in list(self.sel.get_map().values()):  # past the deadline: what is there, no waiting
-            os.set_blocking(key.fd, False)
-            while key.fd in self.sel.get_map() and self._read(key.fd):
+            for fd, _ in ready:
+                if fd in self.kind:
+                    self._read(fd)
+        for fd in list(self.kind):  # past the deadline: what is there, no waiting
+            os.set_blocking(fd, False)
+            while fd in self.kind and self._read(fd):
                 pass
-            if key.fd in self.sel.get_map():
-                self._close(key.fd)
-        self.sel.close()
+            if fd in self.kind:
+                self._close(fd)
         return unseen

@@ -1,9 +1,18 @@
 """A warm worker: started once inside one bubblewrap sandbox, it forks a fresh child per job.
 
-Run as `python -I -S worker.py --tests-fd N [--pidns]`. Jobs arrive as frames on stdin and
+Run as `python -I -S worker.py --tests-fd N [--pidns]` (`pool.LAUNCH` imports it instead,
+to use its bytecode). Jobs arrive as frames on stdin and
 reports leave on stdout (see `harness` for framing). The worker never reads the tests:
 the host writes them to `--tests-fd`, which only the per-job test process reads, so a
-candidate forked from the worker finds no expected values in its inherited memory.
+candidate forked from the worker finds no expected values in its inherited memory. A job
+with direct calls (`testcases.py`) has no test process: the candidate makes the calls and
+writes the replies to a file of the worker's, which passes them on, bounded, to the host.
+
+What a job costs here is mostly the kernel's: fork, a page copy for every page a process
+writes that it still shares with the other, and exit (`benchmarks/README.md` has the
+profile). Hence the shape of `run_job`: everything prepared before the fork, the forked
+processes only make system calls before running the job, and the worker does little
+while they live.
 
 Per job: a private temp dir, rlimits on the candidate (CPU, address space, file size,
 open files, processes), a wall-clock deadline, and afterwards everything else in the PID
@@ -17,7 +26,7 @@ from __future__ import annotations
 import ctypes
 import math
 import os
-import shutil
+import resource
 import signal
 import stat
 import sys
@@ -27,62 +36,71 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import seccomp  # noqa: E402
-from watch import Capture, Watch, cap_limits  # noqa: E402
+from watch import Capture, Watch, hard_limits, limit_values  # noqa: E402
 
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
 TMP = "/tmp"  # replaced by --tmp DIR when running without a sandbox: never the host's /tmp
-INSTALL_FILTER = None  # applies the candidates' seccomp program; checked at start-up
+WORKDIR = "/tmp/job"  # the candidate's working directory, in TMP
+HARD_LIMITS = None  # ours, read once: a job process may only lower them
+OOM_SCORE_WRITABLE = False  # found out once, at start-up
 
 
 def _prctl(option: int, value: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
 
 
-def _set_limits(job: dict, candidate: bool) -> None:
+# What a forked job process does before running anything, worked out here before the fork:
+# in the child, every object touched costs a page copy, so it only makes the system calls.
+
+
+def _limits(job: dict, candidate: bool) -> list:
     cpu = int(math.ceil(job["timeout"])) + 1
     if candidate:
-        cap_limits(cpu_s=cpu, cpu_grace_s=1, memory_mb=job["memory_mb"], fsize_mb=job["fsize_mb"],
-                   nofile=256, nproc=job.get("nproc"))
-    else:
-        cap_limits(cpu_s=cpu, cpu_grace_s=1)
+        return limit_values(cpu_s=cpu, cpu_grace_s=1, memory_mb=job["memory_mb"], fsize_mb=job["fsize_mb"],
+                            nofile=256, nproc=job.get("nproc"), known_hard=HARD_LIMITS)
+    return limit_values(cpu_s=cpu, cpu_grace_s=1, known_hard=HARD_LIMITS)
 
 
-def _first_to_go_at_oom() -> None:
-    # Under a memory cgroup the kernel kills someone at the limit: let it be the job's
-    # processes rather than the worker, so their output still comes back (raising one's
-    # own oom_score_adj needs no privilege).
-    try:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write("1000")
-    except OSError:
-        pass
-
-
-def _close_except(keep) -> None:
-    lo = 3
+def _close_ranges(keep) -> list[tuple[int, int]]:
+    """The fd ranges to close to keep only 0-2 and `keep`."""
+    ranges, lo = [], 3
     for fd in sorted(k for k in set(keep) if k >= 3):
-        os.closerange(lo, fd)
+        ranges.append((lo, fd))
         lo = fd + 1
-    os.closerange(lo, 1 << 16)
+    return ranges + [(lo, 1 << 16)]
+
+
+def _become_job_process(close: list, limits: list) -> None:
+    for lo, hi in close:
+        os.closerange(lo, hi)
+    if OOM_SCORE_WRITABLE:
+        # Under a memory cgroup the kernel kills someone at the limit: let it be the job's
+        # processes rather than the worker, so their output still comes back.
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+        os.write(fd, b"1000")
+        os.close(fd)
+    for res, value in limits:
+        resource.setrlimit(res, value)
 
 
 def _fork_tests(job, tests_fd, ver_w, req_w, resp_r) -> int:
+    close, limits = _close_ranges([tests_fd, ver_w, req_w, resp_r]), _limits(job, candidate=False)
     pid = os.fork()
     if pid == 0:
         try:
             null = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
-            _close_except([tests_fd, ver_w, req_w, resp_r])
-            _first_to_go_at_oom()
-            _set_limits(job, candidate=False)
+            _become_job_process(close, limits)
             harness.run_tests(tests_fd, ver_w, req_w, resp_r)
         finally:
             os._exit(70)
     return pid
 
 
-def _fork_candidate(job, workdir, in_r, out_w, err_w, req_r, resp_w) -> int:
+def _fork_candidate(job, in_r, out_w, err_w, req_r, resp_w) -> int:
+    close = _close_ranges([fd for fd in (req_r, resp_w) if fd is not None])
+    limits = _limits(job, candidate=True)
     pid = os.fork()
     if pid == 0:
         try:
@@ -90,17 +108,37 @@ def _fork_candidate(job, workdir, in_r, out_w, err_w, req_r, resp_w) -> int:
             os.dup2(in_r, 0)
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
-            _close_except([fd for fd in (req_r, resp_w) if fd is not None])
-            os.chdir(workdir)
-            os.environ["TMPDIR"] = workdir
-            _first_to_go_at_oom()
-            _set_limits(job, candidate=True)
-            if INSTALL_FILTER is not None:
-                INSTALL_FILTER()  # if this raises, the code never runs: exit 70
+            os.chdir(WORKDIR)  # also $TMPDIR, set once in main()
+            _become_job_process(close, limits)
             harness.run_candidate(job, req_r, resp_w)
         finally:
             os._exit(70)
     return pid
+
+
+def _nameless_file() -> int:
+    """A read-write fd on a new file in TMP that has no name (so no job can open it)."""
+    try:
+        return os.open(TMP, os.O_TMPFILE | os.O_RDWR, 0o600)
+    except OSError:  # a file system without O_TMPFILE (unsandboxed runs only: /tmp is tmpfs)
+        path = os.path.join(TMP, f".replies-{os.getpid()}")
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        os.unlink(path)
+        return fd
+
+
+def _oom_score_writable() -> bool:
+    """Whether a job process may raise its own OOM score. Not inside bubblewrap: a child of
+    a non-dumpable process cannot open its /proc/self/oom_score_adj there (EACCES)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+            os.write(fd, b"1000")
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    return os.waitpid(pid, 0)[1] == 0
 
 
 def _descendants_alive(pidns: bool) -> list[int]:
@@ -124,6 +162,8 @@ def _descendants_alive(pidns: bool) -> list[int]:
 def _kill_everything(pidns: bool) -> bool:
     """SIGKILL every other process (ours, or all in the namespace); True once none is left."""
     deadline = time.monotonic() + 3.0
+    if pidns:
+        return _kill_namespace(deadline)
     while time.monotonic() < deadline:
         pids = _descendants_alive(pidns)
         if not pids:
@@ -144,6 +184,24 @@ def _kill_everything(pidns: bool) -> bool:
     return False
 
 
+def _kill_namespace(deadline: float) -> bool:
+    # As the namespace's PID 1 we are every process's ancestor, and its reaper once its
+    # parent is gone: kill(-1) reaches all but us, and "no children" means none is left.
+    # (Cheaper than reading /proc: this runs after every job.)
+    while time.monotonic() < deadline:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:  # nobody left to signal (zombies may remain to reap)
+            pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            return True
+        time.sleep(0.001)
+    return False
+
+
 def _wipe(path: str) -> bool:
     """Remove everything under `path`, including entries a candidate made unreadable."""
     def fix(func, p, _exc):
@@ -158,7 +216,14 @@ def _wipe(path: str) -> bool:
     for name in os.listdir(path):
         p = os.path.join(path, name)
         try:
+            os.rmdir(p)  # most often: the job's working directory, left empty
+            continue
+        except OSError:
+            pass
+        try:
             if os.path.isdir(p) and not os.path.islink(p):
+                import shutil  # only here: its imports would make every fork of us heavier
+
                 shutil.rmtree(p, onerror=fix)
             else:
                 os.unlink(p)
@@ -169,50 +234,60 @@ def _wipe(path: str) -> bool:
 
 def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
     t0 = time.monotonic()
-    workdir = os.path.join(TMP, f"job-{job['id']}")
-    os.mkdir(workdir, 0o700)
+    own_before = resource.getrusage(resource.RUSAGE_SELF)
+    os.mkdir(WORKDIR, 0o700)  # wiped with the rest of TMP after each job
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     captures = {out_r: Capture(job["output_cap"]), err_r: Capture(job["output_cap"])}
     child_ends = [in_r, out_w, err_w]
-    verdict = b_pid = req_r = resp_w = None
-    if job["mode"] == "check":
+    verdict = replies_fd = test_fds = req_r = resp_w = None
+    if job["mode"] == "check" and job.get("calls") is not None:
+        # direct calls: the candidate makes the tests' calls itself and writes each reply to
+        # a nameless file of ours, read once it is dead (a pipe would wake us per reply)
+        replies_fd = resp_w = _nameless_file()
+    elif job["mode"] == "check":
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         ver_r, ver_w = os.pipe()
-        b_pid = _fork_tests(job, tests_fd, ver_w, req_w, resp_r)
         captures[ver_r] = verdict = Capture(harness.MAX_FRAME)
+        test_fds = (ver_w, req_w, resp_r)
         child_ends += [req_r, req_w, resp_r, resp_w, ver_w]
-    a_pid = _fork_candidate(job, workdir, in_r, out_w, err_w, req_r, resp_w)
+    # All set up before forking: from the fork until the job's processes exit, each page
+    # this process writes is copied (they share it), so the less done then the better.
+    watch = Watch(captures, [], in_w, job["stdin"].encode())
+    b_pid = _fork_tests(job, tests_fd, *test_fds) if test_fds else None
+    a_pid = _fork_candidate(job, in_r, out_w, err_w, req_r, resp_w)
     for fd in child_ends:
         os.close(fd)
+    for pid in (b_pid, a_pid):
+        if pid is not None:
+            watch.watch_pid(pid)
 
-    statuses: dict[int, int] = {}
+    ended: dict[int, tuple] = {}  # pid -> (wait status, rusage)
 
     def on_exit(pid: int) -> None:
-        statuses[pid] = os.waitpid(pid, 0)[1]
-        if pid == b_pid and a_pid not in statuses:
+        ended[pid] = os.wait4(pid, 0)[1:]
+        if pid == b_pid and a_pid not in ended:
             # the tests are over; whatever the candidate still does is irrelevant
             try:
                 os.killpg(a_pid, signal.SIGKILL)
             except OSError:
                 pass
 
-    watch = Watch(captures, [pid for pid in (a_pid, b_pid) if pid is not None], in_w, job["stdin"].encode())
     timed_out = watch.run(t0 + job["timeout"], on_exit)
     clean = _kill_everything(pidns)
     # the writers are dead now, so what is left in the pipes is finite
     for pid in watch.finish(time.monotonic() + 1.0):
         try:
-            statuses[pid] = os.waitpid(pid, 0)[1]
+            ended[pid] = os.wait4(pid, 0)[1:]
         except ChildProcessError:
             pass
     clean = _wipe(TMP) and clean
     if pidns and os.path.isdir("/dev/shm"):  # the sandbox's own /dev, never the host's
         clean = _wipe("/dev/shm") and clean
 
-    status = statuses.get(a_pid)
+    status = ended.get(a_pid, (None,))[0]
     report = {
         "id": job["id"],
         "duration": time.monotonic() - t0,
@@ -223,13 +298,30 @@ def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
         "stderr": captures[err_r].dump(),
         "dirty": timed_out or not clean,
         "verdict": None,
+        "usage": _usage(own_before, ended.get(a_pid), ended.get(b_pid)),
     }
+    if replies_fd is not None:
+        written = min(os.fstat(replies_fd).st_size, harness.MAX_FRAME)
+        report["calls"] = harness.checked_replies(os.pread(replies_fd, written, 0), len(job["calls"]))
+        os.close(replies_fd)
     if verdict is not None and verdict.data:
         try:
             report["verdict"] = harness.read_frame_bytes(bytes(verdict.data))
         except Exception:
             report["dirty"] = True
     return report
+
+
+def _usage(own_before, candidate, tests) -> dict:
+    """[CPU seconds, page faults] of this job's share of the worker and of each job process,
+    for profiles (benchmarks/sandbox_profile.py)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    usage = {"worker": [own.ru_utime + own.ru_stime - own_before.ru_utime - own_before.ru_stime,
+                        own.ru_minflt - own_before.ru_minflt]}
+    for name, ended in (("candidate", candidate), ("tests", tests)):
+        if ended is not None:
+            usage[name] = [ended[1].ru_utime + ended[1].ru_stime, ended[1].ru_minflt]
+    return usage
 
 
 def _working_filter():
@@ -250,19 +342,25 @@ def _working_filter():
 def main(argv: list[str]) -> int:
     tests_fd = int(argv[argv.index("--tests-fd") + 1])
     pidns = "--pidns" in argv
-    global TMP
+    global TMP, WORKDIR
     TMP = argv[argv.index("--tmp") + 1] if "--tmp" in argv else TMP
+    WORKDIR = os.environ["TMPDIR"] = os.path.join(TMP, "job")
     if not pidns and TMP == "/tmp":
         raise SystemExit("worker: without a PID namespace pass --tmp with a private directory")
     # non-dumpable: a candidate (same uid) may not ptrace us or open /proc/<pid>/fd|mem
     _prctl(PR_SET_DUMPABLE, 0)
-    global INSTALL_FILTER
     try:
-        INSTALL_FILTER = _working_filter()
+        # on ourselves: every process we fork inherits it, so a job's processes pay nothing
+        _working_filter()()
     except OSError as e:
         if pidns:  # sandboxed: no candidate runs without the filter
             harness.write_frame(1, {"ready": False, "error": f"seccomp: {e}"})
             return 1
+    harness.prepare_std_streams()  # once, for every candidate to inherit
+    harness.warm_up()
+    global HARD_LIMITS, OOM_SCORE_WRITABLE
+    HARD_LIMITS, OOM_SCORE_WRITABLE = hard_limits(), _oom_score_writable()
+    os.environ.pop("LD_BIND_NOW", None)  # pool.WORKER_ENV: it has done its work at start-up
     # orphans of a job re-parent to us, so we can find and kill them without a PID namespace
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     harness.write_frame(1, {"ready": True, "pid": os.getpid()})

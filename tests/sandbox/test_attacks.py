@@ -25,8 +25,11 @@ WRONG_ADD = "def add(a, b):\n    return 0\n"
 RIGHT_ADD = "def add(a, b):\n    return a + b\n"
 # statement-style checks: their verdict comes from the sandboxed test process, the path
 # a forged report would target (literal comparisons are decided on the host)
-HE_TESTS = "def check(candidate):\n    assert candidate(2, 3) == 5\n\ncheck(add)\n"
+HE_TESTS = "def check(candidate):\n    for a in [2]:\n        assert candidate(a, 3) == 5\n\ncheck(add)\n"
 MBPP_STMT = ["assert add(2, 3) in (5,)", "assert add(1, 1) in [2]"]
+# decided on the host from the candidate's own calls (direct calls): a forged reply is
+# only a value, which the host compares with the expected one it never sent
+HE_DIRECT = "def check(candidate):\n    assert candidate(2, 3) == 5\n\ncheck(add)\n"
 ROUNDS = 2 * (os.cpu_count() or 1) + 2  # enough jobs to land on every warm worker
 
 FORGE = r'''
@@ -113,13 +116,15 @@ def _assert_judged_correctly(rounds: int = ROUNDS) -> None:
     jobs = []
     for _ in range(rounds):
         jobs += [{"source": RIGHT_ADD, "tests": HE_TESTS}, {"source": WRONG_ADD, "tests": HE_TESTS},
-                 {"source": RIGHT_ADD, "tests": MBPP_STMT}, {"source": WRONG_ADD, "tests": MBPP_STMT}]
+                 {"source": RIGHT_ADD, "tests": MBPP_STMT}, {"source": WRONG_ADD, "tests": MBPP_STMT},
+                 {"source": RIGHT_ADD, "tests": HE_DIRECT}, {"source": WRONG_ADD, "tests": HE_DIRECT}]
     verdicts = [r.passed for r in check_many(jobs, workers=2)]
-    assert verdicts == [True, False, True, False] * rounds
+    assert verdicts == [True, False, True, False, True, False] * rounds
 
 
 @pytest.mark.parametrize("attack", [FORGE_PROC_FD, FORGE_PIDFD], ids=["proc_fd", "pidfd_getfd"])
-@pytest.mark.parametrize("tests", [HE_TESTS, MBPP_STMT], ids=["humaneval_check", "mbpp_statements"])
+@pytest.mark.parametrize("tests", [HE_TESTS, MBPP_STMT, HE_DIRECT],
+                         ids=["humaneval_check", "mbpp_statements", "humaneval_direct"])
 def test_forged_report_does_not_pass(attack, tests):
     ntests = 1 if isinstance(tests, str) else len(tests)
     for _ in range(ROUNDS):
