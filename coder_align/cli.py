@@ -58,6 +58,7 @@ COMMANDS = {
     "merge": ("coder_align.merge", "cli", "fold a LoRA/QLoRA adapter into full weights"),
     "grpo": ("coder_align.grpo", "cli", "GRPO with compiler and unit-test rewards"),
     "pretrain": ("coder_align.pretrain", "cli", "continued pretraining with FIM"),
+    "rm": ("coder_align.reward_model", "cli", "reward model on execution feedback: rm data, rm train"),
     "corpus": ("coder_align.corpus.cli", "cli", "build a repository-level pretraining corpus"),
     "eval": ("coder_align.evaluate", "cli", "HumanEval / MBPP / infilling evaluation"),
     "sandbox": ("coder_align.sandbox.cli", "cli", "run or check code in the execution sandbox, or serve it over HTTP"),
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         hint = " Rerun the same command to resume from the last checkpoint (train.save_steps)." \
-            if name in ("sft", "grpo", "pretrain") else ""
+            if name in ("sft", "grpo", "pretrain", "rm") else ""
         print(f"\ncoder-align {name}: interrupted.{hint}", file=sys.stderr)
         return 130  # the shell's code for SIGINT
     except Exception as e:

@@ -157,18 +157,23 @@ def stop_token_ids(tokenizer, template: str = "deepseek") -> list[int]:
 
 
 def load_model(model_config, tokenizer, peft_config=None, training: bool = True, template: str = "deepseek",
-               config_overrides: dict | None = None, train_new_tokens: bool = True):
+               config_overrides: dict | None = None, train_new_tokens: bool = True, head: str = "causal_lm"):
     """Causal LM ready for training: embeddings fit the tokenizer, stops on <|EOT|>, LoRA/QLoRA applied.
 
     `config_overrides` are set on the model config while loading (e.g. RoPE parameters).
     `train_new_tokens=False` keeps the rows of added tokens frozen under LoRA (GRPO: TRL reads
     log-probs from `lm_head.weight` directly, so it refuses a wrapped head).
+    `head="score"` loads the same network with a one-output sequence-classification head in
+    place of the LM head (a reward model: the score is read at the last non-pad token; the
+    head starts random and always trains, under LoRA too).
     """
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
 
     method = peft_config.method if peft_config else "none"
     dtype = resolve_dtype(model_config.dtype)
     kwargs = {"dtype": dtype, "trust_remote_code": model_config.trust_remote_code, **(config_overrides or {})}
+    if head == "score":
+        kwargs["num_labels"] = 1
     if model_config.attn_implementation:
         kwargs["attn_implementation"] = model_config.attn_implementation
     if method == "qlora":
@@ -179,16 +184,20 @@ def load_model(model_config, tokenizer, peft_config=None, training: bool = True,
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute,
         )
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(model_config.path), **kwargs)
+    auto_class = AutoModelForSequenceClassification if head == "score" else AutoModelForCausalLM
+    model = auto_class.from_pretrained(resolve_model_path(model_config.path), **kwargs)
     new_token_ids = fit_embeddings(model, tokenizer)
-    stops = stop_token_ids(tokenizer, template)
-    model.generation_config.eos_token_id = stops
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if head == "score":
+        model.config.pad_token_id = tokenizer.pad_token_id  # how the head finds each row's last token
+    else:
+        model.generation_config.eos_token_id = stop_token_ids(tokenizer, template)
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
     if training:
         model.config.use_cache = False  # a cache also disables padding-free packing masks
     if method in ("lora", "qlora"):
         model = apply_lora(model, peft_config, new_token_ids if train_new_tokens else [], quantized=method == "qlora",
-                           gradient_checkpointing=training and model_config.gradient_checkpointing)
+                           gradient_checkpointing=training and model_config.gradient_checkpointing,
+                           task_type="SEQ_CLS" if head == "score" else "CAUSAL_LM")
     return model
 
 
@@ -213,7 +222,8 @@ def fit_embeddings(model, tokenizer) -> list[int]:
     return new_ids
 
 
-def apply_lora(model, peft_config, new_token_ids, quantized: bool, gradient_checkpointing: bool):
+def apply_lora(model, peft_config, new_token_ids, quantized: bool, gradient_checkpointing: bool,
+               task_type: str = "CAUSAL_LM"):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if quantized:
@@ -233,7 +243,7 @@ def apply_lora(model, peft_config, new_token_ids, quantized: bool, gradient_chec
         lora_dropout=peft_config.dropout,
         target_modules=peft_config.target_modules if peft_config.target_modules != ["all-linear"] else "all-linear",
         trainable_token_indices=trainable_tokens,
-        task_type="CAUSAL_LM",
+        task_type=task_type,  # SEQ_CLS: peft trains and saves the score head in full (modules_to_save)
     )
     model = get_peft_model(model, config)
     if gradient_checkpointing:

@@ -15,6 +15,7 @@ STAGE_SCHEMAS = {
     "pretrain": "coder_align.pretrain:PretrainConfig",
     "eval": "coder_align.evaluation.config:EvalConfig",
     "corpus": "coder_align.corpus.cli:CorpusConfig",
+    "rm": "coder_align.reward_model:RewardModelConfig",
 }
 
 
