@@ -100,14 +100,32 @@ def prompts_for(task: Task, mode: str, config: EvalConfig, tokenizer) -> tuple[l
         return [fim_prompt(p) for p in task.problems], True
     if mode == "base":
         return [base_prompt(p) for p in task.problems], True
-    if (config.data.template or "deepseek") == "deepseek":
+    texts = [chat_prompt(instruct_messages(p), config.data.template, config.data.system_prompt, tokenizer)
+             for p in task.problems]
+    return texts, chat_adds_special_tokens(config.data.template)
+
+
+def chat_prompt(messages: list[dict], template: str | None, system_prompt: str | None, tokenizer) -> str:
+    """The text a chat model is prompted with: our DeepSeek template (`render`, the bytes SFT
+    trained on and GRPO's saved chat template gives), or the tokenizer's own. Shared with
+    self_sampling, so sampled completions answer the prompt eval measures."""
+    if (template or "deepseek") == "deepseek":
         from coder_align.templates import render
 
-        return [render(instruct_messages(p), add_generation_prompt=True, system_prompt=config.data.system_prompt)
-                for p in task.problems], True
-    # the tokenizer's own template writes its BOS as text
-    return [tokenizer.apply_chat_template(instruct_messages(p), tokenize=False, add_generation_prompt=True)
-            for p in task.problems], False
+        return render(messages, add_generation_prompt=True, system_prompt=system_prompt)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def chat_adds_special_tokens(template: str | None) -> bool:
+    """Whether the tokenizer should add its BOS to a `chat_prompt` text: the tokenizer's own
+    template writes its BOS as text."""
+    return (template or "deepseek") == "deepseek"
+
+
+def chat_stops(template: str | None) -> list[str]:
+    """Stop strings for a chat answer: a model that never learnt <|EOT|> goes on with an
+    instruction of its own."""
+    return [f"\n{INSTRUCTION_HEADER.strip()}"] if (template or "deepseek") == "deepseek" else []
 
 
 def stops_for(task: Task, mode: str, config: EvalConfig) -> list[str]:
@@ -115,8 +133,7 @@ def stops_for(task: Task, mode: str, config: EvalConfig) -> list[str]:
         return ["\n"]  # single-line infilling
     if mode == "base":
         return task.stops
-    # A model that never learnt <|EOT|> goes on with an instruction of its own.
-    return [f"\n{INSTRUCTION_HEADER.strip()}"] if (config.data.template or "deepseek") == "deepseek" else []
+    return chat_stops(config.data.template)
 
 
 def completions_for(task: Task, mode: str, texts: list[list[str]], stops: list[str]) -> list[dict]:

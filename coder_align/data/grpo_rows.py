@@ -31,6 +31,10 @@ from coder_align.data.records import DataError, Row, iter_rows
 MAX_EXAMPLES = 10  # skipped rows named in the summary, so they can be found and fixed
 
 
+class BenchmarkTestTask(DataError):
+    """A row of a benchmark's held-out split where training tasks were asked for."""
+
+
 @dataclass
 class TaskStats:
     rows_read: int = 0
@@ -67,6 +71,43 @@ def parse_task_ids(spec: str | None) -> set[int] | None:
             raise ConfigError(f"data.task_ids: cannot read '{part}' (use e.g. 511-974, 601-974,11 or "
                               f"MBPP split names such as validation,train)") from None
     return ids
+
+
+def benchmark_test_task(data: dict, kind: str) -> str | None:
+    """Why a row is a benchmark's held-out task (never to be trained on), or None.
+
+    MBPP rows (the MBPP format, or a task id `Mbpp/N`) with an id in the test split
+    (11-510), and HumanEval rows (a `HumanEval/N` task id) are measured on, so a stage that
+    trains on tasks (RFT, the difficulty filter, GRPO) refuses them.
+
+    >>> benchmark_test_task({"task_id": 11, "test_list": ["assert f()"]}, "mbpp")
+    "MBPP task 11 is in MBPP's test split (ids 11-510)"
+    >>> benchmark_test_task({"task_id": "HumanEval/0"}, "humaneval")
+    'HumanEval/0 is a HumanEval task'
+    >>> benchmark_test_task({"task_id": 601}, "mbpp") is None
+    True
+    """
+    tid = data.get("task_id")
+    text = str(tid) if tid is not None else ""
+    if text.startswith("HumanEval/"):
+        return f"{text} is a HumanEval task"
+    number = text.rsplit("/", 1)[-1]
+    mbpp_id = kind == "mbpp" or text.startswith("Mbpp/")
+    if mbpp_id and number.isdigit() and int(number) in benchmarks.MBPP_SPLITS["test"]:
+        split = benchmarks.MBPP_SPLITS["test"]
+        return f"MBPP task {number} is in MBPP's test split (ids {split.start}-{split.stop - 1})"
+    return None
+
+
+def refuse_test_ids(task_ids: str | None, key: str = "data.task_ids") -> None:
+    """A ConfigError when a task-id selection for training names MBPP test-split ids,
+    so a wrong range fails before any model is loaded."""
+    wanted = parse_task_ids(task_ids)
+    clash = sorted(wanted & set(benchmarks.MBPP_SPLITS["test"])) if wanted else []
+    if clash:
+        raise ConfigError(f"{key}={task_ids} includes MBPP test-split ids ({clash[0]}"
+                          f"{'...' + str(clash[-1]) if len(clash) > 1 else ''}); never train on them: "
+                          "use ids 511-974 (validation,train)")
 
 
 def detect_format(data: dict) -> str:
@@ -190,8 +231,14 @@ def humaneval_task(row: Row) -> dict:
 
 def read_tasks(path: str, split: str = "train", fmt: str = "auto", task_ids: str | None = None,
                shown_tests: int = 1, language: str = "python", on_invalid: str = "error",
-               max_rows: int | None = None) -> tuple[list[dict], TaskStats]:
-    """Tasks for GRPO and their counts. Raises the first DataError unless on_invalid='skip'."""
+               max_rows: int | None = None, *, training: bool = False,
+               keep_rows: bool = False) -> tuple[list[dict], TaskStats]:
+    """Tasks for GRPO and their counts. Raises the first DataError unless on_invalid='skip'.
+
+    `training`: a benchmark's held-out task (`benchmark_test_task`) stops the read with a
+    DataError naming its line, whatever `on_invalid` says (a skip would hide it).
+    `keep_rows`: each task also carries its input row unchanged (`row`) and where it was
+    read (`where`), for commands that write the selected rows back out."""
     wanted = parse_task_ids(task_ids)
     stats = TaskStats()
     tasks = []
@@ -212,6 +259,10 @@ def read_tasks(path: str, split: str = "train", fmt: str = "auto", task_ids: str
                     stats.filtered_by_task_id += 1
                     continue
             kind = detect_format(item.data) if fmt == "auto" else fmt
+            held_out = benchmark_test_task(item.data, kind) if training else None
+            if held_out:
+                raise BenchmarkTestTask(item.where, f"{held_out}: never train on it (pick training ids, "
+                                                    "e.g. task_ids 511-974)", "benchmark_test_task")
             if kind == "mbpp":
                 task = mbpp_task(item, shown_tests)
             elif kind == "humaneval":
@@ -223,12 +274,14 @@ def read_tasks(path: str, split: str = "train", fmt: str = "auto", task_ids: str
                 raise DataError(item.where, error, "tests_syntax")
             stats.formats[kind] += 1
         except DataError as e:
-            if on_invalid != "skip":
+            if on_invalid != "skip" or isinstance(e, BenchmarkTestTask):
                 raise
             stats.invalid[e.reason] += 1
             if len(stats.invalid_examples) < MAX_EXAMPLES:
                 stats.invalid_examples.append(str(e))
             continue
+        if keep_rows:
+            task.update(row=item.data, where=item.where)
         tasks.append(task)
         stats.rows_used += 1
     return tasks, stats

@@ -49,6 +49,12 @@ class HFGenerator:
 
     def generate(self, prompts: list[str], settings: GenerationSettings, stops: list[str],
                  add_special_tokens: bool = True) -> list[list[str]]:
+        return self.generate_with_clipping(prompts, settings, stops, add_special_tokens)[0]
+
+    def generate_with_clipping(self, prompts: list[str], settings: GenerationSettings, stops: list[str],
+                               add_special_tokens: bool = True) -> tuple[list[list[str]], list[list[bool]]]:
+        """`generate`'s texts, and per text whether it ran into max_new_tokens (no stop token
+        or stop string ended it): a clipped answer is not one to train on."""
         import torch
 
         tok = self.tokenizer
@@ -60,6 +66,8 @@ class HFGenerator:
         lengths = [len(tok(p, add_special_tokens=add_special_tokens).input_ids) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -lengths[i])  # similar lengths share a batch
         results: list[list[str]] = [[] for _ in prompts]
+        clipped: list[list[bool]] = [[] for _ in prompts]
+        stop_set = set(self.stop_ids)
         torch.manual_seed(settings.seed)
         for start in range(0, len(order), settings.batch_size):
             idx = order[start:start + settings.batch_size]
@@ -77,11 +85,15 @@ class HFGenerator:
                 out = self.model.generate(**batch, **kwargs)  # (B * per_prompt, T_prompt + T_new)
             new = out[:, batch["input_ids"].shape[1]:]
             texts = tok.batch_decode(new, skip_special_tokens=True)
+            # finished sequences hold a stop id (then padding) or end in a stop string
+            cut = [not stop_set.intersection(row.tolist()) and not any(s in text for s in stops)
+                   for row, text in zip(new, texts)]
             for j, i in enumerate(idx):
-                chunk = texts[j * per_prompt:(j + 1) * per_prompt]
-                results[i] = chunk * settings.n if greedy else chunk
+                chunk = slice(j * per_prompt, (j + 1) * per_prompt)
+                results[i] = texts[chunk] * settings.n if greedy else texts[chunk]
+                clipped[i] = cut[chunk] * settings.n if greedy else cut[chunk]
             log.info("generated %d/%d prompts", min(start + settings.batch_size, len(order)), len(order))
-        return results
+        return results, clipped
 
 
 class VLLMGenerator:
@@ -97,6 +109,10 @@ class VLLMGenerator:
 
     def generate(self, prompts: list[str], settings: GenerationSettings, stops: list[str],
                  add_special_tokens: bool = True) -> list[list[str]]:
+        return self.generate_with_clipping(prompts, settings, stops, add_special_tokens)[0]
+
+    def generate_with_clipping(self, prompts: list[str], settings: GenerationSettings, stops: list[str],
+                               add_special_tokens: bool = True) -> tuple[list[list[str]], list[list[bool]]]:
         from vllm import SamplingParams
 
         greedy = settings.temperature <= 0
@@ -108,4 +124,7 @@ class VLLMGenerator:
         # Token ids, so BOS handling matches the transformers path exactly.
         ids = [self.tokenizer(p, add_special_tokens=add_special_tokens).input_ids for p in prompts]
         outputs = self.llm.generate([{"prompt_token_ids": i} for i in ids], params)
-        return [[o.outputs[0].text] * settings.n if greedy else [c.text for c in o.outputs] for o in outputs]
+        texts = [[o.outputs[0].text] * settings.n if greedy else [c.text for c in o.outputs] for o in outputs]
+        clipped = [[o.outputs[0].finish_reason == "length"] * settings.n if greedy
+                   else [c.finish_reason == "length" for c in o.outputs] for o in outputs]
+        return texts, clipped
