@@ -84,11 +84,21 @@ class RewardModelConfig:
 
 def main(config: RewardModelConfig) -> dict:
     """Train, save, and return the run summary (also written to summary.json)."""
+    from coder_align.data.records import DataError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if not config.data.path:
+        raise ConfigError("data.path is required (rows from `coder-align rm data`)")
+    out = Path(config.train.output_dir)
+
+    # --- rows, held-out tasks, pairs: before anything heavy loads, so bad data fails fast ----
+    data = load_rows(config.data)
+    log.info("rows: %s", data["stats"])
+
     from datasets import Dataset
     from transformers import set_seed
     from trl import RewardConfig
 
-    from coder_align.data.records import DataError
     from coder_align.grpo import START_MODEL, merged_start
     from coder_align.models import load_model, load_tokenizer
     from coder_align.plots import plot_accuracy
@@ -97,11 +107,7 @@ def main(config: RewardModelConfig) -> dict:
         is_main_process, prepare_output_dir, train_and_save, training_arguments, write_summary,
     )
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if not config.data.path:
-        raise ConfigError("data.path is required (rows from `coder-align rm data`)")
     set_seed(config.train.seed)
-    out = Path(config.train.output_dir)
 
     # --- starting point and tokenizer: the policy's template ------------------------------
     start = starting_point(config)
@@ -111,9 +117,7 @@ def main(config: RewardModelConfig) -> dict:
     resolved = replace(config, model=replace(config.model, path=start["weights"]),
                        data=replace(config.data, template=start["template"], system_prompt=start["system_prompt"]))
 
-    # --- rows, held-out tasks, pairs, tokens ------------------------------------------------
-    data = load_rows(resolved.data)
-    log.info("rows: %s", data["stats"])
+    # --- tokens: prompt + completion in the policy's template -------------------------------
     encoded = encode_rows(data["train_rows"] + data["eval_rows"], tokenizer, resolved.data)
     train_pairs, train_dropped = tokenized_pairs(data["train_pairs"], encoded)
     eval_pairs, eval_dropped = tokenized_pairs(data["eval_pairs"], encoded)
