@@ -228,27 +228,54 @@ def apply_lora(model, peft_config, new_token_ids, quantized: bool, gradient_chec
 
     if quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    layers = resolve_layers(peft_config.layers_to_transform, model.config)
     trainable_tokens = None
     if new_token_ids:
         # Only the new rows train (not whole embedding matrices), in both embedding and
         # untied LM head, so the model can learn to emit the new stop token.
         names = {_module_name(model, model.get_input_embeddings()): new_token_ids}
         head = model.get_output_embeddings()
-        if head is not None and not getattr(model.config, "tie_word_embeddings", False):
+        untied_head = head is not None and not getattr(model.config, "tie_word_embeddings", False)
+        if layers is not None:
+            # a gradient for an input row would need the backward pass through every block,
+            # which is what training only the top blocks saves
+            names = {}
+            log.info("peft.layers_to_transform is set: the input rows of added tokens stay frozen")
+        if untied_head:
             names[_module_name(model, head)] = new_token_ids
-        trainable_tokens = names
+        trainable_tokens = names or None
     config = LoraConfig(
         r=peft_config.r,
         lora_alpha=peft_config.alpha,
         lora_dropout=peft_config.dropout,
         target_modules=peft_config.target_modules if peft_config.target_modules != ["all-linear"] else "all-linear",
         trainable_token_indices=trainable_tokens,
+        layers_to_transform=layers,
         task_type=task_type,  # SEQ_CLS: peft trains and saves the score head in full (modules_to_save)
     )
     model = get_peft_model(model, config)
     if gradient_checkpointing:
         model.enable_input_require_grads()
     return model
+
+
+def resolve_layers(layers: list[int] | None, model_config) -> list[int] | None:
+    """`peft.layers_to_transform` as block indices; negative ones count from the top.
+
+    >>> from types import SimpleNamespace
+    >>> resolve_layers([-2, -1, 0], SimpleNamespace(num_hidden_layers=30))
+    [0, 28, 29]
+    """
+    if layers is None:
+        return None
+    from coder_align.config import ConfigError
+
+    depth = model_config.num_hidden_layers
+    resolved = sorted({i + depth if i < 0 else i for i in layers})
+    if not resolved or resolved[0] < 0 or resolved[-1] >= depth:
+        raise ConfigError(f"peft.layers_to_transform={layers}: this model has {depth} blocks (0..{depth - 1}, "
+                          f"or -1..-{depth} from the top)")
+    return resolved
 
 
 def _module_name(model, module) -> str:

@@ -124,7 +124,7 @@ def accuracy_figure(log_history: list[dict], held_out: dict | None = None, resum
     xs, ys = _series(log_history, "eval_loss")
     if xs:
         ax_loss.plot(xs, ys, color="tab:purple", marker="o", label="held-out loss")
-    ax_loss.set_ylabel("loss (-log sigmoid\nof the score margin)")
+    ax_loss.set_ylabel("loss: -log sigmoid(margin)\n(+ pointwise, if weighted)")
     ax_loss.legend(fontsize=8)
     _steps_axis([ax, ax_loss], resumed_from_step)
     fig.tight_layout()

@@ -165,7 +165,9 @@ def main(config: RewardModelConfig) -> dict:
         "data": {**data["stats"], "train_pairs_used": len(train_pairs), "eval_pairs_used": len(eval_pairs),
                  "pairs_dropped_too_long": {"train": train_dropped, "eval": eval_dropped},
                  "rows_too_long": sum(v is None for v in encoded.values())},
-        "held_out": {"before": before, "after": after},
+        "held_out": {"before": before, "after": after,
+                     "eval_accuracy": [{"step": h["step"], "accuracy": round(h["eval_accuracy"], 4)}
+                                       for h in trainer.state.log_history if "eval_accuracy" in h]},
         "steps": run.steps,
         "epochs": round(run.epochs, 3),
         "train_seconds": round(run.seconds, 2),
@@ -237,13 +239,15 @@ def tokenized_pairs(pairs: list[tuple[dict, dict]], encoded: dict) -> tuple[list
 
 def held_out_measures(model, tokenizer, rows: list[dict], pairs: list[tuple[dict, dict]], encoded: dict,
                       batch_size: int) -> dict | None:
-    """Pairwise accuracy on held-out pairs and pass/fail AUC on all held-out rows."""
+    """Pairwise accuracy on held-out pairs and pass/fail AUC on all held-out rows (None without
+    held-out rows, or under ZeRO-3, whose partitioned weights run only inside the engine: then
+    the Trainer's `eval_accuracy` is the held-out measure)."""
     from coder_align.rm_reward import auc, pairwise_accuracy, score_ids
 
-    if not rows:
+    base = getattr(model, "module", model)
+    if not rows or any(hasattr(p, "ds_id") for p in base.parameters()):
         return None
-    scores = score_ids(getattr(model, "module", model), [encoded[id(row)] for row in rows], tokenizer.pad_token_id,
-                       batch_size)
+    scores = score_ids(base, [encoded[id(row)] for row in rows], tokenizer.pad_token_id, batch_size)
     by_row = {id(row): s for row, s in zip(rows, scores)}
     pair_scores = [(by_row[id(g)], by_row[id(b)]) for g, b in pairs if id(g) in by_row and id(b) in by_row]
     labels = [row["passed"] for row in rows]

@@ -1,7 +1,7 @@
 """`coder-align rm data`: judged completions for a reward model, from execution, not assumption.
 
-    coder-align rm data --model outputs/sft --tasks mbpp-train.jsonl --task-ids 511-974 --k 8 \\
-        --mutants 6 --from-judged outputs/grpo/completions.jsonl --out rm_rows.jsonl
+    coder-align rm data --model outputs/sft --tasks mbpp-train.jsonl --task-ids train --k 8 --mutants 6 --out rows.jsonl
+    coder-align rm data --k 0 --from-judged outputs/grpo/completions.jsonl --tasks mbpp-train.jsonl --out rows.jsonl
 
 Three sources of rows, each with its `source`:
 

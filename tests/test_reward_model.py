@@ -173,3 +173,28 @@ def test_cli_errors_are_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
     result = subprocess.run(cli_command("rm", "trian"), capture_output=True, text=True, env=cli_env(), cwd=REPO_ROOT)
     assert result.returncode == 2 and "unknown command 'trian'" in result.stderr
+
+
+def test_score_head_with_lora_on_the_top_blocks_only(tiny_model_dir):
+    """peft.layers_to_transform=[-1]: LoRA in the last block only, the score head trains, and no
+    gradient needs to reach the embeddings (the backward pass stops at the top block)."""
+    import torch
+
+    from coder_align.config import ModelConfig, PeftConfig
+    from coder_align.models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    model = load_model(ModelConfig(path=str(tiny_model_dir), gradient_checkpointing=False), tokenizer,
+                       PeftConfig(method="lora", layers_to_transform=[-1]), head="score")
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(".layers.1." in n or "score" in n for n in trainable), trainable
+    assert any("score" in n for n in trainable) and model.config.pad_token_id == tokenizer.pad_token_id
+    ids = torch.tensor([tokenizer("def f(): pass")["input_ids"]])
+    score = model(input_ids=ids).logits  # (1, 1)
+    assert score.shape == (1, 1)
+    score.sum().backward()
+    embeddings = model.get_input_embeddings()
+    assert all(p.grad is None for p in embeddings.parameters())
+    with pytest.raises(ConfigError, match="this model has 2 blocks"):
+        load_model(ModelConfig(path=str(tiny_model_dir)), tokenizer, PeftConfig(method="lora", layers_to_transform=[2]),
+                   head="score")
