@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import random
 import sys
@@ -138,7 +139,8 @@ def print_block(title: str, m: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--policy", default="embedded", help="the model whose completions are judged")
-    p.add_argument("--rm", required=True, help="reward model directory (coder-align rm train)")
+    p.add_argument("--rm", default=None, help="reward model directory (coder-align rm train); without it, "
+                                               "only sample and judge (write --samples) and stop")
     p.add_argument("--tasks", default=str(REPO / "data_templates" / "mbpp_train.jsonl"))
     p.add_argument("--task-ids", default="validation", help="held-out tasks: never ones the reward model saw")
     p.add_argument("--k", type=int, default=16)
@@ -151,6 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--samples", required=True, help="completions with both verdicts (written once, then reused)")
     p.add_argument("--out", default=None, help="results JSON")
     args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     from coder_align.rm_reward import scorer
     from coder_align.self_sampling import load_tasks, sample
@@ -172,6 +175,9 @@ def main(argv: list[str] | None = None) -> dict:
         records = judge_both(tasks, answers, args.timeout)
         samples.parent.mkdir(parents=True, exist_ok=True)
         samples.write_text("".join(json.dumps(r) + "\n" for r in records))
+    if not args.rm:
+        print(f"{len(records)} judged completions in {samples}; no --rm given, so nothing is scored")
+        return {}
     by_id = {t["task_id"]: t for t in tasks}
     unjudged = [r for r in records if r["shown"] is None or r["hidden"] is None]
     judged = [r for r in records if r not in unjudged]

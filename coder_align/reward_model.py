@@ -261,11 +261,17 @@ def train_cli(argv: list[str]) -> int:
     summary = main(config)
     if summary:
         out = Path(config.train.output_dir)
-        after = summary["held_out"]["after"] or {}
-        before = summary["held_out"]["before"] or {}
-        print(f"\nheld-out pairwise accuracy {before.get('pairwise_accuracy')} -> {after.get('pairwise_accuracy')} "
-              f"({after.get('pairs')} pairs), pass/fail AUC {before.get('auc')} -> {after.get('auc')} "
-              f"({after.get('rows')} rows); final loss {summary['final_loss']}; output in {out}:")
+        held = summary["held_out"]
+        before, after = held["before"], held["after"]
+        if after:
+            measured = (f"held-out pairwise accuracy {before['pairwise_accuracy']} -> {after['pairwise_accuracy']} "
+                        f"({after['pairs']} pairs), pass/fail AUC {before['auc']} -> {after['auc']} "
+                        f"({after['rows']} rows)")
+        elif held["eval_accuracy"]:  # ZeRO-3: only the Trainer's evaluation ran
+            measured = f"held-out pairwise accuracy (Trainer) {held['eval_accuracy'][-1]['accuracy']}"
+        else:
+            measured = "no held-out rows (data.eval_fraction=0 and no data.eval_path)"
+        print(f"\n{measured}; final loss {summary['final_loss']}; output in {out}:")
         for p in sorted(out.iterdir()):
             print(f"  {p.name}{'/' if p.is_dir() else ''}")
     return 0

@@ -20,7 +20,8 @@ sample the sandbox could not judge (`unavailable`) is not written (an infrastruc
 is never a label) and is counted; a completion repeated within a task is written once. The
 summary (`<out>.summary.json`, also printed) gives rows and pass share per source, statuses,
 skipped rows by reason, and the (passing, failing) pairs the rows make per task, capped.
-Training tasks only: MBPP test-split ids and HumanEval tasks are refused (`load_tasks`).
+Training tasks only: MBPP test-split ids and HumanEval tasks are refused (`load_tasks`), and so
+is a `--from-judged` row of a task that is not among `--tasks`.
 """
 
 from __future__ import annotations
@@ -92,8 +93,13 @@ def build_rows(options: RMDataOptions) -> dict:
         rows += [judged_row(s, "sample") for per_task in judged for s in per_task]
 
     # --- verdicts other runs already paid for -----------------------------------------------------
+    known = {plain_id(t["task_id"]) for t in tasks}
     for path in o.from_judged:
-        rows += [judged_row(s, f"judged:{Path(path).name}") for s in read_judged(path, tasks)]
+        for s in read_judged(path, tasks):
+            if plain_id(s.task_id) not in known:  # e.g. eval samples of MBPP's test split: never training data
+                raise DataError(path, f"task {s.task_id} is not among the --tasks given ({o.tasks}, task ids "
+                                      f"{o.task_ids or 'all'}); rows are only taken for training tasks", "unknown_task")
+            rows.append(judged_row(s, f"judged:{Path(path).name}"))
 
     # --- reference solutions and their mutants ------------------------------------------------
     if o.mutants:
@@ -153,6 +159,11 @@ def judged_row(sample, source: str) -> dict:
     return {"prompt": sample.prompt, "completion": sample.completion, "passed": bool(sample.passed),
             "status": sample.status, "tests_passed_fraction": sample.tests_passed_fraction,
             "task_id": str(sample.task_id), "source": source, "clipped": bool(sample.clipped)}
+
+
+def plain_id(task_id) -> str:
+    """`Mbpp/601` and `601` name the same task."""
+    return str(task_id).rsplit("/", 1)[-1]
 
 
 def reference_solution(row: dict) -> str | None:

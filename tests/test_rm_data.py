@@ -117,6 +117,15 @@ def test_earlier_runs_files_are_read_with_their_verdicts(tmp_path):
         ("554", True, "judged:completions.jsonl"), ("554", False, "judged:completions.jsonl")]
     assert rows[0]["prompt"][-1]["role"] == "user"  # GRPO records no prompt: the task supplies it
     assert summary["skipped_rows"] == {"unjudged": 1}
+    # judged rows of a task outside --tasks (say, MBPP's test split) are refused, not taken
+    ours = tmp_path / "judged.jsonl"
+    ours.write_text(json.dumps({"task_id": "Mbpp/11", "prompt": [{"role": "user", "content": "Write f."}],
+                                "completion": "x", "code": "x", "passed": False, "status": "wrong_answer"}) + "\n")
+    from coder_align.data.records import DataError
+
+    with pytest.raises(DataError, match="task Mbpp/11 is not among the --tasks given"):
+        build_rows(RMDataOptions(tasks=MBPP_TRAIN, task_ids="554-555", k=0, from_judged=[str(ours)],
+                                 out=str(tmp_path / "rows2.jsonl")))
 
 
 def test_benchmark_test_tasks_are_refused_and_bad_task_rows_counted(tmp_path):
