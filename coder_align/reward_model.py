@@ -149,6 +149,8 @@ def main(config: RewardModelConfig) -> dict:
                                 eval_dataset=Dataset.from_list(eval_pairs) if evaluating else None,
                                 processing_class=tokenizer)
     trainer.pointwise_weight = r.pointwise_weight
+    if config.peft.method == "qlora":
+        score_head_follows_hidden_states(trainer.model)
 
     # --- train and save ----------------------------------------------------------------------
     run = train_and_save(trainer, resolved, tokenizer, out, resume)
@@ -180,6 +182,16 @@ def main(config: RewardModelConfig) -> dict:
     }
     write_summary(out, summary)
     return summary
+
+
+def score_head_follows_hidden_states(model) -> None:
+    """TRL casts every trainable parameter of a 4-bit model to bf16 (the QLoRA paper's advice).
+    LoRA layers cast their input to match; the score head (a plain Linear that peft trains in
+    full) does not, so it takes the dtype of the hidden states it reads (fp32 on a CPU)."""
+    hidden = model.get_input_embeddings().weight.dtype
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad and "modules_to_save" in name and parameter.dtype != hidden:
+            parameter.data = parameter.data.to(hidden)
 
 
 def starting_point(config: RewardModelConfig) -> dict:

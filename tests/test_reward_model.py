@@ -198,3 +198,17 @@ def test_score_head_with_lora_on_the_top_blocks_only(tiny_model_dir):
     with pytest.raises(ConfigError, match="this model has 2 blocks"):
         load_model(ModelConfig(path=str(tiny_model_dir)), tokenizer, PeftConfig(method="lora", layers_to_transform=[2]),
                    head="score")
+
+
+def test_qlora_reward_model_trains_on_cpu_and_reloads(tiny_model_dir, tmp_path):
+    """4-bit base, LoRA and a full-precision score head: TRL casts trainable parameters to bf16,
+    the head must still match the hidden states it reads (fp32 on a CPU)."""
+    from coder_align.rm_reward import RewardModelScorer
+
+    out = tmp_path / "qlora"
+    summary = rm(tiny_model_dir, DATA_TEMPLATES / "rm_rows_mbpp.jsonl", out, "peft.method=qlora", "train.max_steps=1",
+                 "train.per_device_train_batch_size=2", "data.max_rows=40", "data.max_length=384",
+                 "data.eval_fraction=0.3", "train.learning_rate=1e-3")
+    assert summary["steps"] == 1 and summary["peft"] == "qlora" and summary["final_loss"] is not None
+    scores = RewardModelScorer(out).score(["Write f."], ["```python\ndef f():\n    return 1\n```"])
+    assert len(scores) == 1 and scores[0] == scores[0]  # a number, not NaN
