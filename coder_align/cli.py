@@ -57,6 +57,8 @@ COMMANDS = {
     "sft": ("coder_align.sft", "cli", "supervised instruction tuning (full, LoRA, QLoRA)"),
     "merge": ("coder_align.merge", "cli", "fold a LoRA/QLoRA adapter into full weights"),
     "grpo": ("coder_align.grpo", "cli", "GRPO with compiler and unit-test rewards"),
+    "rft": ("coder_align.rft", "cli", "rejection-sampling fine-tuning: sample, keep what passes the tests, SFT on it"),
+    "data": ("coder_align.data.cli", "cli", "make training data (from-docstrings, mbpp-sft, difficulty)"),
     "pretrain": ("coder_align.pretrain", "cli", "continued pretraining with FIM"),
     "rm": ("coder_align.reward_model", "cli", "reward model on execution feedback: rm data, rm train"),
     "corpus": ("coder_align.corpus.cli", "cli", "build a repository-level pretraining corpus"),

@@ -106,7 +106,7 @@ def main(config: GRPOConfig) -> dict:
     from transformers import set_seed
     from trl import GRPOConfig as TRLGRPOConfig
 
-    from coder_align.data.grpo_rows import read_tasks, to_dataset
+    from coder_align.data.grpo_rows import read_tasks, refuse_test_ids, to_dataset
     from coder_align.data.records import DataError
     from coder_align.grpo_trainer import CodeGRPOTrainer
     from coder_align.reward_set import RewardSet
@@ -121,6 +121,7 @@ def main(config: GRPOConfig) -> dict:
     if not config.data.path:
         raise ConfigError("data.path is required (a .jsonl/.json/.parquet file, or a hub dataset name)")
     check_group_size(config)
+    refuse_test_ids(config.data.task_ids)  # never the MBPP test split; before any model loads
     set_seed(config.train.seed)
     out = Path(config.train.output_dir)
 
@@ -138,8 +139,9 @@ def main(config: GRPOConfig) -> dict:
 
     # --- tasks ------------------------------------------------------------------------------
     d = config.data
+    # training=True: MBPP test-split and HumanEval rows are refused, never trained on
     tasks, data_stats = read_tasks(d.path, d.split, d.format, d.task_ids, d.shown_tests, d.language,
-                                   d.on_invalid, d.max_rows)
+                                   d.on_invalid, d.max_rows, training=True)
     log.info("data: %s", data_stats.as_dict())
     if not tasks:
         raise DataError(d.path, f"no usable rows ({data_stats.as_dict()})", "no_rows")

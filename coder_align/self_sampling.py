@@ -28,8 +28,10 @@ import logging
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar, Literal
 
 from coder_align.benchmarks.extract import extract_code
+from coder_align.config import NON_NEGATIVE, ONE_OR_MORE, POSITIVE, Range
 from coder_align.data.records import DataError
 from coder_align.sandbox.results import OK, UNAVAILABLE
 
@@ -52,6 +54,53 @@ class JudgedSample:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# --- settings groups shared by the commands built on this (difficulty filter, rft) -------
+
+@dataclass
+class SampledModelConfig:
+    path: str = "embedded"  # a model or an output directory of ours (its template and system prompt are used)
+    dtype: str = "auto"
+    backend: Literal["auto", "transformers", "vllm"] = "auto"  # auto: vLLM on a GPU when installed
+
+
+@dataclass
+class TaskDataConfig:
+    path: str = ""  # task rows with tests (GRPO's formats: MBPP, HumanEval-style, generic)
+    split: str = "train"  # for a hub dataset
+    format: Literal["auto", "rows", "mbpp", "humaneval"] = "auto"
+    task_ids: str | None = None  # e.g. "601-974"; MBPP test-split ids are refused
+    shown_tests: int = 1  # MBPP: asserts shown in the prompt (GRPO's default)
+    template: Literal["deepseek", "model"] | None = None  # None: the model's own run's, else deepseek
+    system_prompt: str | None = None  # None: the model's own run's, else DeepSeek's default
+    on_invalid: Literal["error", "skip"] = "error"
+    max_rows: int | None = None
+
+    RANGES: ClassVar[dict] = {"shown_tests": NON_NEGATIVE, "max_rows": ONE_OR_MORE}
+
+
+@dataclass
+class SamplingConfig:
+    k: int = 8  # completions per task
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_new_tokens: int = 512
+    batch_size: int = 8
+    seed: int = 0
+    threads: int | None = None  # torch CPU threads
+
+    RANGES: ClassVar[dict] = {"k": ONE_OR_MORE, "temperature": NON_NEGATIVE, "top_p": Range(0, 1, low_open=True),
+                              "max_new_tokens": ONE_OR_MORE, "batch_size": ONE_OR_MORE, "seed": NON_NEGATIVE,
+                              "threads": ONE_OR_MORE}
+
+
+@dataclass
+class JudgingConfig:
+    timeout: float = 10.0  # seconds per program
+    workers: int | None = None  # sandbox workers on this machine; default: CPU count
+
+    RANGES: ClassVar[dict] = {"timeout": POSITIVE, "workers": ONE_OR_MORE}
 
 
 # --- tasks ------------------------------------------------------------------------------

@@ -40,7 +40,10 @@ class SFTDataConfig:
     overlong: Literal["drop", "truncate_prompt"] = "drop"
     on_invalid: Literal["error", "skip"] = "error"
     packing: bool = False  # padding-free: one row per batch, position_ids restart per sample
-    max_rows: int | None = None  # use at most this many valid rows (reading stops there)
+    max_rows: int | None = None  # use at most this many valid rows of each file (reading stops there)
+    # More files trained on beside `path`: {file: weight}, the times each of its rows is used per
+    # epoch (0.5: a random half; 2: twice, a code row's copies each with its own FIM draw).
+    mix: dict[str, float] = field(default_factory=dict)
     # Plain code rows {"text": ...} become FIM samples at this rate (0.5 PSM in DeepSeek-Coder),
     # so an instruct model keeps infilling; FIM sentinels are added to the tokenizer if missing.
     fim_rate: float = 0.0
@@ -81,6 +84,7 @@ def main(config: SFTConfig) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
         raise ConfigError("data.path is required (a .jsonl/.json/.parquet file or a hub dataset name)")
+    check_mix(config.data.mix)
     set_seed(config.train.seed)
     out = Path(config.train.output_dir)
 
@@ -138,6 +142,14 @@ def main(config: SFTConfig) -> dict:
         summary["samples"] = generate_samples(unwrap(model), tokenizer, config, out)
     write_summary(out, summary)
     return summary
+
+
+def check_mix(mix: dict) -> None:
+    """data.mix must map files to positive weights (a typo'd weight would silently change the recipe)."""
+    for path, weight in mix.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+            raise ConfigError(f"data.mix: the weight of {path!r} must be a number > 0 (times its rows are used "
+                              f"per epoch), got {weight!r}")
 
 
 def peak_gpu_memory_gb() -> float | None:

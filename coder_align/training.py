@@ -41,6 +41,9 @@ def training_arguments(train, gradient_checkpointing: bool, args_class=None, **e
         name: gradient_checkpointing,
         f"{name}_kwargs": {"use_reentrant": False} if gradient_checkpointing else None,
     }
+    if train.precision == "bf16" and not torch.cuda.is_available():
+        # bf16 autocast on CPU (fast where the CPU has AVX512-BF16/AMX); transformers asks to be told
+        extra = {"use_cpu": True, **extra}
     if train.deepspeed and not torch.cuda.is_available():
         # accelerate only finds the gloo process group that `deepspeed` started on CPU
         # when told it runs on CPU; DeepSpeed itself is still used (ZeRO over gloo).

@@ -15,6 +15,7 @@ STAGE_SCHEMAS = {
     "pretrain": "coder_align.pretrain:PretrainConfig",
     "eval": "coder_align.evaluation.config:EvalConfig",
     "corpus": "coder_align.corpus.cli:CorpusConfig",
+    "rft": "coder_align.rft:RFTConfig",
     "rm": "coder_align.reward_model:RewardModelConfig",
 }
 
@@ -103,7 +104,8 @@ def _numeric_fields(cls, prefix=""):
             yield cls, f.name, f"{prefix}{f.name}"
 
 
-@pytest.mark.parametrize("schema", [*STAGE_SCHEMAS.values(), "coder_align.evaluate:EvalConfig"])
+@pytest.mark.parametrize("schema", [*STAGE_SCHEMAS.values(), "coder_align.evaluate:EvalConfig",
+                                    "coder_align.difficulty:DifficultyConfig"])
 def test_every_numeric_setting_has_a_range(schema):
     import importlib
 
@@ -209,3 +211,18 @@ def test_grpo_batch_must_hold_whole_groups():
                                           r"grpo.num_generations=4"):
         check_group_size(load_config(GRPOConfig, None, ["train.per_device_train_batch_size=6",
                                                         "grpo.num_generations=4"]))
+
+
+def test_the_embedded_code_recipe_trains_on_committed_decontaminated_files():
+    """configs/sft/embedded-code.yaml: its files are in the repository, their summaries show the
+    decontamination that was run, and no row is an MBPP test-split task."""
+    config = load_config(SFTConfig, REPO_ROOT / "configs" / "sft" / "embedded-code.yaml")
+    assert config.data.fim_rate == 0.5 and config.data.template == "deepseek" and config.data.max_length == 768
+    for path in [config.data.path, *config.data.mix]:
+        assert (REPO_ROOT / path).is_file(), path
+    folder = REPO_ROOT / "benchmarks" / "data" / "sft_embedded"
+    for name in ("instruct.summary.json", "mbpp_sft.summary.json"):  # code.jsonl's is instruct's
+        checked = json.loads((folder / name).read_text())["decontamination"]["benchmarks"]
+        assert checked["HumanEval"] == 328 and checked["MBPP test split"] > 0, name
+    mbpp_ids = [int(json.loads(line)["task_id"].split("/")[1]) for line in (folder / "mbpp_sft.jsonl").open()]
+    assert mbpp_ids and not [i for i in mbpp_ids if 11 <= i <= 510]

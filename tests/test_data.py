@@ -197,6 +197,39 @@ def test_code_rows_become_fim_samples_with_full_loss(tmp_path, tiny_model_dir):
     assert tokenizer.decode(plain[0]["input_ids"]) == code + tokenizer.eos_token
 
 
+def test_mix_uses_each_file_as_often_as_its_weight(tmp_path, tiny_model_dir):
+    from coder_align.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(tiny_model_dir), fim_tokens=True)
+    chat = write_lines(tmp_path / "chat.jsonl", [json.dumps({"instruction": f"Add {i}.", "output": f"x + {i}"})
+                                                 for i in range(4)])
+    code = write_lines(tmp_path / "code.jsonl", [json.dumps({"text": f"def f{i}(a, b):\n    return a + b * {i}\n"})
+                                                 for i in range(4)])
+    mbpp = write_lines(tmp_path / "mbpp.jsonl", [json.dumps({"instruction": f"Sub {i}.", "output": f"x - {i}"})
+                                                 for i in range(4)])
+    config = SFTDataConfig(path=chat, mix={code: 2, mbpp: 0.5}, fim_rate=1.0)
+    examples, stats = build_sft_examples(config, tokenizer)
+    assert stats.rows_read == 12 and stats.rows_used == 4 + 8 + 2 and stats.code_rows == 8
+    assert stats.as_dict()["files"] == {chat: {"rows_read": 4, "weight": 1.0, "rows_weighted": 4},
+                                        code: {"rows_read": 4, "weight": 2, "rows_weighted": 8},
+                                        mbpp: {"rows_read": 4, "weight": 0.5, "rows_weighted": 2}}
+    code_samples = [tokenizer.decode(e["input_ids"]) for e in examples[4:12]]
+    assert len(set(code_samples)) > 4  # a repeated code row gets a FIM split of its own
+    again, _ = build_sft_examples(config, tokenizer)
+    assert [e["input_ids"] for e in again] == [e["input_ids"] for e in examples]  # seeded
+    upweighted, stats = build_sft_examples(SFTDataConfig(path=chat, mix={chat: 3}), tokenizer)
+    assert stats.rows_used == 12  # naming data.path in the mix sets its weight
+
+
+@pytest.mark.parametrize("weight", [0, -1, "two", True])
+def test_mix_weights_must_be_positive_numbers(weight):
+    from coder_align.config import ConfigError
+    from coder_align.sft import check_mix
+
+    with pytest.raises(ConfigError, match="data.mix: the weight of 'a.jsonl' must be a number > 0"):
+        check_mix({"a.jsonl": weight})
+
+
 def test_packing_with_a_row_cap_fills_rows_and_hides_the_padding_segment():
     from transformers import LlamaConfig, LlamaForCausalLM
 

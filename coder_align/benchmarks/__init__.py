@@ -16,7 +16,7 @@ Not here: Problem/Task objects and scoring (`coder_align.evaluation`), GRPO row 
 from coder_align.benchmarks.extract import code_blocks, extract_code
 from coder_align.benchmarks.prompts import (
     HUMANEVAL_INSTRUCT, MBPP_ALWAYS_IMPORTED, MBPP_BASE, MBPP_INSTRUCT, humaneval_instruct_prompt,
-    humaneval_test_program, mbpp_base_prompt, mbpp_instruct_prompt, mbpp_setup,
+    humaneval_test_program, mbpp_base_prompt, mbpp_instruct_prompt, mbpp_setup, python_answer,
 )
 from coder_align.benchmarks.sources import (
     DATA_ENV, INFILLING_FILE, MBPP_FILE, MBPP_HUB, MBPP_SPLITS, BenchmarkDataMissing, BenchmarkError, data_dirs,
@@ -28,5 +28,5 @@ __all__ = [
     "MBPP_ALWAYS_IMPORTED", "MBPP_BASE", "MBPP_FILE", "MBPP_HUB", "MBPP_INSTRUCT", "MBPP_SPLITS", "code_blocks",
     "data_dirs", "extract_code", "find_data", "humaneval_instruct_prompt", "humaneval_path", "humaneval_test_program",
     "infilling_path", "mbpp_base_prompt", "mbpp_instruct_prompt", "mbpp_setup", "mbpp_source", "read_jsonl",
-    "read_mbpp", "split_ids",
+    "python_answer", "read_mbpp", "split_ids",
 ]

@@ -42,6 +42,16 @@ def humaneval_instruct_prompt(prompt: str) -> str:
     return HUMANEVAL_INSTRUCT.format(prompt=prompt.strip())
 
 
+def python_answer(code: str) -> str:
+    """A reply in the form the instruct prompts ask for: the code in one ```python block, no prose
+    (the answer format of the SFT rows we make, so a tuned model replies as eval extracts).
+
+    >>> python_answer("def f():\\n    return 1\\n")
+    '```python\\ndef f():\\n    return 1\\n```'
+    """
+    return f"```python\n{code.strip()}\n```"
+
+
 def mbpp_setup(row: dict) -> list[str]:
     """Lines run before an MBPP row's asserts: `import math`, its `test_imports`, its `test_setup_code`."""
     setup = [MBPP_ALWAYS_IMPORTED]

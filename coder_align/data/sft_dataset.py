@@ -19,6 +19,7 @@ class SFTDataStats:
     dropped_examples: list[str] = field(default_factory=list)  # the first dropped rows, "file:line: reason"
     truncated: int = 0
     code_rows: int = 0  # plain code documents (FIM-able), the rest are conversations
+    files: dict = field(default_factory=dict)  # path -> {"rows_read", "weight", "rows_weighted"}, with data.mix
     tokens: int = 0
     supervised_tokens: int = 0
 
@@ -33,6 +34,7 @@ class SFTDataStats:
             "code_rows": self.code_rows,
             "tokens": self.tokens,
             "supervised_tokens": self.supervised_tokens,
+            **({"files": self.files} if self.files else {}),
         }
 
 
@@ -58,14 +60,38 @@ def tokenize_code_document(text, tokenizer, data_config, rng):
     return {"input_ids": ids, "labels": [IGNORE_INDEX] * prefix + ids[prefix:]}
 
 
+def weighted(items: list, weight: float, rng: random.Random) -> list:
+    """`items` used `weight` times: whole copies, then a random share for the fraction.
+
+    >>> len(weighted(list(range(10)), 2.5, random.Random(0))), weighted([1, 2], 1.0, random.Random(0))
+    (25, [1, 2])
+    """
+    whole, fraction = int(weight), weight - int(weight)
+    return items * whole + rng.sample(items, round(fraction * len(items)))
+
+
+def read_sources(data_config, stats: SFTDataStats) -> list:
+    """(messages or code text, where) of `data.path` and the `data.mix` files, each weighted."""
+    sources = {data_config.path: 1.0, **data_config.mix}
+    rng = random.Random(f"mix-{data_config.seed}")  # apart from the FIM draws, which stay as without a mix
+    conversations = []
+    for path, weight in sources.items():
+        rows, read_stats = read_conversations(path, data_config.split, data_config.on_invalid, data_config.max_rows)
+        stats.rows_read += read_stats.rows_read
+        stats.dropped.update({f"invalid:{k}": v for k, v in read_stats.invalid.items()})
+        stats.dropped_examples += read_stats.examples[:MAX_EXAMPLES - len(stats.dropped_examples)]
+        used = weighted(rows, weight, rng) if weight != 1.0 else rows
+        if len(sources) > 1:
+            stats.files[path] = {"rows_read": read_stats.rows_read, "weight": weight, "rows_weighted": len(used)}
+        conversations += used
+    return conversations
+
+
 def build_sft_examples(data_config, tokenizer) -> tuple[list[dict], SFTDataStats]:
-    """Read, validate and tokenize `data_config.path`; every dropped row is counted by reason."""
-    conversations, read_stats = read_conversations(
-        data_config.path, data_config.split, data_config.on_invalid, data_config.max_rows
-    )
-    stats = SFTDataStats(rows_read=read_stats.rows_read)
-    stats.dropped.update({f"invalid:{k}": v for k, v in read_stats.invalid.items()})
-    stats.dropped_examples = list(read_stats.examples)
+    """Read, validate and tokenize `data_config.path` (and `data.mix`); every dropped row is
+    counted by reason."""
+    stats = SFTDataStats()
+    conversations = read_sources(data_config, stats)
 
     def drop(reason: str, where: str) -> None:
         stats.dropped[reason] += 1

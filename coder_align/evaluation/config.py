@@ -23,7 +23,7 @@ from coder_align.sandbox.remote import SandboxConfig
 @dataclass
 class EvalModelConfig:
     path: str = "embedded"  # local dir, hub id, .gguf, an output directory of ours, or the embedded model
-    dtype: str = "auto"
+    dtype: str = "auto"  # bf16 on GPUs and on CPUs with native bf16 (evaluate.generation_dtype), else fp32
 
 
 @dataclass
@@ -48,15 +48,21 @@ class EvalGenerationConfig:
     top_p: float = 0.95
     max_new_tokens: int = 512
     infill_max_new_tokens: int = 64  # one line
-    batch_size: int = 8
+    batch_size: int = 16  # rows decoded together (continuous batching: a finished row's slot is refilled)
     seed: int = 0
     backend: Literal["auto", "transformers", "vllm"] = "auto"
-    threads: int | None = None  # torch CPU threads; on a busy shared CPU 1 can beat 2 several-fold
+    # CPU: generation runs in `processes` processes of `threads` torch threads each, prompts
+    # split between them. None: one process per core, one thread each, for models under
+    # 4 GB (on 2 cores that beat one process of 2 threads; 2 threads on a busy CPU lose 10x
+    # to spinning at OpenMP barriers); one process on a GPU or with vLLM.
+    processes: int | None = None
+    threads: int | None = None
 
     RANGES: ClassVar[dict] = {
         "n": ONE_OR_MORE, "temperature": NON_NEGATIVE,  # 0: greedy
         "top_p": Range(0, 1, low_open=True), "max_new_tokens": ONE_OR_MORE, "infill_max_new_tokens": ONE_OR_MORE,
         "batch_size": ONE_OR_MORE, "seed": NON_NEGATIVE, "threads": ONE_OR_MORE,
+        "processes": ONE_OR_MORE,
     }
 
 
@@ -92,7 +98,7 @@ FLAG_KEYS = {
     "n": "generation.n", "temperature": "generation.temperature", "top_p": "generation.top_p",
     "max_new_tokens": "generation.max_new_tokens", "infill_max_new_tokens": "generation.infill_max_new_tokens",
     "batch_size": "generation.batch_size", "seed": "generation.seed", "backend": "generation.backend",
-    "threads": "generation.threads",
+    "threads": "generation.threads", "processes": "generation.processes",
     "timeout": "scoring.timeout", "workers": "scoring.workers", "allow_unavailable": "scoring.allow_unavailable",
     "out": "output_dir",
 }

@@ -38,7 +38,9 @@ def vllm_usable() -> bool:
 
 
 class HFGenerator:
-    """transformers `generate` over left-padded batches, longest prompts first."""
+    """transformers models through `batching.continuous_generate`: a finished row's place goes
+    to the next prompt at once, longest prompts first so that prompts prefilled together
+    share a length."""
 
     backend = "transformers"
 
@@ -55,44 +57,37 @@ class HFGenerator:
                                add_special_tokens: bool = True) -> tuple[list[list[str]], list[list[bool]]]:
         """`generate`'s texts, and per text whether it ran into max_new_tokens (no stop token
         or stop string ended it): a clipped answer is not one to train on."""
-        import torch
+        from coder_align.evaluation.batching import continuous_generate
 
         tok = self.tokenizer
-        tok.padding_side = "left"  # new tokens must follow every prompt's last token directly
-        device = next(self.model.parameters()).device
         greedy = settings.temperature <= 0
         # Greedy samples are identical: generate one and repeat it.
         per_prompt = 1 if greedy else settings.n
-        lengths = [len(tok(p, add_special_tokens=add_special_tokens).input_ids) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: -lengths[i])  # similar lengths share a batch
+        ids = [tok(p, add_special_tokens=add_special_tokens).input_ids for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: -len(ids[i]))
+        rows = [i for i in order for _ in range(per_prompt)]
+        done = [0]
+
+        def progress(_row: int) -> None:
+            done[0] += 1
+            if done[0] % 50 == 0 or done[0] == len(rows):
+                log.info("generated %d/%d completions", done[0], len(rows))
+
+        pad = tok.pad_token_id if tok.pad_token_id is not None else self.stop_ids[0]
+        generated = continuous_generate(
+            self.model, [ids[i] for i in rows], max_new_tokens=settings.max_new_tokens,
+            batch_size=settings.batch_size, stop_ids=self.stop_ids, pad_id=pad,
+            temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed, stop_strings=stops,
+            decode=lambda t: tok.decode(t, skip_special_tokens=True), on_finished=progress)
         results: list[list[str]] = [[] for _ in prompts]
         clipped: list[list[bool]] = [[] for _ in prompts]
         stop_set = set(self.stop_ids)
-        torch.manual_seed(settings.seed)
-        for start in range(0, len(order), settings.batch_size):
-            idx = order[start:start + settings.batch_size]
-            batch = tok([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                        add_special_tokens=add_special_tokens).to(device)
-            kwargs = dict(max_new_tokens=settings.max_new_tokens, eos_token_id=self.stop_ids,
-                          pad_token_id=tok.pad_token_id, num_return_sequences=per_prompt)
-            if greedy:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            else:
-                kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=None)
-            if stops:
-                kwargs.update(stop_strings=stops, tokenizer=tok)
-            with torch.no_grad():
-                out = self.model.generate(**batch, **kwargs)  # (B * per_prompt, T_prompt + T_new)
-            new = out[:, batch["input_ids"].shape[1]:]
-            texts = tok.batch_decode(new, skip_special_tokens=True)
-            # finished sequences hold a stop id (then padding) or end in a stop string
-            cut = [not stop_set.intersection(row.tolist()) and not any(s in text for s in stops)
-                   for row, text in zip(new, texts)]
-            for j, i in enumerate(idx):
-                chunk = slice(j * per_prompt, (j + 1) * per_prompt)
-                results[i] = texts[chunk] * settings.n if greedy else texts[chunk]
-                clipped[i] = cut[chunk] * settings.n if greedy else cut[chunk]
-            log.info("generated %d/%d prompts", min(start + settings.batch_size, len(order)), len(order))
+        for i, tokens, text in zip(rows, generated, tok.batch_decode(generated, skip_special_tokens=True)):
+            results[i].append(text)
+            clipped[i].append(len(tokens) >= settings.max_new_tokens and not stop_set.intersection(tokens[-1:])
+                              and not any(s in text for s in stops))
+        if greedy:
+            return [r * settings.n for r in results], [c * settings.n for c in clipped]
         return results, clipped
 
 

@@ -1,0 +1,149 @@
+"""The difficulty filter: keep the training tasks at a model's frontier, for GRPO.
+
+    coder-align data difficulty --model outputs/sft --tasks data_templates/mbpp_train.jsonl --k 8 --out frontier.jsonl
+    coder-align data difficulty --config my.yaml model.path=outputs/rft sampling.k=16
+
+GRPO learns from the spread of rewards within a group: a task the model never solves, or
+always solves, gives every completion the same reward, so the group has no advantage to
+learn from. This samples k answers per task (`self_sampling`), judges them against all the
+task's tests, and keeps tasks with 0 < passes < k, written back as the input rows,
+unchanged, so `coder-align grpo data.path=frontier.jsonl` reads them as it read the
+original. `keep_never=true` also keeps tasks never solved (for a model that solves little,
+where the frontier alone is too small; those groups stay flat until the model learns more).
+
+Beside `--out`: `<out>.summary.json` (tasks tried, never/always solved, kept, unavailable,
+the histogram of passes per task) and `<out>.judged.jsonl` (every sample and its verdict,
+for `self_sampling.read_judged`). A task with samples the sandbox could not judge is
+classified on its judged samples only when they already disagree; otherwise it is counted
+as `undecided` and not kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coder_align.config import ConfigError, check_ranges, to_dict
+from coder_align.sandbox.remote import SandboxConfig
+from coder_align.sandbox.results import UNAVAILABLE
+from coder_align.self_sampling import JudgingConfig, SampledModelConfig, SamplingConfig, TaskDataConfig
+
+log = logging.getLogger("coder_align.difficulty")
+
+
+@dataclass
+class DifficultyConfig:
+    """Keep the tasks a model sometimes solves (0 < passes < k), for GRPO."""
+
+    model: SampledModelConfig = field(default_factory=SampledModelConfig)
+    data: TaskDataConfig = field(default_factory=TaskDataConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    judging: JudgingConfig = field(default_factory=JudgingConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # servers to judge on; none: this machine
+    keep_never: bool = False  # also keep tasks never solved (a model that solves little)
+    output_path: str = ""  # the kept rows (JSONL); summary and judged samples go beside it
+
+
+def frontier(passes: list[int], judged: list[int], k: int, keep_never: bool = False) -> tuple[list[str], dict]:
+    """Per task, from its passes and judged samples out of k: its class (`kept`, `never`,
+    `always`, `undecided`, `unavailable`) and the counts.
+
+    >>> frontier([0, 3, 8, 2, 0], [8, 8, 8, 4, 0], 8)[0]
+    ['never', 'kept', 'always', 'kept', 'unavailable']
+    >>> frontier([0, 5], [8, 5], 8, keep_never=True)[0]
+    ['kept', 'undecided']
+    """
+    classes = []
+    for p, n in zip(passes, judged):
+        if n == 0:
+            classes.append("unavailable")
+        elif 0 < p < n:
+            classes.append("kept")  # mixed verdicts: at the frontier whatever the unjudged ones were
+        elif n < k:
+            classes.append("undecided")  # all agree, but unjudged samples might not have
+        elif p == 0:
+            classes.append("kept" if keep_never else "never")
+        else:
+            classes.append("always")
+    never = sum(p == 0 and n == k for p, n in zip(passes, judged))
+    summary = {"tasks_tried": len(passes), "kept": classes.count("kept"), "never_solved": never,
+               "always_solved": classes.count("always"), "kept_never_solved": never if keep_never else 0,
+               "undecided": classes.count("undecided"), "unavailable": classes.count("unavailable"),
+               # tasks by number of passing samples (of the judged ones)
+               "passes_histogram": {str(i): passes.count(i) for i in range(k + 1)}}
+    return classes, summary
+
+
+def main(config: DifficultyConfig) -> dict:
+    """Sample, judge, keep the frontier; returns the summary (also `<out>.summary.json`)."""
+    from coder_align.preflight import PreflightError, sandbox_problem
+    from coder_align.sandbox import remote as sandbox_remote
+    from coder_align.self_sampling import judge, load_tasks, sample, status_counts, write_judged
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if not config.data.path:
+        raise ConfigError("data.path (--tasks) is required: the task rows with tests")
+    if not config.output_path:
+        raise ConfigError("output_path (--out) is required: where the kept rows go")
+    for group in ("data", "sampling", "judging"):
+        check_ranges(getattr(config, group), "DifficultyConfig", prefix=f"{group}.")
+    s, d = config.sampling, config.data
+    if s.threads:
+        import torch
+
+        torch.set_num_threads(s.threads)
+    sandbox_remote.configure(config.sandbox)
+    tasks, data_stats = load_tasks(d.path, d.task_ids, fmt=d.format, split=d.split, shown_tests=d.shown_tests,
+                                   on_invalid=d.on_invalid, max_rows=d.max_rows)
+    if not tasks:
+        from coder_align.data.records import DataError
+
+        raise DataError(d.path, f"no tasks left ({data_stats})", "no_rows")
+    problem = sandbox_problem({t["language"] for t in tasks})
+    if problem:  # before the model: sampling for an hour that nothing can judge
+        raise PreflightError(f"cannot judge samples here: {problem}")
+
+    out = Path(config.output_path)
+    started = time.perf_counter()
+    completions, clipped = sample(config.model.path, tasks, s.k, s.temperature, s.top_p, s.max_new_tokens,
+                                  s.batch_size, s.seed, template=d.template, system_prompt=d.system_prompt,
+                                  backend=config.model.backend, dtype=config.model.dtype, work_dir=str(out.parent),
+                                  return_clipped=True)
+    sampling_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    judged = judge(tasks, completions, config.judging.timeout, workers=config.judging.workers, clipped=clipped)
+    judging_seconds = time.perf_counter() - started
+
+    passes = [sum(x.passed for x in per) for per in judged]
+    n_judged = [sum(x.status != UNAVAILABLE for x in per) for per in judged]
+    classes, summary = frontier(passes, n_judged, s.k, config.keep_never)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        for task, kind in zip(tasks, classes):
+            if kind == "kept":
+                f.write(json.dumps(task["row"]) + "\n")
+    write_judged(judged_path(out), judged)
+    summary.update(
+        model=config.model.path, tasks_file=d.path, k=s.k, keep_never=config.keep_never, data=data_stats,
+        sample_statuses=status_counts(judged),
+        samples_clipped=sum(x.clipped for per in judged for x in per),
+        task_classes=dict(Counter(classes)),
+        sampling_seconds=round(sampling_seconds, 1), judging_seconds=round(judging_seconds, 1),
+        output=str(out), judged=str(judged_path(out)), config=to_dict(config))
+    summary_path(out).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    log.info("kept %d of %d tasks (never solved %d, always %d, undecided %d, unavailable %d)", summary["kept"],
+             summary["tasks_tried"], summary["never_solved"], summary["always_solved"], summary["undecided"],
+             summary["unavailable"])
+    return summary
+
+
+def summary_path(out: Path) -> Path:
+    return out.with_name(out.name + ".summary.json")
+
+
+def judged_path(out: Path) -> Path:
+    return out.with_name(out.name + ".judged.jsonl")
