@@ -56,6 +56,7 @@ class RMDataOptions:
     max_new_tokens: int = 512
     batch_size: int = 8
     seed: int = 0
+    threads: int | None = None  # torch CPU threads for sampling (1 beats 2 on a busy 2-core machine)
     from_judged: list[str] = field(default_factory=list)
     mutants: int = 0  # the reference solution plus up to this many mutants per task (0: neither)
     max_pairs_per_task: int | None = 16  # for the pair counts in the summary (training caps again)
@@ -87,6 +88,10 @@ def build_rows(options: RMDataOptions) -> dict:
 
     # --- the policy's own samples -------------------------------------------------------------
     if o.k:
+        if o.threads:
+            import torch
+
+            torch.set_num_threads(o.threads)
         completions, clipped = sample(o.model, tasks, o.k, o.temperature, o.top_p, o.max_new_tokens, o.batch_size,
                                       o.seed, return_clipped=True)
         judged = judge(tasks, completions, o.timeout, clipped=clipped)
@@ -233,6 +238,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for sampling")
     p.add_argument("--from-judged", nargs="+", default=[], metavar="FILE",
                    help="GRPO completions.jsonl, eval samples_*.jsonl or judged rows to add")
     p.add_argument("--mutants", type=int, default=0, help="judge the reference solution and up to N mutants of it")
