@@ -60,6 +60,7 @@ COMMANDS = {
     "rft": ("coder_align.rft", "cli", "rejection-sampling fine-tuning: sample, keep what passes the tests, SFT on it"),
     "data": ("coder_align.data.cli", "cli", "make training data (from-docstrings, mbpp-sft, difficulty)"),
     "pretrain": ("coder_align.pretrain", "cli", "continued pretraining with FIM"),
+    "rm": ("coder_align.reward_model", "cli", "reward model on execution feedback: rm data, rm train"),
     "corpus": ("coder_align.corpus.cli", "cli", "build a repository-level pretraining corpus"),
     "eval": ("coder_align.evaluate", "cli", "HumanEval / MBPP / infilling evaluation"),
     "sandbox": ("coder_align.sandbox.cli", "cli", "run or check code in the execution sandbox, or serve it over HTTP"),
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         hint = {"sft": " Rerun the same command to resume from the last checkpoint (train.save_steps).",
                 "corpus": " Rerun the same command to resume: completed tasks are skipped."}.get(
-            "sft" if name in ("grpo", "pretrain") else name, "")
+            "sft" if name in ("grpo", "pretrain", "rm") else name, "")
         print(f"\ncoder-align {name}: interrupted.{hint}", file=sys.stderr)
         return 130  # the shell's code for SIGINT
     except Exception as e:

@@ -288,6 +288,10 @@ class PeftConfig:
     alpha: int = 32
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))  # or [all-linear]
+    # LoRA only in these transformer blocks (negative: from the top, [-4,-3,-2,-1] = the last four);
+    # None: all. The backward pass then stops at the lowest one, which on a CPU is most of a step's
+    # cost; the input rows of added tokens (<|EOT|>) then stay frozen copies of EOS.
+    layers_to_transform: list[int] | None = None
 
     RANGES: ClassVar[dict] = {"r": ONE_OR_MORE, "alpha": POSITIVE, "dropout": Range(0, 1, high_open=True)}
 

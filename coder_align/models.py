@@ -157,18 +157,23 @@ def stop_token_ids(tokenizer, template: str = "deepseek") -> list[int]:
 
 
 def load_model(model_config, tokenizer, peft_config=None, training: bool = True, template: str = "deepseek",
-               config_overrides: dict | None = None, train_new_tokens: bool = True):
+               config_overrides: dict | None = None, train_new_tokens: bool = True, head: str = "causal_lm"):
     """Causal LM ready for training: embeddings fit the tokenizer, stops on <|EOT|>, LoRA/QLoRA applied.
 
     `config_overrides` are set on the model config while loading (e.g. RoPE parameters).
     `train_new_tokens=False` keeps the rows of added tokens frozen under LoRA (GRPO: TRL reads
     log-probs from `lm_head.weight` directly, so it refuses a wrapped head).
+    `head="score"` loads the same network with a one-output sequence-classification head in
+    place of the LM head (a reward model: the score is read at the last non-pad token; the
+    head starts random and always trains, under LoRA too).
     """
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
 
     method = peft_config.method if peft_config else "none"
     dtype = resolve_dtype(model_config.dtype)
     kwargs = {"dtype": dtype, "trust_remote_code": model_config.trust_remote_code, **(config_overrides or {})}
+    if head == "score":
+        kwargs["num_labels"] = 1
     if model_config.attn_implementation:
         kwargs["attn_implementation"] = model_config.attn_implementation
     if method == "qlora":
@@ -179,16 +184,20 @@ def load_model(model_config, tokenizer, peft_config=None, training: bool = True,
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute,
         )
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(model_config.path), **kwargs)
+    auto_class = AutoModelForSequenceClassification if head == "score" else AutoModelForCausalLM
+    model = auto_class.from_pretrained(resolve_model_path(model_config.path), **kwargs)
     new_token_ids = fit_embeddings(model, tokenizer)
-    stops = stop_token_ids(tokenizer, template)
-    model.generation_config.eos_token_id = stops
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if head == "score":
+        model.config.pad_token_id = tokenizer.pad_token_id  # how the head finds each row's last token
+    else:
+        model.generation_config.eos_token_id = stop_token_ids(tokenizer, template)
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
     if training:
         model.config.use_cache = False  # a cache also disables padding-free packing masks
     if method in ("lora", "qlora"):
         model = apply_lora(model, peft_config, new_token_ids if train_new_tokens else [], quantized=method == "qlora",
-                           gradient_checkpointing=training and model_config.gradient_checkpointing)
+                           gradient_checkpointing=training and model_config.gradient_checkpointing,
+                           task_type="SEQ_CLS" if head == "score" else "CAUSAL_LM")
     return model
 
 
@@ -213,32 +222,60 @@ def fit_embeddings(model, tokenizer) -> list[int]:
     return new_ids
 
 
-def apply_lora(model, peft_config, new_token_ids, quantized: bool, gradient_checkpointing: bool):
+def apply_lora(model, peft_config, new_token_ids, quantized: bool, gradient_checkpointing: bool,
+               task_type: str = "CAUSAL_LM"):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    layers = resolve_layers(peft_config.layers_to_transform, model.config)
     trainable_tokens = None
     if new_token_ids:
         # Only the new rows train (not whole embedding matrices), in both embedding and
         # untied LM head, so the model can learn to emit the new stop token.
         names = {_module_name(model, model.get_input_embeddings()): new_token_ids}
         head = model.get_output_embeddings()
-        if head is not None and not getattr(model.config, "tie_word_embeddings", False):
+        untied_head = head is not None and not getattr(model.config, "tie_word_embeddings", False)
+        if layers is not None:
+            # a gradient for an input row would need the backward pass through every block,
+            # which is what training only the top blocks saves
+            names = {}
+            log.info("peft.layers_to_transform is set: the input rows of added tokens stay frozen")
+        if untied_head:
             names[_module_name(model, head)] = new_token_ids
-        trainable_tokens = names
+        trainable_tokens = names or None
     config = LoraConfig(
         r=peft_config.r,
         lora_alpha=peft_config.alpha,
         lora_dropout=peft_config.dropout,
         target_modules=peft_config.target_modules if peft_config.target_modules != ["all-linear"] else "all-linear",
         trainable_token_indices=trainable_tokens,
-        task_type="CAUSAL_LM",
+        layers_to_transform=layers,
+        task_type=task_type,  # SEQ_CLS: peft trains and saves the score head in full (modules_to_save)
     )
     model = get_peft_model(model, config)
     if gradient_checkpointing:
         model.enable_input_require_grads()
     return model
+
+
+def resolve_layers(layers: list[int] | None, model_config) -> list[int] | None:
+    """`peft.layers_to_transform` as block indices; negative ones count from the top.
+
+    >>> from types import SimpleNamespace
+    >>> resolve_layers([-2, -1, 0], SimpleNamespace(num_hidden_layers=30))
+    [0, 28, 29]
+    """
+    if layers is None:
+        return None
+    from coder_align.config import ConfigError
+
+    depth = model_config.num_hidden_layers
+    resolved = sorted({i + depth if i < 0 else i for i in layers})
+    if not resolved or resolved[0] < 0 or resolved[-1] >= depth:
+        raise ConfigError(f"peft.layers_to_transform={layers}: this model has {depth} blocks (0..{depth - 1}, "
+                          f"or -1..-{depth} from the top)")
+    return resolved
 
 
 def _module_name(model, module) -> str:

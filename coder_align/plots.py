@@ -1,4 +1,5 @@
-"""Training figures, readable by someone who did not write them: `loss.png` and `rewards.png`.
+"""Training figures, readable by someone who did not write them: `loss.png`, `rewards.png` and
+`accuracy.png` (reward model).
 
 Every figure has whole-number optimizer steps on its x axis, units on its y axes, and a
 dashed line where a resumed run continued. `*_figure` builds a matplotlib Figure (tests
@@ -96,6 +97,40 @@ def rewards_figure(log_history: list[dict], reward_weights: dict[str, float], re
     return fig
 
 
+def accuracy_figure(log_history: list[dict], held_out: dict | None = None, resumed_from_step: int | None = None):
+    """Reward model: pairwise accuracy (training batches, held-out pairs) above the loss."""
+    steps, losses = _series(log_history, "loss")
+    if not steps:
+        return None
+    plt = _pyplot()
+    fig, (ax, ax_loss) = plt.subplots(2, 1, sharex=True, figsize=(6.5, 5.5), gridspec_kw={"height_ratios": [3, 2]})
+    xs, ys = _series(log_history, "accuracy")
+    if xs:
+        ax.plot(xs, ys, marker=_marker(xs), alpha=0.6, label="training batches")
+    xs, ys = _series(log_history, "eval_accuracy")
+    if xs:
+        ax.plot(xs, ys, marker="o", linewidth=2, label="held-out pairs")
+    ax.axhline(0.5, color="gray", linestyle=":", linewidth=1, label="chance")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel("pairwise accuracy\n(passing scored above failing)")
+    title = "Reward model: pairwise accuracy"
+    if held_out and held_out.get("pairwise_accuracy") is not None:
+        title += f"\nfinal held-out: accuracy {held_out['pairwise_accuracy']:.3f} on {held_out['pairs']} pairs"
+        if held_out.get("auc") is not None:
+            title += f", pass/fail AUC {held_out['auc']:.3f}"
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax_loss.plot(steps, losses, color="tab:red", marker=_marker(steps), label="training loss")
+    xs, ys = _series(log_history, "eval_loss")
+    if xs:
+        ax_loss.plot(xs, ys, color="tab:purple", marker="o", label="held-out loss")
+    ax_loss.set_ylabel("loss: -log sigmoid(margin)\n(+ pointwise, if weighted)")
+    ax_loss.legend(fontsize=8)
+    _steps_axis([ax, ax_loss], resumed_from_step)
+    fig.tight_layout()
+    return fig
+
+
 def _save(fig, path: str | Path) -> bool:
     if fig is None:
         return False
@@ -111,3 +146,8 @@ def plot_loss(log_history: list[dict], path: str | Path, title: str, resumed_fro
 def plot_rewards(log_history: list[dict], path: str | Path, reward_weights: dict[str, float],
                  resumed_from_step: int | None = None) -> bool:
     return _save(rewards_figure(log_history, reward_weights, resumed_from_step), path)
+
+
+def plot_accuracy(log_history: list[dict], path: str | Path, held_out: dict | None = None,
+                  resumed_from_step: int | None = None) -> bool:
+    return _save(accuracy_figure(log_history, held_out, resumed_from_step), path)

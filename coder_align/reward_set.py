@@ -41,7 +41,8 @@ from coder_align.rewards import completion_text
 
 log = logging.getLogger(__name__)
 
-SHORT_NAMES = {"unit_test": "unit_test_reward", "compile": "compile_reward", "format": "format_reward"}
+SHORT_NAMES = {"unit_test": "unit_test_reward", "compile": "compile_reward", "format": "format_reward",
+               "reward_model": "reward_model_reward"}
 # Rewards whose None means "the sandbox could not judge this row", not "not applicable".
 JUDGING = {"unit_test_reward", "compile_reward"}
 
@@ -80,6 +81,9 @@ class RewardSet:
             extra = reward_kwargs.pop(name, None) or reward_kwargs.pop(fn.__name__, None) or {}
             if not isinstance(extra, dict):
                 raise ConfigError(f"grpo.reward_kwargs.{name} must be a mapping of keyword arguments")
+            validate = getattr(fn, "validate_kwargs", None)
+            if validate is not None:  # e.g. reward_model's path: a ConfigError now, not at the first step
+                validate(extra)
             self.components.append((fn.__name__, fn, extra))
             self.weights.append(float(weight))
         if reward_kwargs:

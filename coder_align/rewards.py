@@ -132,7 +132,10 @@ def format_reward(completions, **kwargs) -> list[float | None]:
     return out
 
 
-REWARDS = {f.__name__: f for f in (unit_test_reward, compile_reward, format_reward)}
+# imports torch and transformers only when it first scores
+from coder_align.rm_reward import reward_model_reward  # noqa: E402
+
+REWARDS = {f.__name__: f for f in (unit_test_reward, compile_reward, format_reward, reward_model_reward)}
 
 
 def __getattr__(name):

@@ -37,7 +37,7 @@ class Run:
     tokenizer: str  # where the tokenizer (with <|EOT|> and the chat template) is saved
     template: str  # "deepseek" or "model" (the tokenizer's own chat template)
     system_prompt: str | None  # None: DeepSeek's default prompt; "" for none
-    stage: str | None  # sft, grpo, pretrain; None for a model no stage of ours wrote
+    stage: str | None  # sft, grpo, pretrain, reward_model; None for a model no stage of ours wrote
     config: dict = field(default_factory=dict)  # the saved resolved config ({} when none)
     adapter_trains_new_tokens: bool = False  # the adapter trains rows of added tokens (e.g. <|EOT|>)
 
@@ -104,4 +104,5 @@ def _stage(folder: Path, saved: dict) -> str | None:
     if not saved:
         return None
     # a saved config without a summary (a run stopped before its end): its groups say which stage
-    return "grpo" if "grpo" in saved else "pretrain" if "rope" in saved else "sft"
+    return ("grpo" if "grpo" in saved else "reward_model" if "rm" in saved else "pretrain" if "rope" in saved
+            else "sft")

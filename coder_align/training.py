@@ -269,7 +269,8 @@ def save_serving_files(directory: str | Path, model, tokenizer, config) -> None:
     from coder_align.config import save_config
 
     tokenizer.save_pretrained(directory)
-    model.generation_config.save_pretrained(directory)
+    if getattr(model, "generation_config", None) is not None:  # a reward model (score head) generates nothing
+        model.generation_config.save_pretrained(directory)
     save_config(config, Path(directory) / CONFIG_FILE)
     if _added_rows_are_trainable_tokens(model):
         # peft saves whole embedding matrices whenever the vocabulary grew (two 28M-value copies

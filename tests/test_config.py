@@ -16,6 +16,7 @@ STAGE_SCHEMAS = {
     "eval": "coder_align.evaluation.config:EvalConfig",
     "corpus": "coder_align.corpus.cli:CorpusConfig",
     "rft": "coder_align.rft:RFTConfig",
+    "rm": "coder_align.reward_model:RewardModelConfig",
 }
 
 

@@ -1,6 +1,6 @@
 """Training figures: whole-number steps, units on every axis, learning rate, resume mark, rates apart."""
 
-from coder_align.plots import loss_figure, plot_loss, rewards_figure
+from coder_align.plots import accuracy_figure, loss_figure, plot_loss, rewards_figure
 
 HISTORY = [{"step": s, "loss": 3.0 - 0.4 * s, "learning_rate": 1e-4 * s} for s in (1, 2, 3)]
 
@@ -39,3 +39,15 @@ def test_rewards_figure_keeps_reward_units_and_rates_apart():
                                       "clipped at max_completion_length",
                                       "groups with zero reward spread (no signal)"}
     assert rates_ax.get_ylabel() == "fraction (0-1)" and rates_ax.get_ylim() == (-0.03, 1.03)
+
+
+def test_accuracy_figure_shows_training_and_held_out_accuracy_against_chance():
+    history = [{"step": s, "loss": 0.7 - 0.1 * s, "accuracy": 0.5 + 0.1 * s} for s in (1, 2, 3)]
+    history += [{"step": 3, "eval_accuracy": 0.8, "eval_loss": 0.4}]
+    fig = accuracy_figure(history, {"pairwise_accuracy": 0.8, "pairs": 40, "auc": 0.75})
+    accuracy_ax, loss_ax = fig.axes
+    assert _labels(accuracy_ax) == ["training batches", "held-out pairs", "chance"]
+    assert "pairwise accuracy" in accuracy_ax.get_ylabel() and accuracy_ax.get_ylim() == (-0.03, 1.03)
+    assert "0.800 on 40 pairs" in accuracy_ax.get_title() and "AUC 0.750" in accuracy_ax.get_title()
+    assert _labels(loss_ax) == ["training loss", "held-out loss"] and loss_ax.get_xlabel() == "optimizer step"
+    assert accuracy_figure([{"step": 1, "eval_accuracy": 0.5}]) is None  # nothing trained, nothing drawn

@@ -36,8 +36,9 @@ def test_names_are_stable_metric_keys():
     from coder_align.reward_set import RewardSet, resolve_reward
 
     assert {name: fn.__name__ for name, fn in rewards.REWARDS.items()} == {
-        "unit_test_reward": "unit_test_reward", "compile_reward": "compile_reward", "format_reward": "format_reward"}
-    for short in ("unit_test", "compile", "format"):
+        "unit_test_reward": "unit_test_reward", "compile_reward": "compile_reward", "format_reward": "format_reward",
+        "reward_model_reward": "reward_model_reward"}
+    for short in ("unit_test", "compile", "format", "reward_model"):
         assert resolve_reward(short) is rewards.REWARDS[f"{short}_reward"]
     served = RewardSet({"unit_test": 1.0, "compile": 0.2, "format": 0.1}).functions()
     assert [f.__name__ for f in served] == ["unit_test_reward", "compile_reward", "format_reward"]
