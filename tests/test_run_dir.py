@@ -94,13 +94,13 @@ def test_eval_prompts_with_the_bytes_training_used(round_trip, monkeypatch):
     assert SYSTEM in sft_bytes and DEEPSEEK_SYSTEM_PROMPT not in sft_bytes
 
     seen = []
-    original = generation.HFGenerator.generate
+    original = generation.HFGenerator.generate_with_clipping  # what eval's generate calls
 
     def recording(self, prompts, *args, **kwargs):
         seen.extend(prompts)
         return original(self, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(generation.HFGenerator, "generate", recording)
+    monkeypatch.setattr(generation.HFGenerator, "generate_with_clipping", recording)
     tasks = write_jsonl(round_trip["tmp"] / "task.jsonl", [{"task_id": "neg", "messages": MESSAGES,
                                                             "tests": ["assert neg(2) == -2"]}])
     for model in ("merged", "grpo"):  # full weights, and base + adapter
