@@ -58,6 +58,10 @@ Out of scope, honestly:
   path was taken (`TestReport.isolation`).
 - Proxies copy values: a test that relies on the candidate mutating its argument in
   place, or that passes a function to the candidate, fails.
+- With direct calls the candidate process holds all the calls' arguments from the start,
+  and makes every call even after one has failed (the verdict is still decided by the
+  first failure, as the program would); a test process shows them one call at a time and
+  stops there. Arguments are test inputs; the expected values stay here either way.
 - `allow_unsandboxed=True` (no bubblewrap): rlimits, a new session, a private temp dir,
   the seccomp filter where the architecture has one, and killing the job's descendants
   only. The code can read your files and use the network.
