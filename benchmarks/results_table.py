@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-STAGES = {"shipped": "embedded, as shipped", "sft": "+ SFT (configs/sft/embedded-code.yaml)",
+STAGES = {"shipped": "embedded, as shipped", "sft": "+ SFT (configs/sft/embedded-code.yaml, 36 steps)",
           "rft": "+ rejection-sampling FT (configs/rft/embedded.yaml)", "grpo": "+ GRPO"}
 # (run directory, task, column title, problems expected)
 COLUMNS = [("instruct", "humaneval", "HumanEval (164) greedy pass@1, instruct", 164),
@@ -126,7 +126,7 @@ def plot(rows: dict) -> None:
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
     ax.set_xticks([i + width * (len(present) - 1) / 2 for i in range(len(COLUMNS))],
                   ["HumanEval\ninstruct", "MBPP test\ninstruct", "MBPP test\nbase", "infilling\n(first 300)"])
-    ax.set_ylabel("pass@1 / exact match (%)")
+    ax.set_ylabel("greedy pass@1 (%)")
     ax.set_title("SmolLM2-135M-Instruct through coder_align's stages (greedy, full sets)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
