@@ -44,7 +44,10 @@ def survivors() -> list[str]:
             is_bwrap = cmd.split(" ", 1)[0].endswith("bwrap")
             # a warm worker: under bwrap, or directly under us when unsandboxed
             is_worker = "worker.py" in cmd and ("bwrap" in parent_cmd.split(" ", 1)[0] or pid == os.getpid())
-            if not (is_bwrap or is_worker):
+            # Python's own helper, started once by any spawn-context pool in this test session
+            # (eval's generation processes) and alive until the session ends; not a job's
+            is_resource_tracker = "multiprocessing.resource_tracker" in cmd and pid == os.getpid()
+            if not (is_bwrap or is_worker or is_resource_tracker):
                 found.append(f"{child}: {cmd[:120]}")
             stack.append((child, cmd))
     return found
