@@ -86,7 +86,7 @@ def reference_answers(tasks: list[dict], n: int, seed: int) -> list[list[tuple[s
     return [[(source, text) for text, (source, _) in zip(a, m)] for a, m in zip(answers, meta)]
 
 
-def bootstrap(records: list[dict], measure, rounds: int = 1000, seed: int = 0) -> tuple[float, float] | None:
+def bootstrap(records: list[dict], measure, rounds: int = 1000, seed: int = 0) -> list[float] | None:
     """95% interval of `measure(records)` over resamples of whole tasks."""
     by_task: dict[str, list[dict]] = {}
     for r in records:
@@ -102,7 +102,7 @@ def bootstrap(records: list[dict], measure, rounds: int = 1000, seed: int = 0) -
     if len(values) < rounds // 2:
         return None
     values.sort()
-    return values[int(0.025 * len(values))], values[int(0.975 * len(values)) - 1]
+    return [round(values[int(0.025 * len(values))], 4), round(values[int(0.975 * len(values)) - 1], 4)]
 
 
 def measures(records: list[dict]) -> dict:

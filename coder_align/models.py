@@ -8,6 +8,7 @@ under `$CODER_ALIGN_CACHE` (default `~/.cache/coder_align`), so later loads are 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import logging
@@ -184,8 +185,12 @@ def load_model(model_config, tokenizer, peft_config=None, training: bool = True,
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute,
         )
-    auto_class = AutoModelForSequenceClassification if head == "score" else AutoModelForCausalLM
-    model = auto_class.from_pretrained(resolve_model_path(model_config.path), **kwargs)
+    if head == "score":
+        with score_head_expected():
+            model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(model_config.path),
+                                                                       **kwargs)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(model_config.path), **kwargs)
     new_token_ids = fit_embeddings(model, tokenizer)
     if head == "score":
         model.config.pad_token_id = tokenizer.pad_token_id  # how the head finds each row's last token
@@ -199,6 +204,23 @@ def load_model(model_config, tokenizer, peft_config=None, training: bool = True,
                            gradient_checkpointing=training and model_config.gradient_checkpointing,
                            task_type="SEQ_CLS" if head == "score" else "CAUSAL_LM")
     return model
+
+
+@contextlib.contextmanager
+def score_head_expected():
+    """While loading a causal LM checkpoint with a score head: transformers would report the
+    head as missing (it starts random, by design) and the LM head as unexpected (a score
+    model has none), a warning table that reads like an error. Both are expected here."""
+    from transformers.modeling_layers import GenericForSequenceClassification as Scored
+
+    saved = (getattr(Scored, "_keys_to_ignore_on_load_missing", None),
+             getattr(Scored, "_keys_to_ignore_on_load_unexpected", None))
+    Scored._keys_to_ignore_on_load_missing = [*(saved[0] or []), r"^score\.weight$"]
+    Scored._keys_to_ignore_on_load_unexpected = [*(saved[1] or []), r"^lm_head\."]
+    try:
+        yield
+    finally:
+        Scored._keys_to_ignore_on_load_missing, Scored._keys_to_ignore_on_load_unexpected = saved
 
 
 def fit_embeddings(model, tokenizer) -> list[int]:

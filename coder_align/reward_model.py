@@ -51,6 +51,9 @@ class RMDataConfig:
     on_invalid: Literal["error", "skip"] = "error"
     max_rows: int | None = None  # use at most this many valid rows of `path`
     max_pairs_per_task: int | None = 16  # so that tasks with many samples do not dominate
+    # pair only rows written the same way (a reference with its mutants, samples with samples),
+    # so that how code looks cannot stand in for whether it works (data/rm_rows.py)
+    same_style_pairs: bool = False
     seed: int = 0  # which tasks are held out, which pairs are kept
 
     RANGES: ClassVar[dict] = {"eval_fraction": Range(0, 1, high_open=True), "max_length": Range(2),
@@ -220,7 +223,8 @@ def load_rows(d: RMDataConfig) -> dict:
     else:
         train_rows, eval_rows = split_by_task(rows, d.eval_fraction, d.seed)
         eval_stats = None
-    train_pairs, train_pair_stats = build_pairs(train_rows, d.max_pairs_per_task, d.seed)
+    train_pairs, train_pair_stats = build_pairs(train_rows, d.max_pairs_per_task, d.seed, d.same_style_pairs)
+    # held-out pairs: every kind, so accuracy per kind of pair shows what the model learnt
     eval_pairs, eval_pair_stats = build_pairs(eval_rows, d.max_pairs_per_task, d.seed)
     summary = {"rows": stats.as_dict(), "eval_rows_file": eval_stats.as_dict() if eval_stats else None,
                "train_rows": len(train_rows), "eval_rows": len(eval_rows),
@@ -261,11 +265,19 @@ def held_out_measures(model, tokenizer, rows: list[dict], pairs: list[tuple[dict
         return None
     scores = score_ids(base, [encoded[id(row)] for row in rows], tokenizer.pad_token_id, batch_size)
     by_row = {id(row): s for row, s in zip(rows, scores)}
-    pair_scores = [(by_row[id(g)], by_row[id(b)]) for g, b in pairs if id(g) in by_row and id(b) in by_row]
+    scored = [(g, b) for g, b in pairs if id(g) in by_row and id(b) in by_row]
+    pair_scores = [(by_row[id(g)], by_row[id(b)]) for g, b in scored]
     labels = [row["passed"] for row in rows]
     accuracy, area = pairwise_accuracy(pair_scores), auc(scores, labels)
+    # per kind of pair: a model that only tells a reference's style from a sample's scores well on
+    # "reference > sample" and at chance on "reference > mutant" (same style, one bug apart)
+    kinds: dict[str, list] = {}
+    for (g, b), pair in zip(scored, pair_scores):
+        kinds.setdefault(f"{g['source']} > {b['source']}", []).append(pair)
     return {"pairwise_accuracy": None if accuracy is None else round(accuracy, 4), "pairs": len(pair_scores),
-            "auc": None if area is None else round(area, 4), "rows": len(rows), "passed": sum(labels)}
+            "auc": None if area is None else round(area, 4), "rows": len(rows), "passed": sum(labels),
+            "pairwise_accuracy_by_sources": {kind: {"pairs": len(v), "accuracy": round(pairwise_accuracy(v), 4)}
+                                             for kind, v in sorted(kinds.items())}}
 
 
 def train_cli(argv: list[str]) -> int:

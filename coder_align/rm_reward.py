@@ -150,14 +150,15 @@ def load_reward_model(run, tokenizer, device: str):
     """The sequence-classification model of a reward-model run, for inference on `device`."""
     from transformers import AutoModelForSequenceClassification
 
-    from coder_align.models import fit_embeddings, resolve_dtype, resolve_model_path
+    from coder_align.models import fit_embeddings, resolve_dtype, resolve_model_path, score_head_expected
 
     dtype = resolve_dtype("auto")
     if run.adapter:
         from peft import PeftModel
 
-        base = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(run.weights), num_labels=1,
-                                                                  dtype=dtype)
+        with score_head_expected():  # the adapter brings the trained head
+            base = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(run.weights),
+                                                                      num_labels=1, dtype=dtype)
         fit_embeddings(base, tokenizer)  # the base lacks <|EOT|>; its row comes from the adapter
         base.config.pad_token_id = tokenizer.pad_token_id
         model = PeftModel.from_pretrained(base, run.adapter)

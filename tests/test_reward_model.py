@@ -100,6 +100,9 @@ def test_output_directory_and_summary(lora_rm):
     for when in ("before", "after"):
         held = summary["held_out"][when]
         assert 0 <= held["pairwise_accuracy"] <= 1 and 0 <= held["auc"] <= 1 and held["pairs"] > 0
+        kinds = held["pairwise_accuracy_by_sources"]
+        assert sum(k["pairs"] for k in kinds.values()) == held["pairs"] and set(kinds) <= {
+            "reference > mutant", "mutant > mutant"}
     # the resolved config names what a scorer needs: the base weights, the policy's template
     assert summary["config"]["data"]["template"] == "deepseek" and summary["config"]["model"]["path"]
 
@@ -212,3 +215,26 @@ def test_qlora_reward_model_trains_on_cpu_and_reloads(tiny_model_dir, tmp_path):
     assert summary["steps"] == 1 and summary["peft"] == "qlora" and summary["final_loss"] is not None
     scores = RewardModelScorer(out).score(["Write f."], ["```python\ndef f():\n    return 1\n```"])
     assert len(scores) == 1 and scores[0] == scores[0]  # a number, not NaN
+
+
+def test_the_v2_benchmark_script_runs_on_references_and_mutants(lora_rm, tmp_path):
+    """benchmarks/reward_model_auc.py end to end (no policy: --k 0, the held-out references and
+    their mutants), so the script that made the README's figures cannot rot."""
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import reward_model_auc
+
+    out, _ = lora_rm
+    samples = tmp_path / "samples.jsonl"
+    results = reward_model_auc.main(["--rm", str(out), "--task-ids", "554-575", "--k", "0", "--mutants", "2",
+                                     "--samples", str(samples), "--out", str(tmp_path / "auc.json")])
+    block = results["references_and_mutants"]
+    assert block["completions"] == len(samples.read_text().splitlines()) and block["tasks"] >= 5
+    for signal in ("shown test 0/1", "reward model score", "0.5 shown + 0.5 sigmoid(score)"):
+        assert 0 <= block["auc"][signal]["auc"] <= 1
+    assert json.loads((tmp_path / "auc.json").read_text())["references_and_mutants"] == block
+    # the samples are judged once and reused: a second run reads them back
+    again = reward_model_auc.main(["--rm", str(out), "--task-ids", "554-575", "--k", "0", "--mutants", "2",
+                                   "--samples", str(samples)])
+    assert again["references_and_mutants"]["auc"] == block["auc"]

@@ -71,6 +71,21 @@ def test_pairs_per_task_are_capped_and_one_sided_tasks_counted():
     assert build_pairs(rows, 4, seed=0)[0] == pairs and build_pairs(rows, 4, seed=1)[0] != pairs
 
 
+def test_same_style_pairs_keep_references_with_mutants_and_samples_with_samples():
+    from coder_align.data.rm_rows import validate_row
+
+    rows = [row("t", "ref", True, source="reference"), row("t", "mut", False, source="mutant"),
+            row("t", "good sample", True, source="sample"), row("t", "bad sample", False, source="sample"),
+            row("t", "bad judged", False, source="judged:completions.jsonl"),
+            row("u", "ref", True, source="reference"), row("u", "bad sample", False, source="sample")]
+    rows = [validate_row(r, f"x:{i}") for i, r in enumerate(rows)]
+    pairs, stats = build_pairs(rows, same_style=True)
+    assert sorted((g["completion"], b["completion"]) for g, b in pairs) == [
+        ("good sample", "bad judged"), ("good sample", "bad sample"), ("ref", "mut")]
+    assert stats.one_sided_tasks == {"no_same_style_pair": 1} and stats.tasks_with_pairs == 1
+    assert len(build_pairs(rows)[0]) == 2 * 3 + 1  # without the rule, style-crossing pairs too
+
+
 def test_held_out_tasks_are_whole_and_stable():
     from coder_align.data.rm_rows import validate_row
 

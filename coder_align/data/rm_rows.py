@@ -12,7 +12,11 @@ read as a failure. Identical completions of one task are kept once (counted).
 
 Pairs: per task, every (passing, failing) combination, shuffled with a seed and capped at
 `max_pairs_per_task`, so that tasks with many samples do not dominate. A task whose rows all
-pass or all fail gives no pair; its rows still count for pass/fail AUC.
+pass or all fail gives no pair; its rows still count for pass/fail AUC. With `same_style`, a
+pair's two rows must be written the same way: a reference with its mutants (one normalised
+style), model samples with each other. A reference paired with a failing sample teaches how a
+reference *looks* (clean code, no prose), which a reward model learns instead of correctness
+(measured in benchmarks/README.md: 41/41 such held-out pairs right, reference vs mutant at chance).
 
 Not here: judging (`coder_align.rm_data`), tokenizing (`coder_align.reward_model`).
 """
@@ -29,6 +33,8 @@ from coder_align.data.records import MAX_EXAMPLES, DataError, iter_rows
 from coder_align.templates import TemplateError, validate_messages
 
 UNAVAILABLE = "unavailable"  # coder_align.sandbox.results.UNAVAILABLE, without importing the sandbox
+# how a row's code was written: sources not named here are a model's samples
+STYLES = {"reference": "reference", "mutant": "reference"}
 
 
 @dataclass
@@ -158,9 +164,14 @@ def group_by_task(rows: list[dict]) -> dict[str, list[dict]]:
     return groups
 
 
-def build_pairs(rows: list[dict], max_pairs_per_task: int | None = None,
-                seed: int = 0) -> tuple[list[tuple[dict, dict]], PairStats]:
-    """(passing, failing) pairs of each task, at most `max_pairs_per_task` per task, chosen at random."""
+def style(row: dict) -> str:
+    return STYLES.get(row["source"], "sample")
+
+
+def build_pairs(rows: list[dict], max_pairs_per_task: int | None = None, seed: int = 0,
+                same_style: bool = False) -> tuple[list[tuple[dict, dict]], PairStats]:
+    """(passing, failing) pairs of each task, at most `max_pairs_per_task` per task, chosen at
+    random; with `same_style`, only pairs of rows written the same way (see the module doc)."""
     stats = PairStats()
     pairs = []
     for task, group in sorted(group_by_task(rows).items()):
@@ -171,8 +182,12 @@ def build_pairs(rows: list[dict], max_pairs_per_task: int | None = None,
             stats.one_sided_tasks["all_pass" if good else "all_fail"] += 1
             stats.rows_in_one_sided_tasks += len(group)
             continue
+        task_pairs = [(g, b) for g in good for b in bad if not same_style or style(g) == style(b)]
+        if not task_pairs:
+            stats.one_sided_tasks["no_same_style_pair"] += 1
+            stats.rows_in_one_sided_tasks += len(group)
+            continue
         stats.tasks_with_pairs += 1
-        task_pairs = [(g, b) for g in good for b in bad]
         # a per-task seed: adding a task does not change which pairs the others keep
         random.Random(f"{seed}:{task}").shuffle(task_pairs)
         if max_pairs_per_task is not None and len(task_pairs) > max_pairs_per_task:
