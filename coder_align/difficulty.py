@@ -11,6 +11,12 @@ unchanged, so `coder-align grpo data.path=frontier.jsonl` reads them as it read 
 original. `keep_never=true` also keeps tasks never solved (for a model that solves little,
 where the frontier alone is too small; those groups stay flat until the model learns more).
 
+`--judged FILE` classifies on samples an earlier run already judged instead of sampling again:
+`rft`'s judged.jsonl, this command's `.judged.jsonl`, a GRPO run's completions.jsonl or eval's
+samples_<task>.jsonl (`self_sampling.read_judged`). `sampling.k` is then the number of samples
+a task needs to be called never or always solved; samples of tasks not in `--tasks` are counted
+and left out.
+
 Beside `--out`: `<out>.summary.json` (tasks tried, never/always solved, kept, unavailable,
 the histogram of passes per task) and `<out>.judged.jsonl` (every sample and its verdict,
 for `self_sampling.read_judged`). A task with samples the sandbox could not judge is
@@ -45,6 +51,7 @@ class DifficultyConfig:
     judging: JudgingConfig = field(default_factory=JudgingConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # servers to judge on; none: this machine
     keep_never: bool = False  # also keep tasks never solved (a model that solves little)
+    judged_path: str = ""  # judged samples of an earlier run to classify on, instead of sampling
     output_path: str = ""  # the kept rows (JSONL); summary and judged samples go beside it
 
 
@@ -99,20 +106,26 @@ def main(config: DifficultyConfig) -> dict:
         from coder_align.data.records import DataError
 
         raise DataError(d.path, f"no tasks left ({data_stats})", "no_rows")
-    problem = sandbox_problem({t["language"] for t in tasks})
+    problem = None if config.judged_path else sandbox_problem({t["language"] for t in tasks})
     if problem:  # before the model: sampling for an hour that nothing can judge
         raise PreflightError(f"cannot judge samples here: {problem}")
 
     out = Path(config.output_path)
-    started = time.perf_counter()
-    completions, clipped = sample(config.model.path, tasks, s.k, s.temperature, s.top_p, s.max_new_tokens,
-                                  s.batch_size, s.seed, template=d.template, system_prompt=d.system_prompt,
-                                  backend=config.model.backend, dtype=config.model.dtype, processes=s.processes,
-                                  threads=s.threads, work_dir=str(out.parent), return_clipped=True)
-    sampling_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    judged = judge(tasks, completions, config.judging.timeout, workers=config.judging.workers, clipped=clipped)
-    judging_seconds = time.perf_counter() - started
+    reused = {}
+    if config.judged_path:
+        judged, reused = reuse_judged(config.judged_path, tasks)
+        sampling_seconds = judging_seconds = 0.0
+    else:
+        started = time.perf_counter()
+        completions, clipped = sample(config.model.path, tasks, s.k, s.temperature, s.top_p, s.max_new_tokens,
+                                      s.batch_size, s.seed, template=d.template, system_prompt=d.system_prompt,
+                                      backend=config.model.backend, dtype=config.model.dtype,
+                                      processes=s.processes, threads=s.threads, work_dir=str(out.parent),
+                                      return_clipped=True)
+        sampling_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        judged = judge(tasks, completions, config.judging.timeout, workers=config.judging.workers, clipped=clipped)
+        judging_seconds = time.perf_counter() - started
 
     passes = [sum(x.passed for x in per) for per in judged]
     n_judged = [sum(x.status != UNAVAILABLE for x in per) for per in judged]
@@ -124,17 +137,40 @@ def main(config: DifficultyConfig) -> dict:
                 f.write(json.dumps(task["row"]) + "\n")
     write_judged(judged_path(out), judged)
     summary.update(
-        model=config.model.path, tasks_file=d.path, k=s.k, keep_never=config.keep_never, data=data_stats,
+        model=config.model.path if not config.judged_path else None, tasks_file=d.path, k=s.k, keep_never=config.keep_never, data=data_stats,
         sample_statuses=status_counts(judged),
         samples_clipped=sum(x.clipped for per in judged for x in per),
         task_classes=dict(Counter(classes)),
-        sampling_seconds=round(sampling_seconds, 1), judging_seconds=round(judging_seconds, 1),
+        sampling_seconds=round(sampling_seconds, 1), judging_seconds=round(judging_seconds, 1), reused=reused,
         output=str(out), judged=str(judged_path(out)), config=to_dict(config))
     summary_path(out).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     log.info("kept %d of %d tasks (never solved %d, always %d, undecided %d, unavailable %d)", summary["kept"],
              summary["tasks_tried"], summary["never_solved"], summary["always_solved"], summary["undecided"],
              summary["unavailable"])
     return summary
+
+
+def reuse_judged(path: str, tasks: list[dict]) -> tuple[list[list], dict]:
+    """The judged samples in `path`, grouped in the order of `tasks`, and what was read: samples
+    whose task is not among `tasks` are counted, never silently mixed in."""
+    from coder_align.self_sampling import _plain_id, read_judged
+
+    by_task: dict[str, list] = {_plain_id(t["task_id"]): [] for t in tasks}
+    other = Counter()
+    samples = read_judged(path, tasks)
+    for sample_ in samples:
+        key = _plain_id(sample_.task_id)
+        if key in by_task:
+            by_task[key].append(sample_)
+        else:
+            other[key] += 1
+    judged = [by_task[_plain_id(t["task_id"])] for t in tasks]
+    reused = {"path": str(path), "samples_read": len(samples), "samples_used": sum(map(len, judged)),
+              "samples_of_other_tasks": sum(other.values()), "other_tasks": len(other),
+              "tasks_without_samples": sum(not per for per in judged)}
+    log.info("classifying on %d judged samples from %s (%d of %d other tasks left out)", reused["samples_used"],
+             path, reused["samples_of_other_tasks"], len(other))
+    return judged, reused
 
 
 def summary_path(out: Path) -> Path:

@@ -76,6 +76,32 @@ def test_difficulty_keeps_the_frontier_rows_unchanged(stub, tmp_path, capsys):
     assert [json.loads(line)["task_id"] for line in again.read_text().splitlines()] == [555, 556, 557]
 
 
+@pytest.mark.skipif(find_bwrap() is None, reason="bubblewrap not installed")
+def test_difficulty_classifies_on_samples_an_earlier_run_judged(stub, tmp_path, monkeypatch, capsys):
+    first = tmp_path / "first.jsonl"
+    assert cli(["difficulty", "--model", "stub-model", "--tasks", str(MBPP_TRAIN), "--task-ids", "554-557",
+                "--k", "4", "--out", str(first)]) == 0
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("reusing judged samples must not load a model")
+
+    monkeypatch.setattr(self_sampling, "load_generator", no_model)
+    again = tmp_path / "again.jsonl"
+    assert cli(["difficulty", "--tasks", str(MBPP_TRAIN), "--task-ids", "554-556", "--k", "4",
+                "--judged", str(tmp_path / "first.jsonl.judged.jsonl"), "--out", str(again)]) == 0
+    assert [json.loads(line)["task_id"] for line in again.read_text().splitlines()] == [555]
+    summary = json.loads((tmp_path / "again.jsonl.summary.json").read_text())
+    assert summary["reused"]["samples_read"] == 16 and summary["reused"]["samples_used"] == 12
+    assert summary["reused"]["samples_of_other_tasks"] == 4 and summary["reused"]["other_tasks"] == 1
+    assert (summary["never_solved"], summary["always_solved"], summary["sampling_seconds"]) == (1, 1, 0.0)
+
+    # a k above what was sampled: tasks whose samples all agree are undecided, not never/always
+    assert cli(["difficulty", "--tasks", str(MBPP_TRAIN), "--task-ids", "554-557", "--k", "8",
+                "--judged", str(tmp_path / "first.jsonl.judged.jsonl"), "--out", str(again)]) == 0
+    summary = json.loads((tmp_path / "again.jsonl.summary.json").read_text())
+    assert (summary["kept"], summary["undecided"]) == (2, 2)
+
+
 def test_difficulty_refuses_test_split_ids_and_needs_its_paths(stub, tmp_path, capsys):
     from coder_align.cli import main
 

@@ -40,6 +40,7 @@ DIFFICULTY_FLAGS = {
     "threads": ("sampling.threads", {}),
     "timeout": ("judging.timeout", {}),
     "keep_never": ("keep_never", {"action": "store_const", "const": True}),
+    "judged": ("judged_path", {}),
     "out": ("output_path", {}),
 }
 
@@ -52,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("difficulty", help="keep the tasks a model sometimes solves (0 < passes < k), for GRPO",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="--config FILE and key=value overrides; the --flags are aliases. --keep-never also "
-                              "keeps tasks never solved (for a model that solves little).\n\n"
+                              "keeps tasks never solved (for a model that solves little). --judged FILE classifies "
+                              "on samples an earlier run judged (rft's judged.jsonl, GRPO's completions.jsonl, "
+                              "eval's samples_<task>.jsonl) instead of sampling.\n\n"
                               + settings_help(DifficultyConfig))
     d.add_argument("--config", "-c", default=None, help="YAML file with settings (groups as in DifficultyConfig)")
     d.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. sampling.top_p=0.9")
