@@ -99,12 +99,20 @@ def build_rows(options: RMDataOptions) -> dict:
 
     # --- verdicts other runs already paid for -----------------------------------------------------
     known = {plain_id(t["task_id"]) for t in tasks}
+    selected_out = Counter()  # samples of tasks in --tasks that --task-ids leaves out (e.g. held-out ones)
     for path in o.from_judged:
         for s in read_judged(path, tasks):
-            if plain_id(s.task_id) not in known:  # e.g. eval samples of MBPP's test split: never training data
+            if plain_id(s.task_id) not in known:
+                if o.task_ids and plain_id(s.task_id) in file_ids(o.tasks, o.format):
+                    selected_out[plain_id(s.task_id)] += 1
+                    continue
+                # e.g. eval samples of MBPP's test split: never training data
                 raise DataError(path, f"task {s.task_id} is not among the --tasks given ({o.tasks}, task ids "
                                       f"{o.task_ids or 'all'}); rows are only taken for training tasks", "unknown_task")
             rows.append(judged_row(s, f"judged:{Path(path).name}"))
+    if selected_out:
+        log.info("left out %d judged samples of %d tasks that --task-ids %s does not select",
+                 sum(selected_out.values()), len(selected_out), o.task_ids)
 
     # --- reference solutions and their mutants ------------------------------------------------
     if o.mutants:
@@ -150,6 +158,7 @@ def build_rows(options: RMDataOptions) -> dict:
         "clipped": sum(bool(r.get("clipped")) for r in kept),
         "mutant_operators": dict(sorted(Counter(r["operator"] for r in kept if r.get("operator")).items())),
         "skipped_rows": dict(sorted(skipped.items())),
+        "judged_samples_outside_task_ids": sum(selected_out.values()),
         "skipped_examples": examples,
         "task_notes": dict(sorted(notes.items())),
         "pairs": pair_stats.as_dict(),
@@ -157,6 +166,20 @@ def build_rows(options: RMDataOptions) -> dict:
     }
     out.with_name(out.stem + ".summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def file_ids(path: str, fmt: str) -> set[str]:
+    """The task ids of every valid training row in `path`, whatever --task-ids selects (none when
+    the file also holds rows that are never training data: then an unselected task is an error)."""
+    from coder_align.config import ConfigError
+    from coder_align.data.records import DataError
+    from coder_align.self_sampling import load_tasks
+
+    try:
+        all_tasks, _ = load_tasks(path, None, fmt=fmt, on_invalid="skip")
+    except (ConfigError, DataError):
+        return set()
+    return {plain_id(t["task_id"]) for t in all_tasks}
 
 
 def judged_row(sample, source: str) -> dict:

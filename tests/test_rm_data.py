@@ -126,6 +126,14 @@ def test_earlier_runs_files_are_read_with_their_verdicts(tmp_path):
     with pytest.raises(DataError, match="task Mbpp/11 is not among the --tasks given"):
         build_rows(RMDataOptions(tasks=MBPP_TRAIN, task_ids="554-555", k=0, from_judged=[str(ours)],
                                  out=str(tmp_path / "rows2.jsonl")))
+    # a task of the file that --task-ids leaves out (held-out tasks of an RFT run's samples): counted, left out
+    ours.write_text("".join(json.dumps({"task_id": tid, "prompt": [{"role": "user", "content": "Write f."}],
+                                        "completion": "x", "code": "x", "passed": False, "status": "wrong_answer"})
+                            + "\n" for tid in ("554", "556")))
+    summary = build_rows(RMDataOptions(tasks=MBPP_TRAIN, task_ids="554-555", k=0, from_judged=[str(ours)],
+                                       out=str(tmp_path / "rows3.jsonl")))
+    assert [r["task_id"] for r in rows_of(summary)] == ["554"]
+    assert summary["judged_samples_outside_task_ids"] == 1
 
 
 def test_benchmark_test_tasks_are_refused_and_bad_task_rows_counted(tmp_path):
