@@ -23,6 +23,7 @@ if __name__ == "__main__" and not __package__:
     # Run as `deepspeed coder_align/grpo.py`: import the package, not sibling files.
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -101,6 +102,28 @@ class GRPOConfig:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
 
+
+def forget_completions_after(path: Path, step: int) -> int:
+    """A resumed run redoes the steps after its checkpoint: drop their rows from
+    `completions.jsonl` (a killed run wrote them), so each step's completions appear once."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            row_step = json.loads(line).get("step")
+        except ValueError:  # a line cut by the kill
+            dropped += 1
+            continue
+        if isinstance(row_step, int) and row_step > step:
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        path.write_text("".join(kept), encoding="utf-8")
+        log.info("resuming at step %d: dropped %d rows of later steps from %s", step, dropped, path)
+    return dropped
+
 def main(config: GRPOConfig) -> dict:
     """Train, save, and return the run summary (also written to summary.json)."""
     from transformers import set_seed
@@ -154,6 +177,8 @@ def main(config: GRPOConfig) -> dict:
     # saved and compared on resume as resolved: the weights and prompt actually used
     resolved = resolved_config(config, start)
     resume = prepare_output_dir(resolved, out)  # before the model: a wrong resume or directory fails fast
+    if resume and is_main_process():
+        forget_completions_after(out / "completions.jsonl", int(Path(resume).name.rsplit("-", 1)[-1]))
     if merge_adapter:
         merged_start(merge_adapter, out / START_MODEL)
 
