@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 STAGES = {"shipped": "embedded, as shipped", "sft": "+ SFT (configs/sft/embedded-code.yaml, 36 steps)",
           "rft": "+ rejection-sampling FT of the SFT model (configs/rft/embedded.yaml)",
-          "grpo": "+ GRPO of the SFT model (configs/grpo/embedded.yaml, 100 steps)"}
+          "grpo": "+ GRPO of the SFT model (configs/grpo/embedded.yaml, 100 steps)",
+          "grpo-rft": "+ GRPO of the RFT model (configs/grpo/embedded.yaml, 60 steps)"}
 # (run directory, task, column title, problems expected)
 COLUMNS = [("instruct", "humaneval", "HumanEval (164) greedy pass@1, instruct", 164),
            ("instruct", "mbpp", "MBPP test (257) greedy pass@1, instruct", 257),

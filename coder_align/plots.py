@@ -77,7 +77,13 @@ def rewards_figure(log_history: list[dict], reward_weights: dict[str, float], re
         return None
     plt = _pyplot()
     fig, (ax, ax_rates) = plt.subplots(2, 1, sharex=True, figsize=(7, 6))
-    ax.plot(steps, totals, marker=_marker(steps), linewidth=2, color="black", label="total (weighted sum)")
+    noisy = len(steps) >= 20  # a step's mean over one or two groups: a running mean shows the trend
+    ax.plot(steps, totals, marker=_marker(steps), linewidth=1 if noisy else 2, color="black",
+            alpha=0.5 if noisy else 1.0, label="total (weighted sum)")
+    if noisy:
+        window = max(5, len(steps) // 10)
+        ax.plot(steps, running_mean(totals, window), linewidth=2.5, color="black", linestyle="--",
+                label=f"total, mean of the last {window} steps")
     for name, weight in reward_weights.items():
         xs, ys = _series(log_history, f"rewards/{name}/mean")
         if xs:
@@ -95,6 +101,19 @@ def rewards_figure(log_history: list[dict], reward_weights: dict[str, float], re
     _steps_axis([ax, ax_rates], resumed_from_step)
     fig.tight_layout()
     return fig
+
+
+def running_mean(values: list[float], window: int) -> list[float]:
+    """Mean of each value and up to `window - 1` before it.
+
+    >>> running_mean([0, 2, 4, 6], 2)
+    [0.0, 1.0, 3.0, 5.0]
+    """
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
 
 
 def accuracy_figure(log_history: list[dict], held_out: dict | None = None, resumed_from_step: int | None = None):
