@@ -2,6 +2,9 @@
 
     python benchmarks/results_table.py eval --stage shipped --model embedded
     python benchmarks/results_table.py eval --stage sft --model outputs/sft-embedded-code
+    python benchmarks/results_table.py eval --stage rft --model outputs/rft-embedded/sft
+    python benchmarks/results_table.py eval --stage grpo --model outputs/grpo-embedded
+    python benchmarks/results_table.py eval --stage grpo-rft --model outputs/grpo-embedded-rft
     python benchmarks/results_table.py table   # RESULTS.md's table, results/embedded.json, results/embedded.png
 
 `eval` runs three `coder-align eval run` commands for a stage, greedy and on full sets
