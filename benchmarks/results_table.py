@@ -123,7 +123,7 @@ def plot(rows: dict) -> None:
     import matplotlib.pyplot as plt
 
     present = [s for s in STAGES if any(c and c["value"] is not None for c in rows[s].values())]
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(9, 4 + 0.25 * len(present)))
     width = 0.8 / max(len(present), 1)
     for k, stage in enumerate(present):
         values = [100 * (rows[stage][f"{task}/{run}"] or {}).get("value") or 0 for run, task, _, _ in COLUMNS]
@@ -133,9 +133,10 @@ def plot(rows: dict) -> None:
                   ["HumanEval\ninstruct", "MBPP test\ninstruct", "MBPP test\nbase", "infilling\n(first 300)"])
     ax.set_ylabel("greedy pass@1 (%)")
     ax.set_title("SmolLM2-135M-Instruct through coder_align's stages (greedy, full sets)", fontsize=10)
-    ax.legend(fontsize=8)
+    # below the axes: inside, it covers the tallest bars
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     fig.tight_layout()
-    fig.savefig(RESULTS / "embedded.png", dpi=100)
+    fig.savefig(RESULTS / "embedded.png", dpi=100, bbox_inches="tight")
 
 
 def main() -> None:
