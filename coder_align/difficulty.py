@@ -137,7 +137,8 @@ def main(config: DifficultyConfig) -> dict:
                 f.write(json.dumps(task["row"]) + "\n")
     write_judged(judged_path(out), judged)
     summary.update(
-        model=config.model.path if not config.judged_path else None, tasks_file=d.path, k=s.k, keep_never=config.keep_never, data=data_stats,
+        model=None if config.judged_path else config.model.path, tasks_file=d.path, k=s.k,
+        keep_never=config.keep_never, data=data_stats,
         sample_statuses=status_counts(judged),
         samples_clipped=sum(x.clipped for per in judged for x in per),
         task_classes=dict(Counter(classes)),
