@@ -100,10 +100,11 @@ def build_rows(options: RMDataOptions) -> dict:
     # --- verdicts other runs already paid for -----------------------------------------------------
     known = {plain_id(t["task_id"]) for t in tasks}
     selected_out = Counter()  # samples of tasks in --tasks that --task-ids leaves out (e.g. held-out ones)
+    in_file = file_ids(o.tasks, o.format) if o.from_judged and o.task_ids else set()
     for path in o.from_judged:
         for s in read_judged(path, tasks):
             if plain_id(s.task_id) not in known:
-                if o.task_ids and plain_id(s.task_id) in file_ids(o.tasks, o.format):
+                if plain_id(s.task_id) in in_file:
                     selected_out[plain_id(s.task_id)] += 1
                     continue
                 # e.g. eval samples of MBPP's test split: never training data
