@@ -89,7 +89,7 @@ def main(config: DifficultyConfig) -> dict:
     """Sample, judge, keep the frontier; returns the summary (also `<out>.summary.json`)."""
     from coder_align.preflight import PreflightError, sandbox_problem
     from coder_align.sandbox import remote as sandbox_remote
-    from coder_align.self_sampling import judge, load_tasks, sample, status_counts, write_judged
+    from coder_align.self_sampling import judge, judged_by_task, load_tasks, sample, status_counts, write_judged
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
@@ -113,7 +113,7 @@ def main(config: DifficultyConfig) -> dict:
     out = Path(config.output_path)
     reused = {}
     if config.judged_path:
-        judged, reused = reuse_judged(config.judged_path, tasks)
+        judged, reused = judged_by_task(config.judged_path, tasks)
         sampling_seconds = judging_seconds = 0.0
     else:
         started = time.perf_counter()
@@ -149,29 +149,6 @@ def main(config: DifficultyConfig) -> dict:
              summary["tasks_tried"], summary["never_solved"], summary["always_solved"], summary["undecided"],
              summary["unavailable"])
     return summary
-
-
-def reuse_judged(path: str, tasks: list[dict]) -> tuple[list[list], dict]:
-    """The judged samples in `path`, grouped in the order of `tasks`, and what was read: samples
-    whose task is not among `tasks` are counted, never silently mixed in."""
-    from coder_align.self_sampling import _plain_id, read_judged
-
-    by_task: dict[str, list] = {_plain_id(t["task_id"]): [] for t in tasks}
-    other = Counter()
-    samples = read_judged(path, tasks)
-    for sample_ in samples:
-        key = _plain_id(sample_.task_id)
-        if key in by_task:
-            by_task[key].append(sample_)
-        else:
-            other[key] += 1
-    judged = [by_task[_plain_id(t["task_id"])] for t in tasks]
-    reused = {"path": str(path), "samples_read": len(samples), "samples_used": sum(map(len, judged)),
-              "samples_of_other_tasks": sum(other.values()), "other_tasks": len(other),
-              "tasks_without_samples": sum(not per for per in judged)}
-    log.info("classifying on %d judged samples from %s (%d of %d other tasks left out)", reused["samples_used"],
-             path, reused["samples_of_other_tasks"], len(other))
-    return judged, reused
 
 
 def summary_path(out: Path) -> Path:

@@ -174,7 +174,7 @@ def main(config: RFTConfig) -> dict:
     from coder_align.preflight import PreflightError, sandbox_problem
     from coder_align.run_dir import read_run
     from coder_align.sandbox import remote as sandbox_remote
-    from coder_align.self_sampling import judge, load_tasks, read_judged, sample, status_counts, write_judged
+    from coder_align.self_sampling import judge, judged_by_task, load_tasks, sample, status_counts, write_judged
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for group in ("data", "sampling", "judging", "keep"):  # also for configs built in Python, not parsed
@@ -200,10 +200,7 @@ def main(config: RFTConfig) -> dict:
     reused = reusable_samples(config, out)
     started = time.perf_counter()
     if reused:
-        by_task: dict[str, list] = {}
-        for sample_ in read_judged(out / JUDGED, tasks):
-            by_task.setdefault(sample_.task_id, []).append(sample_)
-        judged = [by_task.get(t["task_id"], []) for t in tasks]
+        judged, _ = judged_by_task(out / JUDGED, tasks)
         log.info("reusing %s (same model, tasks and sampling settings)", out / JUDGED)
         sampling_seconds = judging_seconds = 0.0
     else:

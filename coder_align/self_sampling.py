@@ -282,6 +282,27 @@ def read_judged(path: str | Path, tasks: list[dict] | None = None) -> list[Judge
     return samples
 
 
+def judged_by_task(path: str, tasks: list[dict]) -> tuple[list[list], dict]:
+    """The judged samples in `path`, grouped in the order of `tasks`, and what was read: samples
+    whose task is not among `tasks` are counted, never silently mixed in."""
+    by_task: dict[str, list] = {_plain_id(t["task_id"]): [] for t in tasks}
+    other: Counter = Counter()
+    samples = read_judged(path, tasks)
+    for sample_ in samples:
+        key = _plain_id(sample_.task_id)
+        if key in by_task:
+            by_task[key].append(sample_)
+        else:
+            other[key] += 1
+    judged = [by_task[_plain_id(t["task_id"])] for t in tasks]
+    reused = {"path": str(path), "samples_read": len(samples), "samples_used": sum(map(len, judged)),
+              "samples_of_other_tasks": sum(other.values()), "other_tasks": len(other),
+              "tasks_without_samples": sum(not per for per in judged)}
+    log.info("reusing %d judged samples from %s (%d of %d other tasks left out)", reused["samples_used"],
+             path, reused["samples_of_other_tasks"], len(other))
+    return judged, reused
+
+
 def _plain_id(task_id) -> str:
     text = str(task_id)
     return text.split("/", 1)[1] if text.startswith("Mbpp/") else text
