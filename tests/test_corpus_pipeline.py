@@ -184,7 +184,7 @@ def test_a_failed_task_leaves_no_complete_shard_and_a_rerun_resumes(corpus_repos
     monkeypatch.setattr(stages, "render_sample", real_render)
     scans = Counter()
     real_scan = stages.Scan.process
-    monkeypatch.setattr(stages.Scan, "process", lambda self, *a: (scans.update(["scan"]), real_scan(self, *a)))
+    monkeypatch.setattr(stages.Scan, "process", lambda self, *a: (scans.update(["scan"]), real_scan(self, *a))[1])
     stats = build(repos, bench, out, workers=1, shards=3)
     assert stats["resumed"] is True and scans["scan"] == 0  # scan, buckets, ... were complete
     clean = build(repos, bench, tmp_path / "clean.jsonl", workers=1, shards=1)
@@ -192,6 +192,50 @@ def test_a_failed_task_leaves_no_complete_shard_and_a_rerun_resumes(corpus_repos
     assert merged == (tmp_path / "clean.jsonl").read_text()
     assert stats["counts"] == clean["counts"]
     assert not (work / "scan").exists()  # intermediate files go once the build is finished
+
+
+def test_a_task_failing_in_a_pool_worker_stops_the_build_and_a_rerun_resumes(corpus_repos, tmp_path, monkeypatch):
+    repos, bench = corpus_repos
+    out, real_write = tmp_path / "pool", stages.Write.process
+
+    def write_but_shard_1(self, work, rank, counts, timer):
+        if rank == 1:
+            raise OSError("disk full in a worker (simulated)")
+        return real_write(self, work, rank, counts, timer)
+
+    monkeypatch.setattr(stages.Write, "process", write_but_shard_1)  # the pool forks after this
+    with pytest.raises(OSError, match="in a worker"):
+        build(repos, bench, out, workers=2, shards=3)
+    logs = out / ".work" / "logs"
+    assert "00001" not in {p.name for p in (logs / "write" / "completions").iterdir()}
+    assert not (out / "shard-00001.jsonl").exists()
+    assert (logs / "scan" / "stats.json").is_file()  # each finished stage's datatrove stats
+    monkeypatch.undo()
+    stats = build(repos, bench, out, workers=2, shards=3)
+    clean = build(repos, bench, tmp_path / "clean.jsonl", workers=1, shards=1)
+    assert stats["resumed"] is True and stats["counts"] == clean["counts"]
+    merged = "".join((out / f"shard-{r:05d}.jsonl").read_text() for r in range(3))
+    assert merged == (tmp_path / "clean.jsonl").read_text()
+
+
+def test_write_tasks_go_to_the_pool_longest_scan_first(tmp_path):
+    scans = tmp_path / "counts" / "scan"
+    scans.mkdir(parents=True)
+    for rank, seconds in {0: 0.5, 1: 2.0, 2: 0.1, 3: 2.0}.items():
+        (scans / f"{rank:05d}.json").write_text(json.dumps({"started": 10.0, "ended": 10.0 + seconds}))
+    assert stages.longest_first(tmp_path, "write", [0, 1, 2, 3, 4]) == [1, 3, 0, 2, 4]  # 4: no record
+    assert stages.longest_first(tmp_path, "scan", [0, 1, 2, 3]) == [0, 1, 2, 3]
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux only")
+def test_a_task_reports_its_own_peak_rss_not_its_workers_lifetime_peak():
+    """A pool worker runs tasks of every stage: a scan's peak must not show up as the write's."""
+    block = bytearray(256 << 20)
+    block[::4096] = b"x" * len(block[::4096])  # touch every page
+    lifetime_peak = stages.peak_rss_mb()
+    del block
+    stages.reset_peak_rss()
+    assert stages.peak_rss_mb() < lifetime_peak - 200
 
 
 @pytest.mark.slow  # ~12 s: three builds in subprocesses

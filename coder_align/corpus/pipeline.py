@@ -152,6 +152,24 @@ class StageTimer:
         self.seconds[name] += time.perf_counter() - start
 
 
+def reset_peak_rss() -> None:
+    """Restart the process's peak RSS (Linux), so that a task reports its own peak: a pool
+    worker runs tasks of every stage, and its lifetime peak would be the largest of them."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux: peak_rss_mb() falls back to the lifetime peak
+        pass
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS since reset_peak_rss() (VmHWM), else since the process started (ru_maxrss)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) / 1024
+    except (OSError, IndexError, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 class CorpusStep(PipelineStep):
     """One task of a stage: ``process(rank, counts, timer)``, then its counts, seconds, start
     and end time and peak RSS in ``counts/<stage>/<rank>.json`` (read by ``finish``)."""
@@ -166,14 +184,16 @@ class CorpusStep(PipelineStep):
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         work = Path(self.work)
+        reset_peak_rss()
         started, counts, timer = time.time(), Counter(), StageTimer()
-        self.process(work, rank, counts, timer)
+        extra = self.process(work, rank, counts, timer) or {}
         record = {"counts": dict(counts), "seconds": timer.seconds, "started": started, "ended": time.time(),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                  "peak_rss_mb": peak_rss_mb(), **extra}
         with atomic(work / "counts" / self.stage / f"{rank:05d}.json") as f:
             json.dump(record, f)
 
-    def process(self, work: Path, rank: int, counts: Counter, timer: StageTimer) -> None:
+    def process(self, work: Path, rank: int, counts: Counter, timer: StageTimer) -> dict | None:
+        """Does the task's work; may return more fields for its record."""
         raise NotImplementedError
 
 
@@ -333,7 +353,7 @@ def _spilled(work: Path, rank: int):
 
 
 class ShardWriter:
-    """Samples of one shard to ``path`` (JSONL, or parquet in row groups), counted and hashed."""
+    """Samples of one shard to ``path`` (JSONL, or parquet in row groups), counted."""
 
     def __init__(self, path: Path, fmt: str, row_group: int = 1000):
         self.path, self.fmt, self.row_group = path, fmt, row_group
@@ -437,6 +457,27 @@ class Write(CorpusStep):
                 counts["files_out"] += len(clean)
         for language, n in languages.items():
             counts[f"language:{language}"] += n
+        with timer("write"):  # here, in parallel, rather than over the whole corpus in `finish`
+            return {"shard": {"bytes": out.stat().st_size, "sha256": _sha256(out)}}
+
+
+def longest_first(work: str | os.PathLike, stage: str, ranks: list[int]) -> list[int]:
+    """The order to hand a stage's tasks to a pool: ``write`` works on the files its rank's
+    ``scan`` read, so the scan's times rank its tasks longest first (the longest task started
+    last holds every worker at the stage's end). Other stages keep rank order: the user's order
+    of repositories, largest first if they are listed so."""
+    if stage != "write":
+        return ranks
+    records = Path(work) / "counts" / "scan"
+
+    def scan_seconds(rank: int) -> float:
+        try:
+            r = json.loads((records / f"{rank:05d}.json").read_text(encoding="utf-8"))
+            return r["ended"] - r["started"]
+        except (OSError, ValueError, KeyError):
+            return 0.0
+
+    return sorted(ranks, key=lambda rank: -scan_seconds(rank))
 
 
 # --- finish: manifest, stats, report --------------------------------------------------------
@@ -476,9 +517,9 @@ def summarize(work: Path, plan: dict) -> dict:
     for rank in range(plan["shards"]):
         path = Path(plan["shard_dir"]) / shard_name(rank, s["format"])
         record = json.loads((work / "counts" / "write" / f"{rank:05d}.json").read_text(encoding="utf-8"))
-        shards.append({"path": path.name, "samples": record["counts"].get("samples", 0),
-                       "bytes": path.stat().st_size if path.exists() else 0,
-                       "sha256": _sha256(path) if path.exists() else None})
+        written = record.get("shard") or {"bytes": path.stat().st_size if path.exists() else 0,
+                                          "sha256": _sha256(path) if path.exists() else None}
+        shards.append({"path": path.name, "samples": record["counts"].get("samples", 0), **written})
     return {
         "repos": plan["repo_paths"] if plan["repo_paths"] is not None else f"{plan['repo_count']} repositories",
         "repo_count": plan["repo_count"],
