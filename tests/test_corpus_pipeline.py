@@ -300,6 +300,23 @@ def test_an_unfinished_build_with_other_settings_is_not_mixed_in(corpus_repos, t
     assert again["resumed"] is False and again["counts"] == stats["counts"]
 
 
+def test_a_rebuild_after_the_repositories_changed_writes_the_new_corpus(tmp_path):
+    """Same repositories and settings (so the same plan), new files: the finished build's
+    outputs must not be taken for the rebuild's."""
+    repo = write_tree(tmp_path / "r", {"a.py": "def alpha_function(x):\n    return x * 2 + 1\n"})
+    for out in (tmp_path / "one.jsonl", tmp_path / "dir"):
+        first = build_corpus([repo], out, decontaminate=False, workers=1)
+        (repo / "b.py").write_text("def beta_function(y):\n    return y - 3\n")
+        second = build_corpus([repo], out, decontaminate=False, workers=1)
+        (repo / "b.py").unlink()
+        text = out.read_text() if out.suffix else (out / "shard-00000.jsonl").read_text()
+        assert "beta_function" in text
+        assert (first["counts"]["files_out"], second["counts"]["files_out"]) == (1, 2)
+        if not out.suffix:
+            manifest = json.loads((out / "manifest.json").read_text())
+            assert manifest["shards"][0]["sha256"] == hashlib.sha256(text.encode()).hexdigest()
+
+
 def test_two_repositories_with_one_name_are_refused(tmp_path):
     a = write_tree(tmp_path / "a" / "x" / "r", {"m.py": "x = 1\n"})
     b = write_tree(tmp_path / "b" / "x" / "r", {"m.py": "y = 2\n"})

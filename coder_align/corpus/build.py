@@ -35,6 +35,7 @@ import gc
 import json
 import math
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -132,6 +133,9 @@ def prepare_work_dir(plan: dict, shard_lists: list[list], resume: bool) -> str:
             return "resumed"
     from coder_align.corpus.pipeline import atomic
 
+    # One per build, not per settings: `finish` of a rebuild with the same plan (the files in the
+    # repositories may have changed) must not take the last build's outputs for its own.
+    plan["build_id"] = secrets.token_hex(8)
     for rank, entries in enumerate(shard_lists):
         with atomic(work / "shards" / f"{rank:05d}.json") as f:
             json.dump(entries, f)

@@ -575,12 +575,14 @@ class Finish(CorpusStep):
         plan = load_plan(work)
         out, shard_dir = Path(plan["out"]), Path(plan["shard_dir"])
         stats_path, report_path = Path(plan["stats_path"]), Path(plan["report_path"])
-        done = stats_path.is_file() and json.loads(stats_path.read_text(encoding="utf-8")).get("plan_id") == plan["id"]
+        build_id = plan.get("build_id")  # None in a work directory of an older version: finish again
+        done = build_id is not None and stats_path.is_file() and json.loads(
+            stats_path.read_text(encoding="utf-8")).get("build_id") == build_id
         if not done:  # a rerun after the outputs were written (and the shards perhaps merged) skips this
             stats = summarize(work, plan)
-            stats["plan_id"] = plan["id"]
-            manifest = {"plan_id": plan["id"], "format": plan["settings"]["format"], "shards": stats.pop("manifest"),
-                        "samples": stats["counts"]["samples"]}
+            stats["plan_id"], stats["build_id"] = plan["id"], build_id
+            manifest = {"plan_id": plan["id"], "build_id": build_id, "format": plan["settings"]["format"],
+                        "shards": stats.pop("manifest"), "samples": stats["counts"]["samples"]}
             if plan["single_file"]:  # the shards, in order, are the one file
                 with timer("write"), atomic(out, "wb") as sink:
                     for shard in manifest["shards"]:
@@ -592,7 +594,7 @@ class Finish(CorpusStep):
             report_path.parent.mkdir(parents=True, exist_ok=True)
             with atomic(report_path) as f:
                 f.write(format_report(stats))
-            with atomic(stats_path) as f:  # last: its plan_id says the outputs are complete
+            with atomic(stats_path) as f:  # last: its build_id says the outputs are complete
                 f.write(json.dumps(stats, indent=2) + "\n")
         # the intermediate files are as large as the input; logs/, counts/ and plan.json stay (small)
         for name in ("scan", "neardup", "exact", "shards"):
