@@ -124,11 +124,17 @@ def report(stats: dict, workers: int) -> None:
 
 def schedule_speedups(work: Path, workers=(2, 4, 16)) -> dict[int, float]:
     """What N workers could gain over the 1-worker build whose task records are in ``work``:
-    its measured task times handed out in rank order to the first free of N workers, stage by
-    stage. Load-independent where the load slows every task alike, unlike the wall ratio."""
+    its measured task times handed out as the build hands them to a pool (rank order; ``write``
+    longest scan first) to the first free of N workers, stage by stage. Load-independent where
+    the load slows every task alike, unlike the wall ratio."""
+    from coder_align.corpus.pipeline import longest_first
+
     stages = ("scan", "buckets", "clusters", "exact", "write")
-    durations = {s: [r["ended"] - r["started"] for r in map(json.loads, map(Path.read_text, sorted(
-        (work / "counts" / s).glob("*.json"))))] for s in stages}
+    durations = {}
+    for s in stages:
+        records = [json.loads(p.read_text()) for p in sorted((work / "counts" / s).glob("*.json"))]
+        durations[s] = [records[r]["ended"] - records[r]["started"]
+                        for r in longest_first(work, s, list(range(len(records))))]
 
     def makespan(n: int) -> float:
         total = 0.0

@@ -15,8 +15,8 @@ repository rather than as hundreds of duplicate files.
 
 How it runs: a plan (repositories split into shards of consecutive repositories, the
 settings) goes to ``<work_dir>/plan.json``; the stages of ``pipeline.py`` then run through
-datatrove executors -- ``local`` (``workers`` processes on this machine; 1 runs everything
-in this process), ``slurm`` (one job array per stage, chained by dependencies; this
+datatrove's task runner -- ``local`` (one pool of ``workers`` processes on this machine,
+forked once for all stages; 1 runs everything in this process), ``slurm`` (one job array per stage, chained by dependencies; this
 function returns once they are submitted) or ``ray``. The output is the same for any
 number of workers or shards: shards hold consecutive repositories, in order. Rerunning an
 interrupted build with the same settings skips the tasks that completed; a finished
