@@ -152,9 +152,14 @@ class StageTimer:
         self.seconds[name] += time.perf_counter() - start
 
 
+_peak_before_reset = 0.0  # MB: the process's peak up to its last reset_peak_rss()
+
+
 def reset_peak_rss() -> None:
     """Restart the process's peak RSS (Linux), so that a task reports its own peak: a pool
     worker runs tasks of every stage, and its lifetime peak would be the largest of them."""
+    global _peak_before_reset
+    _peak_before_reset = max(_peak_before_reset, peak_rss_mb())
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:  # not Linux: peak_rss_mb() falls back to the lifetime peak
@@ -168,6 +173,11 @@ def peak_rss_mb() -> float:
         return int(status.split("VmHWM:")[1].split()[0]) / 1024
     except (OSError, IndexError, ValueError):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def lifetime_peak_rss_mb() -> float:
+    """The process's peak RSS since it started, resets or not."""
+    return max(_peak_before_reset, peak_rss_mb())
 
 
 class CorpusStep(PipelineStep):
