@@ -240,8 +240,11 @@ def _run_local(plan: dict, stages: list, workers: int, verbose: bool) -> None:
     new pool for every stage, and pickles the executor (dill) with three Manager proxies for
     every task; measured on 64-shard stages, ~22 ms between a worker's tasks against ~9 ms in
     one process, which cost the 2-worker build ~10% of its wall time. Here a task is two ints.
+    The executors are still datatrove's: they write the logs, stats and completion marks.
     """
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     from datatrove.executor import LocalPipelineExecutor
     from loguru import logger
@@ -250,8 +253,8 @@ def _run_local(plan: dict, stages: list, workers: int, verbose: bool) -> None:
 
     # fork: the workers start with the modules (and the decontamination index) already loaded
     start = "fork" if sys.platform.startswith("linux") else "forkserver"
-    executors = [LocalPipelineExecutor([step], tasks=tasks, workers=1, logging_dir=_logs(plan, name))
-                 for name, step, tasks in stages]
+    executors = [LocalPipelineExecutor([step], tasks=tasks, workers=min(workers, tasks), start_method=start,
+                                       logging_dir=_logs(plan, name)) for name, step, tasks in stages]
     if not verbose:  # a few lines per task; errors still reach us as exceptions
         logger.disable("datatrove")
     # Collections then skip what is loaded now (modules, the decontamination index): less work
@@ -262,8 +265,11 @@ def _run_local(plan: dict, stages: list, workers: int, verbose: bool) -> None:
     pool = None
     try:
         if workers > 1 and max(tasks for _, _, tasks in stages) > 1:
+            # concurrent.futures, not multiprocessing.Pool: a worker killed (by the OOM killer, say)
+            # breaks the pool with an error, where Pool would replace it and wait for its task forever
             ctx = multiprocessing.get_context(start)
-            pool = ctx.Pool(workers, initializer=_adopt_executors, initargs=(executors, ctx.Value("i", 0)))
+            pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_adopt_executors,
+                                       initargs=(executors, ctx.Value("i", 0), verbose))
         for index, ((name, _, tasks), executor) in enumerate(zip(stages, executors)):
             before = _completed(plan, name, tasks)
             began = time.perf_counter()
@@ -272,7 +278,12 @@ def _run_local(plan: dict, stages: list, workers: int, verbose: bool) -> None:
                 executor.save_executor_as_json()
             if pool is not None and len(ranks) > 1:
                 ranks = longest_first(plan["work"], name, ranks)
-                stats = list(pool.imap_unordered(_run_task, [(index, rank) for rank in ranks]))
+                try:  # handed out in this order, one task at a time
+                    stats = list(pool.map(_run_task, [(index, rank) for rank in ranks]))
+                except BrokenProcessPool as e:
+                    raise RuntimeError(
+                        f"corpus build: a worker process died during '{name}' (killed? out of memory?); the "
+                        f"tasks it ran are not complete (logs in {_logs(plan, name)}): rerun to resume") from e
             else:
                 stats = [executor._run_for_rank(rank, local_rank=0) for rank in ranks]
             _save_stats(executor, stats)
@@ -280,9 +291,8 @@ def _run_local(plan: dict, stages: list, workers: int, verbose: bool) -> None:
             print(f"corpus build: {name}: {tasks} task(s) done in {time.perf_counter() - began:.1f}s"
                   + (f" ({before} completed before)" if before else ""), file=sys.stderr)
     finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        if pool is not None:  # after an error: the other workers finish their task, then stop
+            pool.shutdown(wait=True, cancel_futures=True)
         logger.enable("datatrove")
         gc.unfreeze()
 
@@ -291,11 +301,15 @@ _WORKER_EXECUTORS: list = []  # a pool worker's copy of the stages' executors (s
 _WORKER_RANK = 0
 
 
-def _adopt_executors(executors: list, counter) -> None:
+def _adopt_executors(executors: list, counter, verbose: bool) -> None:
     global _WORKER_EXECUTORS, _WORKER_RANK
     _WORKER_EXECUTORS = executors
     with counter.get_lock():  # datatrove's local rank: only rank 0 logs to the console
         _WORKER_RANK, counter.value = counter.value, counter.value + 1
+    if not verbose:  # a forkserver worker does not inherit the parent's logger.disable()
+        from loguru import logger
+
+        logger.disable("datatrove")
 
 
 def _run_task(task: tuple[int, int]):

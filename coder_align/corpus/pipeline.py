@@ -39,6 +39,7 @@ import json
 import os
 import resource
 import shutil
+import sys
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -172,7 +173,7 @@ def peak_rss_mb() -> float:
         status = Path("/proc/self/status").read_text()
         return int(status.split("VmHWM:")[1].split()[0]) / 1024
     except (OSError, IndexError, ValueError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20 if sys.platform == "darwin" else 1024)
 
 
 def lifetime_peak_rss_mb() -> float:
@@ -585,9 +586,9 @@ class Finish(CorpusStep):
         plan = load_plan(work)
         out, shard_dir = Path(plan["out"]), Path(plan["shard_dir"])
         stats_path, report_path = Path(plan["stats_path"]), Path(plan["report_path"])
-        build_id = plan.get("build_id")  # None in a work directory of an older version: finish again
-        done = build_id is not None and stats_path.is_file() and json.loads(
-            stats_path.read_text(encoding="utf-8")).get("build_id") == build_id
+        build_id = plan.get("build_id")  # None in the work directory of an older version: its rule
+        written = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {}
+        done = written.get("build_id") == build_id if build_id else written.get("plan_id") == plan["id"]
         if not done:  # a rerun after the outputs were written (and the shards perhaps merged) skips this
             stats = summarize(work, plan)
             stats["plan_id"], stats["build_id"] = plan["id"], build_id
