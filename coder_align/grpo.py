@@ -102,7 +102,6 @@ class GRPOConfig:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
 
-
 def forget_completions_after(path: Path, step: int) -> int:
     """A resumed run redoes the steps after its checkpoint: drop their rows from
     `completions.jsonl` (a killed run wrote them), so each step's completions appear once."""
@@ -124,6 +123,7 @@ def forget_completions_after(path: Path, step: int) -> int:
         log.info("resuming at step %d: dropped %d rows of later steps from %s", step, dropped, path)
     return dropped
 
+
 def main(config: GRPOConfig) -> dict:
     """Train, save, and return the run summary (also written to summary.json)."""
     from transformers import set_seed
@@ -136,7 +136,7 @@ def main(config: GRPOConfig) -> dict:
     from coder_align.models import load_model, load_tokenizer
     from coder_align.plots import plot_rewards
     from coder_align.training import (
-        is_main_process, prepare_output_dir, train_and_save, training_arguments, write_summary,
+        checkpoint_step, is_main_process, prepare_output_dir, train_and_save, training_arguments, write_summary,
     )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -177,8 +177,9 @@ def main(config: GRPOConfig) -> dict:
     # saved and compared on resume as resolved: the weights and prompt actually used
     resolved = resolved_config(config, start)
     resume = prepare_output_dir(resolved, out)  # before the model: a wrong resume or directory fails fast
-    if resume and is_main_process():
-        forget_completions_after(out / "completions.jsonl", int(Path(resume).name.rsplit("-", 1)[-1]))
+    resumed_at = checkpoint_step(resume)
+    if resumed_at is not None and is_main_process():
+        forget_completions_after(out / "completions.jsonl", resumed_at)
     if merge_adapter:
         merged_start(merge_adapter, out / START_MODEL)
 
