@@ -143,7 +143,7 @@ def sample(model_path_or_generator, tasks: list[dict], k: int, temperature: floa
     `work_dir`: where vLLM's merged copy of an adapter goes.
     """
     from coder_align.evaluate import (
-        chat_adds_special_tokens, chat_prompt, chat_stops, generate_with_clipping, texts_and_clipping,
+        chat_adds_special_tokens, chat_prompt, chat_stops, generate_with_clipping, load_generator, texts_and_clipping,
     )
     from coder_align.evaluation.generation import GenerationSettings
     from coder_align.evaluation.tasks import cut_at_stops
@@ -154,7 +154,8 @@ def sample(model_path_or_generator, tasks: list[dict], k: int, temperature: floa
     if isinstance(model_path_or_generator, (str, Path)):
         path = str(model_path_or_generator)
         eval_config = generation_config(path, template, system_prompt, backend, dtype, processes, threads, work_dir)
-        generator, template, system_prompt = load_generator(path, template, system_prompt, backend, dtype, work_dir)
+        generator, _ = load_generator(eval_config)
+        template, system_prompt = eval_config.data.template, eval_config.data.system_prompt
     else:
         generator = model_path_or_generator
     tokenizer = getattr(generator, "tokenizer", None)
@@ -183,16 +184,6 @@ def generation_config(path: str, template: str | None = None, system_prompt: str
                       data=EvalDataConfig(template=run.template, system_prompt=run.system_prompt),
                       generation=EvalGenerationConfig(backend=backend, processes=processes, threads=threads),
                       output_dir=work_dir or "outputs/self_sampling")
-
-
-def load_generator(path: str, template: str | None = None, system_prompt: str | None = None,
-                   backend: str = "auto", dtype: str = "auto", work_dir: str | None = None):
-    """(eval's generator, template, system prompt) for a model path, as `eval run` loads it."""
-    from coder_align.evaluate import load_generator as eval_generator
-
-    config = generation_config(path, template, system_prompt, backend, dtype, work_dir=work_dir)
-    generator, _ = eval_generator(config)
-    return generator, config.data.template, config.data.system_prompt
 
 
 # --- judging ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from coder_align import self_sampling
+from coder_align import evaluate, self_sampling
 from coder_align.data.cli import cli
 from coder_align.difficulty import frontier
 from coder_align.sandbox import find_bwrap
@@ -40,8 +40,7 @@ class StubGenerator:
 
 @pytest.fixture
 def stub(monkeypatch):
-    monkeypatch.setattr(self_sampling, "load_generator", lambda path, template=None, system_prompt=None, *a, **k:
-                        (StubGenerator(), "deepseek", None))
+    monkeypatch.setattr(evaluate, "load_generator", lambda config, run=None: (StubGenerator(), None))
 
 
 def test_frontier_classes_and_counts():
@@ -85,7 +84,7 @@ def test_difficulty_classifies_on_samples_an_earlier_run_judged(stub, tmp_path, 
     def no_model(*args, **kwargs):
         raise AssertionError("reusing judged samples must not load a model")
 
-    monkeypatch.setattr(self_sampling, "load_generator", no_model)
+    monkeypatch.setattr(evaluate, "load_generator", no_model)
     again = tmp_path / "again.jsonl"
     assert cli(["difficulty", "--tasks", str(MBPP_TRAIN), "--task-ids", "554-556", "--k", "4",
                 "--judged", str(tmp_path / "first.jsonl.judged.jsonl"), "--out", str(again)]) == 0
