@@ -129,12 +129,12 @@ def schedule_speedups(work: Path, workers=(2, 4, 16)) -> dict[int, float]:
     its measured task times handed out as the build hands them to a pool (rank order; ``write``
     longest scan first) to the first free of N workers, stage by stage. Load-independent where
     the load slows every task alike, unlike the wall ratio."""
-    from coder_align.corpus.pipeline import longest_first
+    from coder_align.corpus.pipeline import longest_first, task_records
 
     stages = ("scan", "buckets", "clusters", "exact", "write")
     durations = {}
     for s in stages:
-        records = [json.loads(p.read_text()) for p in sorted((work / "counts" / s).glob("*.json"))]
+        records = task_records(work, s)
         durations[s] = [records[r]["ended"] - records[r]["started"]
                         for r in longest_first(work, s, list(range(len(records))))]
 

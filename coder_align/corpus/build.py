@@ -271,9 +271,9 @@ def _run_local(plan: dict, stages: list, workers: int, verbose: bool) -> None:
             pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_adopt_executors,
                                        initargs=(executors, ctx.Value("i", 0), verbose))
         for index, ((name, _, tasks), executor) in enumerate(zip(stages, executors)):
-            before = _completed(plan, name, tasks)
             began = time.perf_counter()
             ranks = executor.get_incomplete_ranks(range(tasks))
+            before = tasks - len(ranks)
             if ranks:
                 executor.save_executor_as_json()
             if pool is not None and len(ranks) > 1:
@@ -324,11 +324,6 @@ def _save_stats(executor, stats: list) -> None:
     if stats:
         with executor.logging_dir.open("stats.json", "wt") as f:
             sum(stats, start=PipelineStats()).save_to_disk(f)
-
-
-def _completed(plan: dict, name: str, tasks: int) -> int:
-    done = Path(_logs(plan, name)) / "completions"
-    return sum((done / f"{r:05d}").is_file() for r in range(tasks))
 
 
 def _check_complete(plan: dict, name: str, tasks: int) -> None:

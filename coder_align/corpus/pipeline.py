@@ -364,11 +364,11 @@ def _spilled(work: Path, rank: int):
 
 
 class ShardWriter:
-    """Samples of one shard to ``path`` (JSONL, or parquet in row groups), counted."""
+    """Samples of one shard to ``path`` (JSONL, or parquet in row groups)."""
 
     def __init__(self, path: Path, fmt: str, row_group: int = 1000):
         self.path, self.fmt, self.row_group = path, fmt, row_group
-        self.samples, self.rows, self.parquet = 0, [], None
+        self.rows, self.parquet = [], None
 
     def __enter__(self):
         self.context = atomic(self.path, "wb")
@@ -376,7 +376,6 @@ class ShardWriter:
         return self
 
     def write(self, row: dict) -> None:
-        self.samples += 1
         if self.fmt == "jsonl":
             self.file.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
             return
@@ -468,8 +467,9 @@ class Write(CorpusStep):
                 counts["files_out"] += len(clean)
         for language, n in languages.items():
             counts[f"language:{language}"] += n
-        with timer("write"):  # here, in parallel, rather than over the whole corpus in `finish`
-            return {"shard": {"bytes": out.stat().st_size, "sha256": _sha256(out)}}
+        with timer("write"):  # for the manifest: here, in parallel, rather than over the corpus in `finish`
+            sha256 = None if plan["single_file"] else _sha256(out)  # one .jsonl output has no manifest
+            return {"shard": {"bytes": out.stat().st_size, "sha256": sha256}}
 
 
 def longest_first(work: str | os.PathLike, stage: str, ranks: list[int]) -> list[int]:
@@ -493,7 +493,8 @@ def longest_first(work: str | os.PathLike, stage: str, ranks: list[int]) -> list
 
 # --- finish: manifest, stats, report --------------------------------------------------------
 
-def _task_records(work: Path, stage: str) -> list[dict]:
+def task_records(work: Path, stage: str) -> list[dict]:
+    """The records of a stage's tasks (``counts/<stage>/<rank>.json``), in rank order."""
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((work / "counts" / stage).glob("*.json"))]
 
 
@@ -512,7 +513,7 @@ def summarize(work: Path, plan: dict) -> dict:
     seconds = dict.fromkeys(STAGES, 0.0)
     per_stage = {}
     for stage in PIPELINE[:-1]:
-        records = _task_records(work, stage)
+        records = task_records(work, stage)
         for r in records:
             counts.update(r["counts"])
             for k, v in r["seconds"].items():
