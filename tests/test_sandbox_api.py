@@ -11,7 +11,7 @@ import warnings
 import pytest
 
 from _sandbox_util import REPO, wait_no_survivors
-from coder_align.sandbox import check, check_many, compile_check, find_bwrap, harness, outputs_match, run
+from coder_align.sandbox import check, check_many, codec, compile_check, find_bwrap, outputs_match, run
 from coder_align.sandbox.testcases import StatementTest, ValueTest, parse_python_tests
 
 needs_bwrap = pytest.mark.skipif(find_bwrap() is None, reason="bubblewrap not installed")
@@ -128,12 +128,13 @@ def test_compile_check_python():
 def test_missing_bwrap_names_the_package(monkeypatch):
     import coder_align.sandbox as sb
     import coder_align.sandbox.bwrap as bw
+    import coder_align.sandbox.local as local
 
     monkeypatch.setattr(sb, "find_bwrap", lambda: None)
     monkeypatch.setattr(bw, "find_bwrap", lambda: None)
     with pytest.raises(sb.SandboxUnavailable, match="bubblewrap"):
         sb.run("print(1)")
-    sb._warned.clear()
+    local._warned.clear()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert sb.run("print(1)", allow_unsandboxed=True).stdout == "1\n"
@@ -155,18 +156,18 @@ def test_parse_python_tests():
 
 def test_codec_round_trip_and_refusals():
     value = [1, 2.5, float("inf"), "s", b"b", (1, (2,)), {3}, frozenset({4}), {"k": [None, True]}, 1j]
-    out = harness.decode(json.loads(json.dumps(harness.encode(value))))
+    out = codec.decode(json.loads(json.dumps(codec.encode(value))))
     assert out == value and type(out[5]) is tuple
-    assert harness.decode(harness.encode(float("nan"))) != harness.decode(harness.encode(float("nan")))
+    assert codec.decode(codec.encode(float("nan"))) != codec.decode(codec.encode(float("nan")))
 
     class Rigged(int):
         def __eq__(self, other):
             return True
-    assert type(harness.decode(harness.encode(Rigged(5)))) is int
-    with pytest.raises(harness.Unserialisable):
-        harness.encode(object())
+    assert type(codec.decode(codec.encode(Rigged(5)))) is int
+    with pytest.raises(codec.Unserialisable):
+        codec.encode(object())
     with pytest.raises(ValueError):
-        harness.decode({"$evil": 1})
+        codec.decode({"$evil": 1})
 
 
 def test_outputs_match():

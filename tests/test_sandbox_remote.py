@@ -189,7 +189,7 @@ def test_grpo_rewards_are_judged_on_the_configured_servers(servers, tiny_model_d
 def test_grpo_refuses_to_start_when_no_server_judges(tiny_model_dir, tmp_path):
     from test_grpo_train import grpo, write_rows
 
-    from coder_align.preflight import PreflightError
+    from coder_align.sandbox.preflight import PreflightError
 
     dead = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(PreflightError, match=f"sandbox servers {dead} did not judge"):

@@ -2,7 +2,7 @@
 
     coder-align sandbox check sol.py --tests tests.json [--language python]
     coder-align sandbox run prog.c --language c --stdin input.txt
-    coder-align sandbox serve --host 127.0.0.1 --port 8080 --workers 8   (see sandbox/server.py)
+    coder-align sandbox serve --host 127.0.0.1 --port 8080 --workers 8   (see sandbox/server/)
 
 TESTS is a JSON file (a list of assert strings, a list of {"stdin", "stdout"} cases, or a
 string holding a test program) or a .py file holding a HumanEval-style test program.
@@ -16,7 +16,9 @@ import json
 import sys
 from pathlib import Path
 
-from coder_align.sandbox import SandboxUnavailable, check, run
+from coder_align.sandbox.bwrap import SandboxUnavailable
+from coder_align.sandbox.local import check, run
+from coder_align.sandbox.server import TOKEN_ENV, ServeConfig, serve
 
 EXTENSIONS = {".py": "python", ".c": "c", ".cc": "cpp", ".cpp": "cpp", ".java": "java", ".js": "javascript",
               ".go": "go", ".rs": "rust", ".sh": "bash"}
@@ -78,8 +80,6 @@ def cli(argv: list[str]) -> int:
 
 
 def _serve_parser(sub) -> None:
-    from coder_align.sandbox.server import TOKEN_ENV, ServeConfig
-
     d = ServeConfig()
     p = sub.add_parser("serve", help="serve the sandbox over HTTP (SandboxFusion-compatible /run_code, "
                        "/check, /check_many, /health, /metrics)")
@@ -102,8 +102,6 @@ def _serve_parser(sub) -> None:
 
 
 def _serve(args) -> int:
-    from coder_align.sandbox.server import ServeConfig, serve
-
     config = ServeConfig(host=args.host, port=args.port, workers=args.workers, queue_size=args.queue_size,
                          token=args.token, max_request_mb=args.max_request_mb,
                          max_jobs_per_request=args.max_jobs_per_request, max_timeout=args.max_timeout,

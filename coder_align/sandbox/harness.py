@@ -1,250 +1,43 @@
-"""Code that runs inside the sandbox: the literal codec, the candidate side and the test side.
+"""Code that runs inside the sandbox's job processes: the candidate side and the test side.
 
 Standard library only: the sandbox's interpreter runs this file with `-I -S` and sees
-neither the project nor its dependencies. The host imports the same codec to decode
-what the sandbox sends back.
+neither the project nor its dependencies (it and `codec.py` are imported by path from the
+directory `pool.IN_SANDBOX` is copied to). The host imports it as
+`coder_align.sandbox.harness` for its exit codes and `passable_exception`.
 
 One check job is two sandboxed processes forked from the worker:
 - the candidate process runs the model's code and answers calls by name
   (`{"call": name, "args": ...}` -> `{"ok": value}` or `{"exc": [type, message]}`);
 - the test process runs the test code, in which every name the candidate defined is a
-  proxy that calls across the pipe. Values cross as tagged JSON of plain literals, so an
-  object whose `__eq__` always returns True cannot cross at all, and nothing the
-  candidate produces is unpickled or evaluated. The test process is non-dumpable and
-  not the candidate's descendant, so the candidate cannot read its memory or descriptors.
+  proxy that calls across the pipe. Values cross as tagged JSON of plain literals
+  (`codec.py`), so an object whose `__eq__` always returns True cannot cross at all, and
+  nothing the candidate produces is unpickled or evaluated. The test process is
+  non-dumpable and not the candidate's descendant, so the candidate cannot read its
+  memory or descriptors.
 """
 
 from __future__ import annotations
 
-import base64
 import builtins
 import io
 import json
-import math
 import os
 import struct
 import sys
 import traceback
 
-MAX_FRAME = 64 << 20
-MAX_ITEMS = 1_000_000  # per encoded value: stops a candidate from returning a huge structure cheaply
-MAX_DEPTH = 200
+if __package__:  # on the host, as coder_align.sandbox.harness
+    from coder_align.sandbox import codec
+else:  # in the sandbox: a top-level module beside codec.py (pool.IN_SANDBOX)
+    import codec
+
+
+# ---- candidate side ----------------------------------------------------------------------
 
 # Exit codes the candidate harness uses to classify its own failure. The candidate can fake
 # them, but only to give itself a worse verdict.
 EXIT_COMPILE = 97
 EXIT_MEMORY = 98
-
-
-class Unserialisable(TypeError):
-    """A value that is not a plain literal (numbers, strings, bytes, containers of them)."""
-
-
-class CandidateGone(BaseException):
-    """The candidate process died or broke the protocol. A BaseException so that a
-    test's `except Exception:` cannot swallow it into a pass."""
-
-
-# ---- framing: 4-byte big-endian length + UTF-8 JSON ---------------------------------------
-
-
-def _no_default(value):
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-# Made once: json.dumps builds an encoder per call, which in a freshly forked process means
-# writing to pages that are still shared with the worker (each one a page copy). No cycle
-# check (markers=None): what is written here is built from `encode`, which makes trees.
-_C_ENCODER = json.encoder.c_make_encoder and json.encoder.c_make_encoder(
-    None, _no_default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
-
-
-def _encode_json(obj) -> str:
-    if _C_ENCODER is None:
-        return json.dumps(obj, allow_nan=False, separators=(",", ":"))
-    return "".join(_C_ENCODER(obj, 0))
-
-
-def write_frame(fd: int, obj) -> None:
-    data = _encode_json(obj).encode()
-    view = memoryview(struct.pack(">I", len(data)) + data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    chunks, got = [], 0
-    while got < n:
-        chunk = os.read(fd, min(n - got, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def read_frame(fd: int, limit: int = MAX_FRAME):
-    """The next frame's object, or None at end of stream. Raises ValueError on garbage."""
-    head = _read_exact(fd, 4)
-    if head is None:
-        return None
-    (n,) = struct.unpack(">I", head)
-    if n > limit:
-        raise ValueError(f"frame of {n} bytes exceeds the {limit}-byte limit")
-    data = _read_exact(fd, n)
-    if data is None:
-        return None
-    return json.loads(data)
-
-
-def read_frame_bytes(data: bytes):
-    """Parse one complete frame held in memory (the worker forwards the test verdict so)."""
-    (n,) = struct.unpack(">I", data[:4])
-    if len(data) != 4 + n:
-        raise ValueError("truncated or trailing data in frame")
-    return json.loads(data[4:])
-
-
-# ---- literal codec -----------------------------------------------------------------------
-# JSON objects are always tags, so a dict never masquerades as a tag: {"$d": [[k, v], ...]}.
-# Subclasses of builtin containers (Counter, namedtuple, OrderedDict) cross as their base
-# type, read through the base type's own methods so overridden ones never run on the host.
-
-_ITER_MODULES = ("builtins", "itertools", "collections")
-
-
-class Opaque:
-    """Stands in for a value that is not a literal (a regex match, an instance): it keeps
-    only the truthiness the candidate reported, and it equals nothing but itself.
-
-    That truthiness is the candidate's word (`__bool__` ran in its process, and could be
-    rigged), so in strict mode (the default: `check(strict=True)`) a truth test on it raises,
-    and a bare `assert is_prime(7)` passes only for a builtin value such as True, or for a
-    type whose truth value is fixed by the type (`FIXED_TRUTH`: a regex match is always
-    true). The type name is the candidate's word too, but claiming it buys no more than
-    `return True` would. With strict off, `assert f(x)` and `assert not f(x)` use the
-    reported truthiness."""
-
-    __slots__ = ("type_name", "truthy")
-    strict = False  # set once per test process, from the job's tests payload
-    FIXED_TRUTH = {"Match": True}  # re.Match: MBPP tests `assert text_match(s)`
-
-    def __init__(self, type_name: str, truthy: bool):
-        self.type_name, self.truthy = str(type_name)[:100], bool(truthy)
-
-    def __bool__(self):
-        if not Opaque.strict:
-            return self.truthy
-        if self.type_name in Opaque.FIXED_TRUTH:
-            return Opaque.FIXED_TRUTH[self.type_name]
-        raise TypeError(f"strict mode: a {self.type_name} object from the candidate reached a "
-                        "truth test; only builtin values (bool, int, str, ...) can")
-
-    def __repr__(self):
-        return f"<{self.type_name} object>"
-
-
-def encode(value, _depth: int = 0, _budget: list | None = None, opaque: bool = False):
-    """Plain literal -> tagged JSON. With `opaque` (the candidate's replies), anything else
-    becomes an `Opaque` carrying its truthiness instead of raising `Unserialisable`."""
-    budget = [MAX_ITEMS] if _budget is None else _budget
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise Unserialisable(f"value has more than {MAX_ITEMS} items")
-    if _depth > MAX_DEPTH:
-        raise Unserialisable(f"value nested deeper than {MAX_DEPTH}")
-
-    def sub(v):
-        return encode(v, _depth + 1, budget, opaque)
-
-    if value is None or value is True or value is False:
-        return value
-    if isinstance(value, int):
-        return int.__int__(value)
-    if isinstance(value, float):
-        f = float.__float__(value)
-        return f if math.isfinite(f) else {"$f": repr(f)}
-    if isinstance(value, str):
-        return str.__str__(value)
-    if isinstance(value, complex):
-        c = complex.__complex__(value)
-        return {"$c": [sub(c.real), sub(c.imag)]}
-    if isinstance(value, (bytes, bytearray)):
-        tag = "$b" if isinstance(value, bytes) else "$ba"
-        return {tag: base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, list):
-        return [sub(v) for v in list.__iter__(value)]
-    if isinstance(value, tuple):
-        return {"$t": [sub(v) for v in tuple.__iter__(value)]}
-    if isinstance(value, frozenset):
-        return {"$fs": [sub(v) for v in frozenset.__iter__(value)]}
-    if isinstance(value, set):
-        return {"$s": [sub(v) for v in set.__iter__(value)]}
-    if isinstance(value, dict):
-        return {"$d": [[sub(k), sub(v)] for k, v in dict.items(value)]}
-    if isinstance(value, range):
-        return {"$r": [value.start, value.stop, value.step]}
-    if type(value).__module__ in _ITER_MODULES and hasattr(type(value), "__next__"):
-        # generators, map, zip...: materialised (bounded by the item budget) and rebuilt as
-        # an iterator, so `list(f(x)) == [...]` works as it would in-process
-        items = []
-        for v in value:
-            items.append(sub(v))
-        return {"$it": items}
-    if type(value) is Opaque:
-        return {"$o": [value.type_name, value.truthy]}
-    if opaque:
-        return {"$o": [type(value).__name__, bool(value)]}
-    raise Unserialisable(f"{type(value).__name__} is not a plain literal")
-
-
-def _tagged(obj: dict):
-    if len(obj) != 1:
-        raise ValueError("malformed tagged value")
-    (tag, v), = obj.items()
-    if tag == "$t":
-        return tuple(v)
-    if tag == "$s":
-        return set(v)
-    if tag == "$fs":
-        return frozenset(v)
-    if tag == "$d":
-        return {k: val for k, val in v}
-    if tag == "$f":
-        if v not in ("nan", "inf", "-inf"):
-            raise ValueError(f"bad float tag {v!r}")
-        return float(v)
-    if tag == "$c":
-        return complex(float(v[0]), float(v[1]))
-    if tag in ("$b", "$ba"):
-        raw = base64.b64decode(v.encode("ascii"), validate=True)
-        return raw if tag == "$b" else bytearray(raw)
-    if tag == "$r":
-        return range(int(v[0]), int(v[1]), int(v[2]))
-    if tag == "$it":
-        return iter(v)
-    if tag == "$o":
-        return Opaque(v[0], v[1] is True)
-    raise ValueError(f"unknown tag {tag!r}")
-
-
-def decode(data):
-    """Rebuild a value from `encode`'s output; only builtin literal types can come out."""
-    if isinstance(data, list):
-        return [decode(v) for v in data]
-    if isinstance(data, dict):
-        (tag, v), = data.items() if len(data) == 1 else ((None, None),)
-        if tag in ("$t", "$s", "$fs", "$it"):
-            return _tagged({tag: [decode(x) for x in v]})
-        if tag == "$d":
-            return _tagged({tag: [(decode(k), decode(x)) for k, x in v]})
-        return _tagged(data)
-    if data is None or isinstance(data, (bool, int, float, str)):
-        return data
-    raise ValueError(f"unexpected JSON value {type(data).__name__}")
-
-
-# ---- candidate side ----------------------------------------------------------------------
 
 
 # Imported once in the worker, so that a candidate importing them (HumanEval prompts start
@@ -275,7 +68,8 @@ def warm_up() -> None:
             traceback.print_exc(limit=limit, file=sink)
     exec(compile(WARM_UP, "warm_up.py", "exec"), namespace)
     value = namespace["f"]([3, 1, 2], k=2)
-    json.loads(_encode_json({"ok": encode(decode(encode([value, (1.5, "s", b"b", {1: None})])))}))
+    round_trip = codec.decode(codec.encode([value, (1.5, "s", b"b", {1: None})]))
+    json.loads(codec.encode_json({"ok": codec.encode(round_trip)}))
 
 
 def prepare_std_streams() -> None:
@@ -339,27 +133,27 @@ def _describe(value):
     if type(value).__name__ == "module":
         return {"kind": "module", "name": value.__name__}
     try:
-        return {"kind": "value", "value": encode(value)}
+        return {"kind": "value", "value": codec.encode(value)}
     except Exception:
         return {"kind": "opaque"}
 
 
 def _serve(namespace: dict, req_fd: int, resp_fd: int) -> None:
     names = {k: _describe(v) for k, v in list(namespace.items()) if not k.startswith("__")}
-    write_frame(resp_fd, {"names": names})
+    codec.write_frame(resp_fd, {"names": names})
     while True:
-        request = read_frame(req_fd)
+        request = codec.read_frame(req_fd)
         if request is None:
             return
         try:
             fn = namespace[request["call"]]
-            result = fn(*decode(request["args"]), **decode(request["kwargs"]))
-            reply = {"ok": encode(result, opaque=True)}
+            result = fn(*codec.decode(request["args"]), **codec.decode(request["kwargs"]))
+            reply = {"ok": codec.encode(result, opaque=True)}
         except SystemExit:
             _exit(1)  # exiting from inside a tested function is a failure, never a pass
         except BaseException as e:
             reply = {"exc": [type(e).__name__, str(e)[:2000]]}
-        write_frame(resp_fd, reply)
+        codec.write_frame(resp_fd, reply)
 
 
 def _make_calls(namespace: dict, calls: list, out_fd: int) -> None:
@@ -374,12 +168,12 @@ def _make_calls(namespace: dict, calls: list, out_fd: int) -> None:
                 fn = getattr(builtins, name)
             else:
                 raise NameError(f"name {name!r} is not defined")
-            reply = {"ok": encode(fn(*decode(args), **decode(kwargs)), opaque=True)}
+            reply = {"ok": codec.encode(fn(*codec.decode(args), **codec.decode(kwargs)), opaque=True)}
         except SystemExit:
             _exit(1)  # exiting from inside a tested function is a failure, never a pass
         except BaseException as e:
             reply = {"exc": [type(e).__name__, str(e)[:2000]]}
-        write_frame(out_fd, reply)
+        codec.write_frame(out_fd, reply)
 
 
 def checked_replies(data: bytes, limit: int) -> list:
@@ -408,11 +202,11 @@ def checked_replies(data: bytes, limit: int) -> list:
 
 def _bounded(value) -> bool:
     # the bounds `encode` keeps to, on parsed JSON (a walk, no copy)
-    budget, stack = MAX_ITEMS, [(value, 0)]
+    budget, stack = codec.MAX_ITEMS, [(value, 0)]
     while stack:
         item, depth = stack.pop()
         budget -= 1
-        if budget < 0 or depth > MAX_DEPTH:
+        if budget < 0 or depth > codec.MAX_DEPTH:
             return False
         if type(item) is list:
             stack += [(x, depth + 1) for x in item]
@@ -422,6 +216,11 @@ def _bounded(value) -> bool:
 
 
 # ---- test side ---------------------------------------------------------------------------
+
+class CandidateGone(BaseException):
+    """The candidate process died or broke the protocol. A BaseException so that a
+    test's `except Exception:` cannot swallow it into a pass."""
+
 
 _PASSABLE_EXCEPTIONS = {
     name: getattr(builtins, name)
@@ -445,19 +244,19 @@ class _Link:
 
     def call(self, name: str, args: tuple, kwargs: dict):
         try:
-            payload = {"call": name, "args": encode(list(args)), "kwargs": encode(kwargs)}
-        except Unserialisable as e:
+            payload = {"call": name, "args": codec.encode(list(args)), "kwargs": codec.encode(kwargs)}
+        except codec.Unserialisable as e:
             raise TypeError(f"argument to {name}() cannot cross the sandbox boundary: {e}") from None
         try:
-            write_frame(self.req_fd, payload)
-            reply = read_frame(self.resp_fd)
+            codec.write_frame(self.req_fd, payload)
+            reply = codec.read_frame(self.resp_fd)
         except (OSError, ValueError) as e:
             raise CandidateGone(f"candidate process unreachable: {e}") from None
         if reply is None:
             raise CandidateGone("candidate process exited during the tests")
         if "ok" in reply:
             try:
-                return decode(reply["ok"])
+                return codec.decode(reply["ok"])
             except Exception as e:
                 raise CandidateGone(f"malformed value from candidate: {e}") from None
         exc_name, message = (list(reply.get("exc", [])) + ["", ""])[:2]
@@ -479,17 +278,17 @@ def run_tests(tests_fd: int, verdict_fd: int, req_fd: int, resp_fd: int) -> None
     expected literal, which never enters the sandbox), {"ok": true} for statement tests,
     or {"error": "..."}.
     """
-    payload = read_frame(tests_fd)
-    Opaque.strict = payload.get("strict") is not False
+    payload = codec.read_frame(tests_fd)
+    codec.Opaque.strict = payload.get("strict") is not False
     results = []
     link = _Link(req_fd, resp_fd)
     try:
-        hello = read_frame(resp_fd)
+        hello = codec.read_frame(resp_fd)
         names = hello["names"] if isinstance(hello, dict) and isinstance(hello.get("names"), dict) else None
     except Exception:
         names = None
     if names is None:
-        write_frame(verdict_fd, {"id": payload["id"], "results": None})
+        codec.write_frame(verdict_fd, {"id": payload["id"], "results": None})
         os._exit(0)
     namespace = {"__name__": "__test__", "__builtins__": builtins}
     # A candidate's `abs` or `len` must not replace the builtin the test relies on, unless
@@ -503,7 +302,7 @@ def run_tests(tests_fd: int, verdict_fd: int, req_fd: int, resp_fd: int) -> None
             if kind == "callable":
                 namespace[name] = _proxy(link, name)
             elif kind == "value":
-                namespace[name] = decode(info["value"])
+                namespace[name] = codec.decode(info["value"])
             elif kind == "module" and info["name"] in sys.stdlib_module_names:
                 namespace[name] = __import__(info["name"])
         except Exception:
@@ -511,17 +310,17 @@ def run_tests(tests_fd: int, verdict_fd: int, req_fd: int, resp_fd: int) -> None
     try:
         exec(compile(payload["setup"], "setup.py", "exec"), namespace)
     except BaseException as e:
-        write_frame(verdict_fd, {"id": payload["id"], "setup_error": f"{type(e).__name__}: {e}"[:2000]})
+        codec.write_frame(verdict_fd, {"id": payload["id"], "setup_error": f"{type(e).__name__}: {e}"[:2000]})
         os._exit(0)
     for test in payload["tests"]:
         try:
             if test["kind"] == "value":
                 value = eval(compile(test["code"], "test.py", "eval"), namespace)
-                results.append({"value": encode(value)})
+                results.append({"value": codec.encode(value)})
             else:
                 exec(compile(test["code"], "test.py", "exec"), namespace)
                 results.append({"ok": True})
         except BaseException as e:
             results.append({"error": f"{type(e).__name__}: {e}"[:2000]})
-    write_frame(verdict_fd, {"id": payload["id"], "results": results})
+    codec.write_frame(verdict_fd, {"id": payload["id"], "results": results})
     os._exit(0)

@@ -12,7 +12,7 @@ entering the sandbox:
 
 What may run here: comparisons, `not`, unary minus, `+`, `-`, `/`, `//` and the functions in
 FUNCTIONS (in the shapes `_shape_ok` allows), on values that are builtin literals (or
-`harness.Opaque` for anything else the candidate returned): none can run the candidate's
+`codec.Opaque` for anything else the candidate returned): none can run the candidate's
 code, and none can be made to do unbounded work by a value (no `*`, `%`, `**` or shifts on
 a value from the candidate, no `sum(x, [])`, no `round(x, n)` with an n of its own).
 Arithmetic on constants in the test itself (`3 * 19`, `2.0 / 3.0`) is folded when the
@@ -27,7 +27,7 @@ import math
 import operator
 from dataclasses import dataclass, field
 
-from coder_align.sandbox import harness
+from coder_align.sandbox import codec, harness
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ def _value(form: tuple, replies: list, strict: bool):
             raise Missing()
         if "exc" in reply:
             raise harness.passable_exception(*reply["exc"])
-        return harness.decode(reply["ok"])
+        return codec.decode(reply["ok"])
     if kind == "fn":
         return form[1](*[_value(a, replies, strict) for a in form[2]],
                        **{k: _value(v, replies, strict) for k, v in form[3]})
@@ -236,12 +236,12 @@ def _value(form: tuple, replies: list, strict: bool):
 
 def truth(value, strict: bool) -> bool:
     """`bool(value)` as the test process takes it: the candidate's word for an Opaque
-    object only with `strict` off (see `harness.Opaque`)."""
-    if type(value) is not harness.Opaque:
+    object only with `strict` off (see `codec.Opaque`)."""
+    if type(value) is not codec.Opaque:
         return bool(value)
     if not strict:
         return value.truthy
-    if value.type_name in harness.Opaque.FIXED_TRUTH:
-        return harness.Opaque.FIXED_TRUTH[value.type_name]
+    if value.type_name in codec.Opaque.FIXED_TRUTH:
+        return codec.Opaque.FIXED_TRUTH[value.type_name]
     raise TypeError(f"strict mode: a {value.type_name} object from the candidate reached a "
                     "truth test; only builtin values (bool, int, str, ...) can")

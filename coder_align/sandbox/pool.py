@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from coder_align.sandbox import bwrap, cgroups, harness
+from coder_align.sandbox import bwrap, cgroups, codec
 
 HERE = Path(__file__).resolve().parent
 START_TIMEOUT = 30.0
@@ -59,7 +59,7 @@ class WorkerDied(RuntimeError):
         self.oom_killed = oom_killed
 
 
-IN_SANDBOX = ("worker.py", "harness.py", "seccomp.py", "watch.py")
+IN_SANDBOX = ("worker.py", "harness.py", "codec.py", "seccomp.py", "watch.py")
 # The worker is imported from bytecode, not run as a script: a script is compiled at every
 # start, and what the compiler allocated stays in the worker's heap (1-2 MB more to copy at
 # every fork and to unmap at every job process's exit).
@@ -153,7 +153,7 @@ class _Worker:
                 need = 4 + struct.unpack(">I", self.buf[:4])[0]
                 if len(self.buf) >= need:
                     frame, self.buf = self.buf[:need], self.buf[need:]
-                    return harness.read_frame_bytes(frame)
+                    return codec.read_frame_bytes(frame)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return TimeoutError

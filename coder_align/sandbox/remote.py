@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from coder_align.ranges import NON_NEGATIVE, ONE_OR_MORE, POSITIVE
-from coder_align.sandbox import languages, testcases
+from coder_align.sandbox import languages, local, testcases
 from coder_align.sandbox.results import (
     COMPILE_ERROR, MEMORY_EXCEEDED, OK, RUNTIME_ERROR, TIMEOUT, UNAVAILABLE, WRONG_ANSWER, ExecutionResult,
     TestDetail, TestReport,
@@ -99,9 +99,7 @@ def _count(key: str, n: int = 1) -> None:
 # ---- jobs ----------------------------------------------------------------------------------
 
 def _check_params() -> set[str]:
-    from coder_align.sandbox import check
-
-    return set(inspect.signature(check).parameters) - {"allow_unsandboxed"}
+    return set(inspect.signature(local.check).parameters) - {"allow_unsandboxed"}
 
 
 def validate(job: dict) -> dict:
@@ -203,6 +201,7 @@ _local = threading.local()
 
 
 def _session():
+    # requests only once a server is called: every stage imports this module for SandboxConfig
     import requests
 
     if getattr(_local, "session", None) is None:

@@ -22,7 +22,7 @@ import math
 import sys
 from dataclasses import dataclass
 
-from coder_align.sandbox import harness
+from coder_align.sandbox import codec
 from coder_align.sandbox.hostcheck import Call, HostExpr, Missing, evaluate, host_expr, truth
 
 __all__ = ["Call", "ValueTest", "StatementTest", "PythonTests", "parse_python_tests", "encoded_calls",
@@ -233,9 +233,9 @@ def encoded_calls(spec: PythonTests) -> list | None:
     if "_encoded_calls" not in spec.__dict__:
         calls = spec.direct_calls()
         try:
-            encoded = None if calls is None else [[c.name, harness.encode(list(c.args)), harness.encode(c.kwargs)]
+            encoded = None if calls is None else [[c.name, codec.encode(list(c.args)), codec.encode(c.kwargs)]
                                                   for c in calls]
-        except harness.Unserialisable:
+        except codec.Unserialisable:
             encoded = None
         spec.__dict__["_encoded_calls"] = encoded
     return spec.__dict__["_encoded_calls"]
@@ -257,7 +257,7 @@ def results_of_calls(tests: list, replies, strict: bool = True) -> list:
 
 def _value_result(expr: HostExpr, replies: list, strict: bool) -> dict | None:
     try:
-        return {"value": harness.encode(evaluate(expr, replies, strict))}
+        return {"value": codec.encode(evaluate(expr, replies, strict))}
     except Missing:
         return None
     except Exception as e:  # as the test process records an assert that raised
@@ -270,7 +270,7 @@ def _statement_result(exprs: tuple, replies: list, strict: bool) -> dict | None:
         mine, replies = replies[:len(expr.calls)], replies[len(expr.calls):]
         try:
             if not truth(evaluate(expr, mine, strict), strict):
-                got = ", ".join(_short(harness.decode(r["ok"])) for r in mine if r and "ok" in r)
+                got = ", ".join(_short(codec.decode(r["ok"])) for r in mine if r and "ok" in r)
                 return {"error": f"AssertionError: got {got}" if got else "AssertionError: "}
         except Missing:
             return None

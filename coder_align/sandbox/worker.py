@@ -2,7 +2,7 @@
 
 Run as `python -I -S worker.py --tests-fd N [--pidns]` (`pool.LAUNCH` imports it instead,
 to use its bytecode). Jobs arrive as frames on stdin and
-reports leave on stdout (see `harness` for framing). The worker never reads the tests:
+reports leave on stdout (see `codec` for framing). The worker never reads the tests:
 the host writes them to `--tests-fd`, which only the per-job test process reads, so a
 candidate forked from the worker finds no expected values in its inherited memory. A job
 with direct calls (`testcases.py`) has no test process: the candidate makes the calls and
@@ -34,6 +34,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import codec  # noqa: E402
 import harness  # noqa: E402
 import seccomp  # noqa: E402
 from watch import Capture, Watch, hard_limits, limit_values  # noqa: E402
@@ -250,7 +251,7 @@ def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         ver_r, ver_w = os.pipe()
-        captures[ver_r] = verdict = Capture(harness.MAX_FRAME)
+        captures[ver_r] = verdict = Capture(codec.MAX_FRAME)
         test_fds = (ver_w, req_w, resp_r)
         child_ends += [req_r, req_w, resp_r, resp_w, ver_w]
     # All set up before forking: from the fork until the job's processes exit, each page
@@ -301,12 +302,12 @@ def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
         "usage": _usage(own_before, ended.get(a_pid), ended.get(b_pid)),
     }
     if replies_fd is not None:
-        written = min(os.fstat(replies_fd).st_size, harness.MAX_FRAME)
+        written = min(os.fstat(replies_fd).st_size, codec.MAX_FRAME)
         report["calls"] = harness.checked_replies(os.pread(replies_fd, written, 0), len(job["calls"]))
         os.close(replies_fd)
     if verdict is not None and verdict.data:
         try:
-            report["verdict"] = harness.read_frame_bytes(bytes(verdict.data))
+            report["verdict"] = codec.read_frame_bytes(bytes(verdict.data))
         except Exception:
             report["dirty"] = True
     return report
@@ -354,7 +355,7 @@ def main(argv: list[str]) -> int:
         _working_filter()()
     except OSError as e:
         if pidns:  # sandboxed: no candidate runs without the filter
-            harness.write_frame(1, {"ready": False, "error": f"seccomp: {e}"})
+            codec.write_frame(1, {"ready": False, "error": f"seccomp: {e}"})
             return 1
     harness.prepare_std_streams()  # once, for every candidate to inherit
     harness.warm_up()
@@ -363,16 +364,16 @@ def main(argv: list[str]) -> int:
     os.environ.pop("LD_BIND_NOW", None)  # pool.WORKER_ENV: it has done its work at start-up
     # orphans of a job re-parent to us, so we can find and kill them without a PID namespace
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    harness.write_frame(1, {"ready": True, "pid": os.getpid()})
+    codec.write_frame(1, {"ready": True, "pid": os.getpid()})
     while True:
-        job = harness.read_frame(0)
+        job = codec.read_frame(0)
         if job is None:
             return 0
         try:
             report = run_job(job, tests_fd, pidns)
         except Exception:
             report = {"id": job.get("id"), "infra_error": traceback.format_exc()[-4000:]}
-        harness.write_frame(1, report)
+        codec.write_frame(1, report)
 
 
 if __name__ == "__main__":
