@@ -32,6 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from coder_align.corpus import build_corpus
+from coder_align.corpus.records import lifetime_peak_rss_mb, longest_first, task_records
+
 SCALING_PACKAGES = ["trl", "peft", "datasets", "huggingface_hub", "tornado", "pygments", "networkx", "jedi",
                     "setuptools", "pip", "IPython", "aiohttp"]
 COPIED_PACKAGES = ["peft", "trl", "tornado", "pygments"]
@@ -71,16 +74,12 @@ def with_copies(repos: list[str], k: int, root: Path) -> list[str]:
 
 def one_build(job: dict) -> None:
     """In a fresh process: one build, its stats (plus wall, load, peak RSS) as JSON on stdout."""
-    from coder_align.corpus import build_corpus
-
     load = os.getloadavg()[0]
     start = time.perf_counter()
     stats = build_corpus(job["repos"], Path(job["out"]) / "corpus.jsonl", decontaminate=job["decontaminate"],
                          workers=job["workers"])
     stats["wall"] = time.perf_counter() - start  # the imports are not in it
     stats["load"] = (load, os.getloadavg()[0])
-    from coder_align.corpus.pipeline import lifetime_peak_rss_mb
-
     stats["main_rss_mb"] = lifetime_peak_rss_mb()  # its tasks reset the kernel's peak
     print(json.dumps(stats))
 
@@ -129,8 +128,6 @@ def schedule_speedups(work: Path, workers=(2, 4, 16)) -> dict[int, float]:
     its measured task times handed out as the build hands them to a pool (rank order; ``write``
     longest scan first) to the first free of N workers, stage by stage. Load-independent where
     the load slows every task alike, unlike the wall ratio."""
-    from coder_align.corpus.pipeline import longest_first, task_records
-
     stages = ("scan", "buckets", "clusters", "exact", "write")
     durations = {}
     for s in stages:

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from coder_align.corpus import build_corpus
-from coder_align.corpus.decontam import BenchmarkIndex, humaneval_strings
+from coder_align.benchmarks.decontam import BenchmarkIndex, humaneval_strings
 from coder_align.corpus.dedup import NearDedup
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coder_align.corpus import build_corpus, filters
+from coder_align.corpus import build_corpus, filters, records
 from coder_align.corpus import pipeline as stages
-from coder_align.corpus.decontam import BenchmarkIndex, jsonl_strings
+from coder_align.benchmarks.decontam import BenchmarkIndex, jsonl_strings
 from coder_align.corpus.dedup import ExactDedup, NearDedup, band_edges, greedy_removals, minhash, signature
 from coder_align.corpus.deps import dependencies
 from coder_align.corpus.repo import order_graph, render_sample
@@ -224,8 +224,8 @@ def test_write_tasks_go_to_the_pool_longest_scan_first(tmp_path):
     scans.mkdir(parents=True)
     for rank, seconds in {0: 0.5, 1: 2.0, 2: 0.1, 3: 2.0}.items():
         (scans / f"{rank:05d}.json").write_text(json.dumps({"started": 10.0, "ended": 10.0 + seconds}))
-    assert stages.longest_first(tmp_path, "write", [0, 1, 2, 3, 4]) == [1, 3, 0, 2, 4]  # 4: no record
-    assert stages.longest_first(tmp_path, "scan", [0, 1, 2, 3]) == [0, 1, 2, 3]
+    assert records.longest_first(tmp_path, "write", [0, 1, 2, 3, 4]) == [1, 3, 0, 2, 4]  # 4: no record
+    assert records.longest_first(tmp_path, "scan", [0, 1, 2, 3]) == [0, 1, 2, 3]
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux only")
@@ -233,11 +233,11 @@ def test_a_task_reports_its_own_peak_rss_not_its_workers_lifetime_peak():
     """A pool worker runs tasks of every stage: a scan's peak must not show up as the write's."""
     block = bytearray(256 << 20)
     block[::4096] = b"x" * len(block[::4096])  # touch every page
-    lifetime_peak = stages.peak_rss_mb()
+    lifetime_peak = records.peak_rss_mb()
     del block
-    stages.reset_peak_rss()
-    assert stages.peak_rss_mb() < lifetime_peak - 200
-    assert stages.lifetime_peak_rss_mb() > stages.peak_rss_mb() + 200
+    records.reset_peak_rss()
+    assert records.peak_rss_mb() < lifetime_peak - 200
+    assert records.lifetime_peak_rss_mb() > records.peak_rss_mb() + 200
 
 
 @pytest.mark.timeout(120)  # a regression hangs: multiprocessing.Pool waits for the lost task forever

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from coder_align.benchmarks import humaneval_path
-from coder_align.data.licences import LicenceMap, metadata_licence, spdx_permissive
+from coder_align.datagen.licences import LicenceMap, metadata_licence, spdx_permissive
 
 
 def write(path, text):
@@ -189,7 +189,7 @@ def test_mines_kept_functions_and_counts_every_skip(tree, capsys):
 
 
 def test_instructions_vary_and_some_are_the_eval_stub(tree, capsys):
-    from coder_align.data.docstrings import DocstringsConfig, mine
+    from coder_align.datagen.docstrings import DocstringsConfig, mine
 
     tmp, site, _, mbpp = tree
     config = DocstringsConfig(output_path=str(tmp / "r.jsonl"), stub_rate=1.0)

@@ -79,21 +79,6 @@ def test_bad_rates_raise(kwargs):
         apply_fim(DOC, random.Random(0), **kwargs)
 
 
-def test_old_corpus_locations_are_deprecated_aliases():
-    import importlib
-    import sys
-
-    import coder_align.corpus as corpus
-    import coder_align.fim as fim
-
-    with pytest.warns(DeprecationWarning, match="moved to coder_align.fim"):
-        assert corpus.apply_fim is fim.apply_fim
-    sys.modules.pop("coder_align.corpus.fim", None)
-    with pytest.warns(DeprecationWarning, match="moved to coder_align.fim"):
-        old = importlib.import_module("coder_align.corpus.fim")
-    assert old.split_fim is fim.split_fim and old.SENTINELS == fim.SENTINELS
-
-
 def test_the_data_layer_does_not_import_the_corpus_package():
     import subprocess
     import sys

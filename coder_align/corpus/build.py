@@ -30,22 +30,28 @@ shards (``shard-00000.jsonl`` or ``.parquet``) with ``manifest.json``, ``stats.j
 
 from __future__ import annotations
 
-import hashlib
 import gc
+import hashlib
 import json
 import math
+import multiprocessing
 import os
 import secrets
 import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from coder_align.corpus.decontam import DEFAULT_MBPP
+from loguru import logger
+
+from coder_align.benchmarks.decontam import DEFAULT_MBPP
+from coder_align.corpus import pipeline
 from coder_align.corpus.dedup import lsh_bands
-# the names build.py had before the pipeline: HEADLINE_COUNTS, STAGES, StageTimer, format_report
-from coder_align.corpus.pipeline import HEADLINE_COUNTS, STAGES, StageTimer, format_report  # noqa: F401
+from coder_align.corpus.records import longest_first
 from coder_align.corpus.walk import DEFAULT_MAX_FILE_BYTES
+from coder_align.corpus.workfiles import atomic
 
 EXECUTORS = ("local", "slurm", "ray")
 MAX_REPOS_PER_SHARD = 2000  # auto sharding: at least 64 shards, at most this many repositories each
@@ -131,8 +137,6 @@ def prepare_work_dir(plan: dict, shard_lists: list[list], resume: bool) -> str:
                              "build to finish it, or start over with build.resume=false (deletes it)")
         else:
             return "resumed"
-    from coder_align.corpus.pipeline import atomic
-
     # One per build, not per settings: `finish` of a rebuild with the same plan (the files in the
     # repositories may have changed) must not take the last build's outputs for its own.
     plan["build_id"] = secrets.token_hex(8)
@@ -194,9 +198,7 @@ def build_corpus(
                 "seed": seed, "format": output_format}
     benchmarks = {}
     if decontaminate:  # here once, so that a bad benchmark file fails before any work
-        from coder_align.corpus.pipeline import benchmark_index
-
-        benchmarks = benchmark_index(settings)[1]
+        benchmarks = pipeline.benchmark_index(settings)[1]
     paths = output_paths(Path(out).absolute(), work_dir and Path(work_dir).absolute(),
                          stats_path and Path(stats_path).absolute(), report_path and Path(report_path).absolute(),
                          output_format)
@@ -220,12 +222,10 @@ def build_corpus(
 
 def _stages(plan: dict) -> list[tuple[str, object, int]]:
     """(name, step, tasks) in the order they run."""
-    from coder_align.corpus import pipeline as p
-
     work = plan["work"]
-    return [("scan", p.Scan(work), plan["shards"]), ("buckets", p.Buckets(work), plan["bands"]),
-            ("clusters", p.Clusters(work), 1), ("exact", p.Exact(work), plan["parts"]),
-            ("write", p.Write(work), plan["shards"]), ("finish", p.Finish(work), 1)]
+    return [("scan", pipeline.Scan(work), plan["shards"]), ("buckets", pipeline.Buckets(work), plan["bands"]),
+            ("clusters", pipeline.Clusters(work), 1), ("exact", pipeline.Exact(work), plan["parts"]),
+            ("write", pipeline.Write(work), plan["shards"]), ("finish", pipeline.Finish(work), 1)]
 
 
 def _logs(plan: dict, name: str) -> str:
@@ -242,14 +242,7 @@ def _run_local(plan: dict, stages: list, workers: int, verbose: bool) -> None:
     one process, which cost the 2-worker build ~10% of its wall time. Here a task is two ints.
     The executors are still datatrove's: they write the logs, stats and completion marks.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
     from datatrove.executor import LocalPipelineExecutor
-    from loguru import logger
-
-    from coder_align.corpus.pipeline import longest_first
 
     # fork: the workers start with the modules (and the decontamination index) already loaded
     start = "fork" if sys.platform.startswith("linux") else "forkserver"
@@ -307,8 +300,6 @@ def _adopt_executors(executors: list, counter, verbose: bool) -> None:
     with counter.get_lock():  # datatrove's local rank: only rank 0 logs to the console
         _WORKER_RANK, counter.value = counter.value, counter.value + 1
     if not verbose:  # a forkserver worker does not inherit the parent's logger.disable()
-        from loguru import logger
-
         logger.disable("datatrove")
 
 

@@ -15,9 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from coder_align.benchmarks.decontam import DEFAULT_MBPP
 from coder_align.cli import user_error
 from coder_align.config import NON_NEGATIVE, ONE_OR_MORE, ConfigError, Range, load_config_with_flags
-from coder_align.corpus.decontam import DEFAULT_MBPP
+from coder_align.corpus.build import build_corpus
 from coder_align.corpus.walk import DEFAULT_MAX_FILE_BYTES
 
 
@@ -164,8 +165,6 @@ def cli(argv: list[str]) -> int:
         config = corpus_config(args.config, args.overrides, flags)
     except ConfigError as e:
         return user_error("coder-align corpus", e)
-    from coder_align.corpus.build import build_corpus  # heavy imports only once the settings are valid
-
     b = config.build
     try:
         repos = list(config.data.repos) + (read_repo_list(config.data.repo_list) if config.data.repo_list else [])

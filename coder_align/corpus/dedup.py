@@ -23,9 +23,12 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
+
+if TYPE_CHECKING:
+    from datasketch import MinHash, MinHashLSH
 
 _WORD = re.compile(r"\w+")
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -63,6 +66,8 @@ def shingle_hashes(text: str, ngram: int = 5) -> np.ndarray:
 
 
 def minhash(text: str, num_perm: int = 128, ngram: int = 5) -> MinHash:
+    from datasketch import MinHash  # ~0.5 s (it loads scipy): only where hashing runs
+
     m = MinHash(num_perm=num_perm, hashfunc=int)
     hashes = shingle_hashes(text, ngram)
     for start in range(0, len(hashes), _BATCH):
@@ -76,6 +81,8 @@ def signature(text: str, num_perm: int = 128, ngram: int = 5) -> np.ndarray:
 
 
 def _lsh(threshold: float, num_perm: int) -> MinHashLSH:
+    from datasketch import MinHashLSH  # ~0.5 s (it loads scipy): only where banding runs
+
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"dedup threshold must be in (0, 1], got {threshold!r}")
     try:

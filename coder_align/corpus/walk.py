@@ -88,7 +88,9 @@ class _IgnoreRules:
         return False
 
 
-def _is_generated(name: str, text: str) -> bool:
+def is_generated(name: str, text: str) -> bool:
+    """Whether a file is generated: by its name (minified, protobuf, lock files, ...) or a marker
+    such as ``@generated`` / ``DO NOT EDIT`` in its first 1 KiB."""
     return bool(_GENERATED_NAME.search(name) or _GENERATED_MARK.search(text[:1024]))
 
 
@@ -140,7 +142,7 @@ def walk_repo(root: str | os.PathLike, counts: Counter, max_file_bytes: int = DE
         except UnicodeDecodeError:
             counts["skipped_binary"] += 1
             return
-        if _is_generated(entry.name, text):
+        if is_generated(entry.name, text):
             counts["skipped_generated"] += 1
             return
         out.append(SourceFile(rel, language, text))

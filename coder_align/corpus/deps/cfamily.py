@@ -15,7 +15,7 @@ import posixpath
 from collections import defaultdict
 
 from coder_align.corpus.deps._ts import captures, parse, text_of
-from coder_align.corpus.deps.python import _shared_dirs
+from coder_align.corpus.deps.python import shared_dirs
 
 _QUERY = """
 (preproc_include path: (string_literal (string_content) @quoted))
@@ -38,7 +38,7 @@ def c_dependencies(files: dict[str, str], all_paths: set[str]) -> dict[str, set[
             return None
         tail = posixpath.normpath(include).lstrip("./")
         hits = [p for p in by_name.get(posixpath.basename(tail), ()) if p == tail or p.endswith("/" + tail)]
-        return max(hits, key=lambda p: (_shared_dirs(p, importer), -len(p)), default=None)
+        return max(hits, key=lambda p: (shared_dirs(p, importer), -len(p)), default=None)
 
     deps: dict[str, set[str]] = {}
     for path, text in files.items():

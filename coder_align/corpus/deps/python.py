@@ -76,7 +76,7 @@ def _module_names(path: str, paths: set[str]) -> list[str]:
     return [n for n in names if n]
 
 
-def _shared_dirs(a: str, b: str) -> int:
+def shared_dirs(a: str, b: str) -> int:
     """How many leading directories two paths share: the nearer candidate wins."""
     n = 0
     for x, y in zip(a.split("/")[:-1], b.split("/")[:-1]):
@@ -98,7 +98,7 @@ def python_dependencies(files: dict[str, str], all_paths: set[str], counts: Coun
         cands = index.get(module)
         if not cands:
             return None
-        return max(cands, key=lambda c: (_shared_dirs(c, importer), -len(c)))
+        return max(cands, key=lambda c: (shared_dirs(c, importer), -len(c)))
 
     def in_dir(directory: str, dotted: str) -> str | None:
         base = posixpath.join(directory, *dotted.split(".")) if dotted else directory

