@@ -112,7 +112,7 @@ def recipe(path: str):
 def build(config, size: str, args, torch):
     """A random model of `size` prepared like models.load_model prepares the recipe's model."""
     from coder_align.models import apply_lora, resolve_dtype
-    from coder_align.random_models import llama_config, quantize_4bit_, random_model
+    from coder_align.models.random_weights import llama_config, quantize_4bit_, random_model
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = resolve_dtype(config.model.dtype)
@@ -159,7 +159,7 @@ def timed_steps(model, batches, device, torch, warmup: int) -> tuple[float, list
 def run_train(name: str, spec: dict, args) -> dict:
     import torch
 
-    from coder_align.random_models import non_embedding_parameters, shape_of
+    from coder_align.models.random_weights import non_embedding_parameters, shape_of
 
     config = recipe(spec["recipe"])
     size = shape_of(config.model.path)
@@ -223,7 +223,7 @@ def run_packing(name: str, spec: dict, args) -> dict:
     import torch
 
     from coder_align.data import PackingCollator, PaddingCollator
-    from coder_align.random_models import shape_of
+    from coder_align.models.random_weights import shape_of
     from coder_align.templates import IGNORE_INDEX
 
     config = recipe(spec["recipe"])
@@ -284,7 +284,7 @@ def run_grpo(name: str, spec: dict, args) -> dict:
     import torch
 
     from coder_align.grpo import main
-    from coder_align.random_models import save_random_model
+    from coder_align.models.random_weights import save_random_model
     from coder_align.sandbox import check
 
     config = recipe(spec["recipe"])
@@ -354,7 +354,7 @@ def run_launcher(name: str, spec: dict, args) -> dict:
     import torch
 
     from coder_align.models import load_tokenizer
-    from coder_align.random_models import save_random_model, shape_of
+    from coder_align.models.random_weights import save_random_model, shape_of
 
     config = recipe(spec["recipe"])
     size = shape_of(config.model.path)

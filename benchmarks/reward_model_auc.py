@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from coder_align import benchmarks  # noqa: E402
 from coder_align.benchmarks.extract import extract_code  # noqa: E402
-from coder_align.rm_reward import auc  # noqa: E402
+from coder_align.rewards.reward_model import auc  # noqa: E402
 
 
 def split_tests(task: dict) -> tuple[list[str], list[str]] | None:
@@ -80,7 +80,7 @@ def reference_answers(tasks: list[dict], n: int, seed: int) -> list[list[tuple[s
     """Per task: ("reference", its normalised reference) and ("mutant", ...) answers, as `rm data` makes them."""
     from collections import Counter
 
-    from coder_align.rm_data import reference_answers as normalised
+    from coder_align.datagen.rm_data import reference_answers as normalised
 
     answers, meta = normalised(tasks, n, seed, Counter())
     return [[(source, text) for text, (source, _) in zip(a, m)] for a, m in zip(answers, meta)]
@@ -155,8 +155,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
-    from coder_align.rm_reward import scorer
-    from coder_align.self_sampling import load_tasks, sample
+    from coder_align.datagen.self_sampling import SamplingConfig, load_tasks, sample
+    from coder_align.evaluation.generation import GeneratorSpec
+    from coder_align.rewards.reward_model import scorer
+    from coder_align.run_dir import read_run
 
     tasks, _ = load_tasks(args.tasks, args.task_ids)
     tasks = [t for t in tasks if split_tests(t)]
@@ -167,8 +169,9 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         answers: list[list[tuple[str, str]]] = [[] for _ in tasks]
         if args.k:
-            completions = sample(args.policy, tasks, args.k, args.temperature, 0.95, args.max_new_tokens,
-                                 args.batch_size, args.seed)
+            sampling = SamplingConfig(k=args.k, temperature=args.temperature, top_p=0.95,
+                                      max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed)
+            completions, _ = sample(GeneratorSpec(read_run(args.policy), work_dir=str(samples.parent)), tasks, sampling)
             answers = [[("sample", c) for c in per_task] for per_task in completions]
         if args.mutants:
             answers = [a + b for a, b in zip(answers, reference_answers(tasks, args.mutants, args.seed))]

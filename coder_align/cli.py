@@ -11,6 +11,8 @@ import logging
 import os
 import sys
 
+from coder_align import __version__
+
 DEBUG_ENV = "CODER_ALIGN_DEBUG"
 # A user error (a bad argument, config value or data file) exits with this code in every
 # subcommand, after one line on stderr; 1 stays for "ran, and the answer is no" (a failed check).
@@ -24,8 +26,8 @@ USER_ERRORS = [
     ("coder_align.data.records", "DataError"),
     ("coder_align.templates", "TemplateError"),
     ("coder_align.benchmarks.sources", "BenchmarkError"),  # eval's TaskError too
-    ("coder_align.models", "ModelError"),
-    ("coder_align.preflight", "PreflightError"),
+    ("coder_align.models.loading", "ModelError"),
+    ("coder_align.sandbox.preflight", "PreflightError"),
     ("coder_align.sandbox.bwrap", "SandboxUnavailable"),
     ("builtins", "FileNotFoundError"),
     ("builtins", "IsADirectoryError"),
@@ -55,10 +57,10 @@ def user_error(prog: str, error: BaseException) -> int:
 # command -> (module, function taking argv and returning an exit code)
 COMMANDS = {
     "sft": ("coder_align.sft", "cli", "supervised instruction tuning (full, LoRA, QLoRA)"),
-    "merge": ("coder_align.merge", "cli", "fold a LoRA/QLoRA adapter into full weights"),
+    "merge": ("coder_align.models.merge", "cli", "fold a LoRA/QLoRA adapter into full weights"),
     "grpo": ("coder_align.grpo", "cli", "GRPO with compiler and unit-test rewards"),
     "rft": ("coder_align.rft", "cli", "rejection-sampling fine-tuning: sample, keep what passes the tests, SFT on it"),
-    "data": ("coder_align.data.cli", "cli", "make training data (from-docstrings, mbpp-sft, difficulty)"),
+    "data": ("coder_align.datagen.cli", "cli", "make training data (from-docstrings, mbpp-sft, difficulty)"),
     "pretrain": ("coder_align.pretrain", "cli", "continued pretraining with FIM"),
     "rm": ("coder_align.reward_model", "cli", "reward model on execution feedback: rm data, rm train"),
     "corpus": ("coder_align.corpus.cli", "cli", "build a repository-level pretraining corpus"),
@@ -83,8 +85,6 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     if argv[0] in ("-V", "--version"):
-        from coder_align import __version__
-
         print(f"coder-align {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
@@ -122,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _remove_unused_outputs() -> None:
     """A run that failed before training wrote anything leaves no empty output directory."""
-    training = sys.modules.get("coder_align.training")
-    if training is not None:
-        training.remove_unused_outputs()
+    output_dir = sys.modules.get("coder_align.training.output_dir")
+    if output_dir is not None:
+        output_dir.remove_unused_outputs()
 
 
 if __name__ == "__main__":

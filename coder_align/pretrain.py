@@ -29,6 +29,11 @@ from coder_align.config import (
     FRACTION, NON_NEGATIVE, ONE_OR_MORE, POSITIVE, ConfigError, ModelConfig, PeftConfig, Range, TrainConfig,
     parse_args, to_dict,
 )
+from coder_align.data.records import DataError, iter_rows
+from coder_align.fim import apply_fim, split_fim
+from coder_align.models.loading import load_model, load_tokenizer
+from coder_align.training import prepare_output_dir, train_and_save, training_arguments, write_summary
+from coder_align.training.plots import plot_loss
 
 log = logging.getLogger("coder_align.pretrain")
 
@@ -72,10 +77,6 @@ class PretrainConfig:
 def main(config: PretrainConfig) -> dict:
     from transformers import Trainer, set_seed
 
-    from coder_align.models import load_model
-    from coder_align.plots import plot_loss
-    from coder_align.training import prepare_output_dir, train_and_save, training_arguments, write_summary
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
         raise ConfigError("data.path is required (a corpus .jsonl from `coder-align corpus build`, or a hub dataset)")
@@ -88,8 +89,6 @@ def main(config: PretrainConfig) -> dict:
     windows, pack_stats = pack_documents(documents, tokenizer, config.data)
     log.info("corpus: %s, packing: %s", doc_stats, pack_stats)
     if not windows:
-        from coder_align.data.records import DataError
-
         raise DataError(config.data.path, f"not enough text for one window of {config.data.max_length} tokens",
                         "no_rows")
     resume = prepare_output_dir(config, out)  # before the model: a wrong resume or directory fails fast
@@ -128,8 +127,6 @@ def main(config: PretrainConfig) -> dict:
 
 def load_pretrain_tokenizer(path: str):
     """The model's tokenizer with DeepSeek's FIM sentinels added as special tokens if missing."""
-    from coder_align.models import load_tokenizer
-
     tokenizer = load_tokenizer(path, template="model", fim_tokens=True)
     if tokenizer.eos_token is None:
         raise ValueError(f"{path}: tokenizer has no EOS token to separate documents")
@@ -138,8 +135,6 @@ def load_pretrain_tokenizer(path: str):
 
 def read_documents(data: PretrainDataConfig) -> tuple[list[str], dict]:
     """Texts of the corpus rows; rows without usable text raise or are counted."""
-    from coder_align.data.records import DataError, iter_rows
-
     documents, skipped = [], Counter()
     for item in iter_rows(data.path, data.split):
         if data.max_rows is not None and len(documents) >= data.max_rows:
@@ -166,8 +161,6 @@ def pack_documents(documents: list[str], tokenizer, data: PretrainDataConfig) ->
     The final partial window is dropped (and its tokens counted): padding it would train
     on pad tokens, and carrying it over would break reproducibility across resumes.
     """
-    from coder_align.fim import apply_fim, split_fim
-
     rng = random.Random(data.seed)
     stream: list[int] = []
     fim_documents = 0

@@ -6,7 +6,7 @@
 
 V2: "some code prompts may have a limited number of test cases ... directly using 0-1 feedback
 from the compiler may be noisy and sub-optimal", so a reward model is trained on the compiler's
-verdicts and GRPO rewards with it (`reward_model` in `grpo.rewards`, see `rm_reward.py`).
+verdicts and GRPO rewards with it (`reward_model` in `grpo.rewards`, see `rewards/reward_model.py`).
 
 Steps: starting point (any model SFT loads, or an SFT/GRPO output directory, whose template
 and system prompt are reused, so the reward model reads prompts exactly as the policy sees
@@ -33,8 +33,18 @@ from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 from coder_align.config import (
-    FRACTION, NON_NEGATIVE, ONE_OR_MORE, ConfigError, ModelConfig, PeftConfig, Range, TrainConfig, parse_args, to_dict,
+    NON_NEGATIVE, ONE_OR_MORE, ConfigError, ModelConfig, PeftConfig, Range, TrainConfig, parse_args, to_dict,
 )
+from coder_align.data import DataError
+from coder_align.data.rm_rows import build_pairs, read_rm_rows, split_by_task
+from coder_align.datagen import rm_data
+from coder_align.models.loading import load_model, load_tokenizer
+from coder_align.rewards.reward_model import auc, encode, pairwise_accuracy, score_ids
+from coder_align.run_dir import Run, read_run
+from coder_align.training import (
+    START_MODEL, is_main_process, merged_start, prepare_output_dir, train_and_save, training_arguments, write_summary,
+)
+from coder_align.training.plots import plot_accuracy
 
 log = logging.getLogger("coder_align.reward_model")
 
@@ -87,8 +97,6 @@ class RewardModelConfig:
 
 def main(config: RewardModelConfig) -> dict:
     """Train, save, and return the run summary (also written to summary.json)."""
-    from coder_align.data.records import DataError
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
         raise ConfigError("data.path is required (rows from `coder-align rm data`)")
@@ -102,23 +110,17 @@ def main(config: RewardModelConfig) -> dict:
     from transformers import set_seed
     from trl import RewardConfig
 
-    from coder_align.grpo import START_MODEL, merged_start
-    from coder_align.models import load_model, load_tokenizer
-    from coder_align.plots import plot_accuracy
-    from coder_align.rm_trainer import CodeRewardTrainer
-    from coder_align.training import (
-        is_main_process, prepare_output_dir, train_and_save, training_arguments, write_summary,
-    )
+    # the trainer subclasses TRL's: imported when training starts, so importing this module stays light
+    from coder_align.training.trainers import CodeRewardTrainer
 
     set_seed(config.train.seed)
 
-    # --- starting point and tokenizer: the policy's template ------------------------------
-    start = starting_point(config)
-    if start["adapter"]:  # a LoRA run: its adapter is folded into its base once
-        start["weights"] = str((out / START_MODEL).resolve())
-    tokenizer = load_tokenizer(start["tokenizer"], start["template"], start["system_prompt"])
-    resolved = replace(config, model=replace(config.model, path=start["weights"]),
-                       data=replace(config.data, template=start["template"], system_prompt=start["system_prompt"]))
+    # --- starting point and tokenizer: the policy's run, read once, and its template --------
+    start = read_run(config.model.path, config.data.template, config.data.system_prompt)
+    weights = str((out / START_MODEL).resolve()) if start.adapter else start.weights  # an adapter: merged once
+    tokenizer = load_tokenizer(start.tokenizer, start.template, start.system_prompt)
+    resolved = replace(config, model=replace(config.model, path=weights),
+                       data=replace(config.data, template=start.template, system_prompt=start.system_prompt))
 
     # --- tokens: prompt + completion in the policy's template -------------------------------
     encoded = encode_rows(data["train_rows"] + data["eval_rows"], tokenizer, resolved.data)
@@ -128,8 +130,8 @@ def main(config: RewardModelConfig) -> dict:
         raise DataError(config.data.path, "no (passing, failing) pair to train on: every task's rows all pass or "
                                           f"all fail, or were dropped ({data['stats']})", "no_pairs")
     resume = prepare_output_dir(resolved, out)
-    if start["adapter"]:
-        merged_start(start["adapter"], out / START_MODEL)
+    if start.adapter:
+        merged_start(start, out / START_MODEL)
 
     # --- training arguments before the model: ZeRO-3 must partition it while loading ------
     r = config.rm
@@ -141,8 +143,8 @@ def main(config: RewardModelConfig) -> dict:
         eval_strategy="steps" if evaluating else "no", eval_steps=r.eval_steps if evaluating else None)
 
     # --- model: the policy's network with a score head ------------------------------------
-    model = load_model(replace(config.model, path=start["weights"]), tokenizer, config.peft, training=True,
-                       template=start["template"], head="score")
+    model = load_model(replace(config.model, path=weights), tokenizer, config.peft, training=True,
+                       template=start.template, head="score")
     if hasattr(model, "print_trainable_parameters") and is_main_process():
         model.print_trainable_parameters()
     held_out_rows = [row for row in data["eval_rows"] if encoded.get(id(row)) is not None]
@@ -156,35 +158,42 @@ def main(config: RewardModelConfig) -> dict:
         score_head_follows_hidden_states(trainer.model)
 
     # --- train and save ----------------------------------------------------------------------
-    run = train_and_save(trainer, resolved, tokenizer, out, resume)
-    if not run.is_main:
+    trained = train_and_save(trainer, resolved, tokenizer, out, resume)
+    if not trained.is_main:
         return {}
     after = held_out_measures(trainer.model, tokenizer, held_out_rows, data["eval_pairs"], encoded,
                               r.eval_batch_size)
-    plot_accuracy(trainer.state.log_history, out / "accuracy.png", after, run.resumed_from_step)
-    summary = {
+    plot_accuracy(trainer.state.log_history, out / "accuracy.png", after, trained.resumed_from_step)
+    data_summary = {**data["stats"], "train_pairs_used": len(train_pairs), "eval_pairs_used": len(eval_pairs),
+                    "pairs_dropped_too_long": {"train": train_dropped, "eval": eval_dropped},
+                    "rows_too_long": sum(v is None for v in encoded.values())}
+    summary = run_summary(config, resolved, start, weights, data_summary, (before, after), trainer, trained)
+    write_summary(out, summary)
+    return summary
+
+
+def run_summary(config: RewardModelConfig, resolved: RewardModelConfig, start: Run, weights: str, data: dict,
+                measures: tuple, trainer, trained) -> dict:
+    before, after = measures
+    return {
         "stage": "reward_model",
         "model": config.model.path,
-        "start": start,
+        "start": {**start.describe(), "weights": weights},
         "peft": config.peft.method,
-        "data": {**data["stats"], "train_pairs_used": len(train_pairs), "eval_pairs_used": len(eval_pairs),
-                 "pairs_dropped_too_long": {"train": train_dropped, "eval": eval_dropped},
-                 "rows_too_long": sum(v is None for v in encoded.values())},
+        "data": data,
         "held_out": {"before": before, "after": after,
                      "eval_accuracy": [{"step": h["step"], "accuracy": round(h["eval_accuracy"], 4)}
                                        for h in trainer.state.log_history if "eval_accuracy" in h]},
-        "steps": run.steps,
-        "epochs": round(run.epochs, 3),
-        "train_seconds": round(run.seconds, 2),
-        "first_loss": run.losses[0] if run.losses else None,
-        "final_loss": run.losses[-1] if run.losses else None,
-        "resumed": run.resumed_from is not None,
-        "resumed_from": run.resumed_from,
-        "resumed_from_step": run.resumed_from_step,
+        "steps": trained.steps,
+        "epochs": round(trained.epochs, 3),
+        "train_seconds": round(trained.seconds, 2),
+        "first_loss": trained.losses[0] if trained.losses else None,
+        "final_loss": trained.losses[-1] if trained.losses else None,
+        "resumed": trained.resumed_from is not None,
+        "resumed_from": trained.resumed_from,
+        "resumed_from_step": trained.resumed_from_step,
         "config": to_dict(resolved),
     }
-    write_summary(out, summary)
-    return summary
 
 
 def score_head_follows_hidden_states(model) -> None:
@@ -197,20 +206,8 @@ def score_head_follows_hidden_states(model) -> None:
             parameter.data = parameter.data.to(hidden)
 
 
-def starting_point(config: RewardModelConfig) -> dict:
-    """Weights, tokenizer, template and system prompt of `model.path` (`run_dir.read_run`): an
-    SFT or GRPO output directory gives the template the policy was tuned with."""
-    from coder_align.run_dir import read_run
-
-    run = read_run(config.model.path, config.data.template, config.data.system_prompt)
-    return {"weights": run.weights, "tokenizer": run.tokenizer, "adapter": run.adapter,
-            "template": run.template, "system_prompt": run.system_prompt}
-
-
 def load_rows(d: RMDataConfig) -> dict:
     """Rows of `d.path` (and `d.eval_path`), split by task, with their pairs and every count."""
-    from coder_align.data.rm_rows import build_pairs, read_rm_rows, split_by_task
-
     rows, stats = read_rm_rows(d.path, d.on_invalid, d.max_rows)
     if d.eval_path:
         train_rows = rows
@@ -235,8 +232,6 @@ def load_rows(d: RMDataConfig) -> dict:
 
 def encode_rows(rows: list[dict], tokenizer, d: RMDataConfig) -> dict[int, list[int] | None]:
     """id(row) -> token ids of prompt + completion in the policy's template (None: too long)."""
-    from coder_align.rm_reward import encode
-
     return {id(row): encode(row["prompt"], row["completion"], tokenizer, d.template, d.system_prompt, d.max_length,
                             d.overlong) for row in rows}
 
@@ -258,8 +253,6 @@ def held_out_measures(model, tokenizer, rows: list[dict], pairs: list[tuple[dict
     """Pairwise accuracy on held-out pairs and pass/fail AUC on all held-out rows (None without
     held-out rows, or under ZeRO-3, whose partitioned weights run only inside the engine: then
     the Trainer's `eval_accuracy` is the held-out measure)."""
-    from coder_align.rm_reward import auc, pairwise_accuracy, score_ids
-
     base = getattr(model, "module", model)
     if not rows or any(hasattr(p, "ds_id") for p in base.parameters()):
         return None
@@ -316,9 +309,7 @@ def cli(argv: list[str]) -> int:
     if command == "train":
         return train_cli(rest)
     if command == "data":
-        from coder_align.rm_data import cli as data_cli
-
-        return data_cli(rest)
+        return rm_data.cli(rest)
     print(f"coder-align rm: error: unknown command '{command}'\n{USAGE}", file=sys.stderr)
     return 2
 

@@ -13,10 +13,11 @@ on them, optionally mixed with rows of another SFT file (`data.extra_sft_path`),
 forgetting what those taught.
 
 Steps: tasks (GRPO's rows; MBPP test-split and HumanEval tasks refused) -> sandbox check
--> k samples per task (eval's generator and prompts, `self_sampling`) -> verdicts ->
-kept rows -> SFT. Output directory: `judged.jsonl` (every sample and its verdict, for
-`self_sampling.read_judged`: reward-model data reuses it), `rft_rows.jsonl` (the kept rows), `sft_rows.jsonl` (with the extra rows,
-when mixed), `rft_config.yaml`, `summary.json`, and the fine-tuned model in `sft/`
+-> k samples per task and their verdicts (`datagen.self_sampling.sample_and_judge`: eval's
+generator and prompts) -> kept rows -> SFT. Output directory: `judged.jsonl` (every sample
+and its verdict, for `datagen.verdicts.read_judged`: reward-model data reuses it),
+`rft_rows.jsonl` (the kept rows), `sft_rows.jsonl` (with the extra rows, when mixed),
+`rft_config.yaml`, `summary.json`, and the fine-tuned model in `sft/`
 (`sft.train.output_dir`). A rerun with the same sampling settings reuses `judged.jsonl`
 instead of sampling again.
 
@@ -30,18 +31,28 @@ import json
 import logging
 import random
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
+import yaml
+
+from coder_align import sandbox, sft
 from coder_align.config import (
     ONE_OR_MORE, ConfigError, ModelConfig, TrainConfig, check_ranges, from_dict, parse_args, save_config, to_dict,
 )
+from coder_align.data.records import DataError, iter_rows
+from coder_align.datagen.self_sampling import (
+    JudgingConfig, SampledModelConfig, SamplingConfig, TaskDataConfig, generator_spec, load_tasks, require_sandbox,
+    sample_and_judge,
+)
+from coder_align.datagen.verdicts import judged_by_task, status_counts, write_judged
+from coder_align.rewards import format_reward
+from coder_align.run_dir import Run, read_run
 from coder_align.sandbox.remote import SandboxConfig
-from coder_align.self_sampling import JudgingConfig, SampledModelConfig, SamplingConfig, TaskDataConfig
 from coder_align.sft import SFTConfig, SFTDataConfig
+from coder_align.training import START_MODEL, config_differences, merged_start, resolve_resume
 
 log = logging.getLogger("coder_align.rft")
 
@@ -135,8 +146,6 @@ def select(judged_task: list, max_per_task: int, dedupe: str = "ast", keep_clipp
     Reasons: `failed`, `unavailable` (never judged: not a fail, not kept), `clipped`,
     `not_one_block`, `duplicate` (the same program as one kept), `over_max_per_task`.
     """
-    from coder_align.rewards import format_reward
-
     kept, dropped, seen = [], Counter(), set()
     for s in judged_task:
         if s.status == "unavailable":
@@ -170,25 +179,19 @@ def sft_row(s) -> dict:
 
 def main(config: RFTConfig) -> dict:
     """Sample, judge, keep, fine-tune; returns the run summary (also summary.json)."""
-    from coder_align.data.records import DataError
-    from coder_align.preflight import PreflightError, sandbox_problem
-    from coder_align.run_dir import read_run
-    from coder_align.sandbox import remote as sandbox_remote
-    from coder_align.self_sampling import judge, judged_by_task, load_tasks, sample, status_counts, write_judged
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for group in ("data", "sampling", "judging", "keep"):  # also for configs built in Python, not parsed
         check_ranges(getattr(config, group), "RFTConfig", prefix=f"{group}.")
     if config.sft.data.path:
         raise ConfigError("sft.data.path is set by rft (the kept rows); to mix in another SFT file use "
                           "data.extra_sft_path")
-    d, s = config.data, config.sampling
+    d = config.data
     if d.extra_sft_path and not Path(d.extra_sft_path).exists():
         raise DataError(d.extra_sft_path, "file not found (data.extra_sft_path)", "missing_file")
     out = Path(config.output_dir)
-    run = read_run(config.model.path, d.template, d.system_prompt)
+    run = read_run(config.model.path, d.template, d.system_prompt)  # read once: sampled, then fine-tuned
     sft_config = fine_tune_config(config, run)  # fails on a bad sft group before an hour of sampling
-    sandbox_remote.configure(config.sandbox)
+    sandbox.remote.configure(config.sandbox)
 
     # --- tasks (held-out benchmark tasks refused) ----------------------------------------
     tasks, data_stats = load_tasks(d.path, d.task_ids, fmt=d.format, split=d.split, shown_tests=d.shown_tests,
@@ -198,35 +201,21 @@ def main(config: RFTConfig) -> dict:
 
     # --- samples and verdicts: reused from an earlier run with the same settings ------------
     reused = reusable_samples(config, out)
-    started = time.perf_counter()
     if reused:
         judged, _ = judged_by_task(out / JUDGED, tasks)
         log.info("reusing %s (same model, tasks and sampling settings)", out / JUDGED)
-        sampling_seconds = judging_seconds = 0.0
+        seconds = {"sampling_seconds": 0.0, "judging_seconds": 0.0}
     else:
-        problem = sandbox_problem({t["language"] for t in tasks})
-        if problem:  # before the model: sampling that nothing can judge
-            raise PreflightError(f"cannot judge samples here: {problem}")
+        require_sandbox(tasks)  # before the model: sampling that nothing can judge
         out.mkdir(parents=True, exist_ok=True)
         save_config(config, out / CONFIG)
         (out / JUDGED).unlink(missing_ok=True)  # a half-written run never looks reusable
-        completions, clipped = sample(config.model.path, tasks, s.k, s.temperature, s.top_p, s.max_new_tokens,
-                                      s.batch_size, s.seed, template=run.template, system_prompt=run.system_prompt,
-                                      backend=config.model.backend, dtype=config.model.dtype, processes=s.processes,
-                                      threads=s.threads, work_dir=str(out), return_clipped=True)
-        sampling_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        judged = judge(tasks, completions, config.judging.timeout, workers=config.judging.workers, clipped=clipped)
-        judging_seconds = time.perf_counter() - started
+        model = generator_spec(run, config.model, config.sampling, str(out))
+        judged, seconds = sample_and_judge(model, tasks, config.sampling, config.judging)
         write_judged(out / JUDGED, judged)
 
     # --- rows to train on ---------------------------------------------------------------------
-    rows, dropped = [], Counter()
-    for per_task in judged:
-        kept, why = select(per_task, config.keep.max_per_task, config.keep.dedupe, config.keep.clipped,
-                           config.keep.one_block)
-        rows += [sft_row(x) for x in kept]
-        dropped.update(why)
+    rows, dropped = kept_rows(judged, config.keep)
     statuses = status_counts(judged)
     samples = sum(len(per) for per in judged)
     summary = {
@@ -235,8 +224,7 @@ def main(config: RFTConfig) -> dict:
         "tasks_with_rows": len({r["task_id"] for r in rows}), "samples": samples,
         "samples_passed": sum(x.passed for per in judged for x in per), "rows_kept": len(rows),
         "statuses": statuses, "unavailable": statuses.get("unavailable", 0), "dropped": dict(dropped),
-        "reused_samples": bool(reused), "sampling_seconds": round(sampling_seconds, 1),
-        "judging_seconds": round(judging_seconds, 1),
+        "reused_samples": bool(reused), **seconds,
     }
     log.info("%d of %d tasks passed at least once; %d rows kept (dropped: %s)", summary["tasks_with_pass"],
              len(tasks), len(rows), dict(dropped))
@@ -248,25 +236,42 @@ def main(config: RFTConfig) -> dict:
                         "sampling.max_new_tokens, or easier tasks", "no_rows")
 
     # --- fine-tune ----------------------------------------------------------------------------
+    summary.update(fine_tune(config, sft_config, run, rows, out))
+    write_summary(out, summary, config)
+    return summary
+
+
+def kept_rows(judged: list[list], keep: KeepConfig) -> tuple[list[dict], Counter]:
+    """The SFT rows of every task's kept samples, and why the others were not kept."""
+    rows, dropped = [], Counter()
+    for per_task in judged:
+        kept, why = select(per_task, keep.max_per_task, keep.dedupe, keep.clipped, keep.one_block)
+        rows += [sft_row(x) for x in kept]
+        dropped.update(why)
+    return rows, dropped
+
+
+def fine_tune(config: RFTConfig, sft_config: SFTConfig, run: Run, rows: list[dict], out: Path) -> dict:
+    """The SFT stage on the kept rows (mixed with data.extra_sft_path's); what it reports."""
+    d, report = config.data, {}
     data_path, train_rows = out / ROWS, rows
     if d.extra_sft_path:
-        extra = extra_rows(d.extra_sft_path, d.extra_sft_rows, s.seed)
+        extra = extra_rows(d.extra_sft_path, d.extra_sft_rows, config.sampling.seed)
         train_rows = rows + extra
-        random.Random(s.seed).shuffle(train_rows)
+        random.Random(config.sampling.seed).shuffle(train_rows)
         data_path = out / MIXED
-        summary["extra_rows"] = len(extra)
+        report["extra_rows"] = len(extra)
         write_rows(out / ROWS, rows)  # the kept rows on their own too
     check_resumable(data_path, train_rows, sft_config)
     write_rows(data_path, train_rows)
-    from coder_align import sft
-
     sft_config = replace(sft_config, data=replace(sft_config.data, path=str(data_path)))
-    sft_config = start_weights(sft_config, out)
+    start = run if sft_config.model.path == run.path else read_run(sft_config.model.path)
+    if start.adapter:  # a LoRA output directory cannot be trained as a model path: merged once, as GRPO does
+        sft_config = replace(sft_config, model=replace(sft_config.model, path=merged_start(start, out / START_MODEL)))
     sft_summary = sft.main(sft_config)
-    summary["sft"] = {k: sft_summary.get(k) for k in ("steps", "first_loss", "final_loss", "train_seconds", "data")}
-    summary["sft"]["output_dir"] = sft_config.train.output_dir
-    write_summary(out, summary, config)
-    return summary
+    report["sft"] = {k: sft_summary.get(k) for k in ("steps", "first_loss", "final_loss", "train_seconds", "data")}
+    report["sft"]["output_dir"] = sft_config.train.output_dir
+    return report
 
 
 def fine_tune_config(config: RFTConfig, run) -> SFTConfig:
@@ -287,18 +292,6 @@ def fine_tune_config(config: RFTConfig, run) -> SFTConfig:
     return from_dict(SFTConfig, resolved, "RFTConfig.sft")
 
 
-def start_weights(sft_config: SFTConfig, out: Path) -> SFTConfig:
-    """A LoRA output directory cannot be trained as a model path: fold it into full weights
-    once (`<out>/start_model`, as GRPO does) and fine-tune those."""
-    from coder_align.grpo import START_MODEL, merged_start
-    from coder_align.run_dir import read_run
-
-    run = read_run(sft_config.model.path)
-    if not run.adapter:
-        return sft_config
-    return replace(sft_config, model=replace(sft_config.model, path=merged_start(run.adapter, out / START_MODEL)))
-
-
 SAMPLING_GROUPS = ("model", "data", "sampling", "judging")  # what the samples depend on
 MIX_KEYS = ("extra_sft_path", "extra_sft_rows")
 
@@ -306,10 +299,6 @@ MIX_KEYS = ("extra_sft_path", "extra_sft_rows")
 def reusable_samples(config: RFTConfig, out: Path) -> bool:
     """Whether `out` holds the samples of a run with the same model, tasks and sampling settings.
     Samples of other settings are an error (unless `overwrite`): training on them would mix runs."""
-    import yaml
-
-    from coder_align.training import config_differences
-
     saved_path = out / CONFIG
     if config.overwrite or not (out / JUDGED).is_file() or not saved_path.is_file():
         return False
@@ -329,8 +318,6 @@ def reusable_samples(config: RFTConfig, out: Path) -> bool:
 def check_resumable(path: Path, rows: list[dict], sft_config: SFTConfig) -> None:
     """The SFT stage resumes a checkpoint whose config matches, and the rows file keeps its name:
     rows that changed since (other keep.* or data.extra_* settings) must not be resumed on."""
-    from coder_align.training import resolve_resume
-
     t = sft_config.train
     if not path.is_file() or t.overwrite or not resolve_resume(t.resume, t.output_dir):
         return
@@ -341,8 +328,6 @@ def check_resumable(path: Path, rows: list[dict], sft_config: SFTConfig) -> None
 
 def extra_rows(path: str, limit: int | None, seed: int) -> list[dict]:
     """Rows of an SFT file, unchanged (the SFT stage validates them), `limit` of them at random."""
-    from coder_align.data.records import DataError, iter_rows
-
     rows = []
     for item in iter_rows(path):
         if isinstance(item, DataError):

@@ -7,7 +7,11 @@ weights and prompt the model with the same template and system prompt it was tra
 with. This module is the one reader of those directories; it also accepts a plain model
 (a hub id, a local directory, a `.gguf` file or `embedded`), which has no recorded template.
 
-What it does not do: load weights (`coder_align.models`, `coder_align.merge`).
+A stage reads its model path once (`read_run`) and hands the `Run` to every later step:
+loading the tokenizer, merging an adapter, generating, saving the resolved config.
+`as_run` lets the same functions take a path from a Python user instead.
+
+What it does not do: load weights (`coder_align.models`).
 
     >>> run = read_run("embedded")
     >>> (run.weights, run.adapter, run.template, run.stage)
@@ -83,6 +87,11 @@ def read_run(path: str | Path, template: str | None = None, system_prompt: str |
         if not (folder / "tokenizer_config.json").is_file():
             run.tokenizer = base
     return run
+
+
+def as_run(run_or_path: Run | str | Path) -> Run:
+    """A `Run` as it is, or the run at a path, read once."""
+    return run_or_path if isinstance(run_or_path, Run) else read_run(run_or_path)
 
 
 def _yaml(path: Path) -> dict:

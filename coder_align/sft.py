@@ -19,6 +19,7 @@ if __name__ == "__main__" and not __package__:
     # Run as `deepspeed coder_align/sft.py`: import the package, not sibling files.
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
@@ -26,6 +27,12 @@ from typing import ClassVar, Literal
 from coder_align.config import (
     FRACTION, NON_NEGATIVE, ONE_OR_MORE, ConfigError, ModelConfig, PeftConfig, Range, TrainConfig, parse_args, to_dict,
 )
+from coder_align.data import DataError, PackingCollator, PaddingCollator, build_sft_examples
+from coder_align.models.loading import load_model, load_tokenizer, stop_token_ids
+from coder_align.training import (
+    is_main_process, prepare_output_dir, train_and_save, training_arguments, write_summary,
+)
+from coder_align.training.plots import plot_loss
 
 log = logging.getLogger("coder_align.sft")
 
@@ -72,14 +79,6 @@ class SFTConfig:
 def main(config: SFTConfig) -> dict:
     """Train, save, and return the run summary (also written to summary.json)."""
     from transformers import Trainer, set_seed
-
-    from coder_align.data import PackingCollator, PaddingCollator, build_sft_examples
-    from coder_align.data.records import DataError
-    from coder_align.models import load_model, load_tokenizer
-    from coder_align.plots import plot_loss
-    from coder_align.training import (
-        is_main_process, prepare_output_dir, train_and_save, training_arguments, write_summary,
-    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
@@ -171,8 +170,6 @@ def check_packing_support(model) -> None:
     """
     import torch
 
-    from coder_align.data import PackingCollator
-
     base = unwrap(model)
     if any(hasattr(p, "ds_id") for p in base.parameters()):
         return  # ZeRO-3 partitioned weights cannot run a probe here; transformers' masks apply.
@@ -206,8 +203,6 @@ def generate(model, tokenizer, instructions: list[str], max_new_tokens: int = 25
     """
     import torch
 
-    from coder_align.models import stop_token_ids
-
     model.eval()
     model.config.use_cache = True
     device = next(model.parameters()).device
@@ -229,8 +224,6 @@ def generate(model, tokenizer, instructions: list[str], max_new_tokens: int = 25
 
 def generate_samples(model, tokenizer, config: SFTConfig, out: Path) -> list[dict]:
     """Greedy answers to config.sample_prompts, stopped at <|EOT|>; written to samples.jsonl."""
-    import json
-
     samples = generate(model, tokenizer, config.sample_prompts, config.max_new_tokens, config.data.template)
     for s in samples:
         print(f"\n### Instruction:\n{s['instruction']}\n### Response:\n{s['response']}\n"

@@ -1,7 +1,7 @@
 """Fixtures for the GPU tests (`-m gpu`): the device, and a tiny model that needs no hub.
 
 The GPU machine has no embedded GGUF model and no network, so these tests build their own
-tokenizer and random model (coder_align.random_models). They skip without CUDA; with
+tokenizer and random model (coder_align.models.random_weights). They skip without CUDA; with
 CODER_ALIGN_GPU_TESTS_ON_CPU=1 they dry-run on the CPU, so they are checked between GPU visits.
 """
 
@@ -29,7 +29,7 @@ def device() -> str:
 @pytest.fixture(scope="session")
 def offline_model_dir(tmp_path_factory, device):
     """A 2-layer random Llama (DeepSeek-Coder 1.3B's structure, tiny) with a BPE tokenizer trained offline."""
-    from coder_align.random_models import save_random_model
+    from coder_align.models.random_weights import save_random_model
 
     return save_random_model(tmp_path_factory.mktemp("offline-model"), "1.3b", tiny=True, dtype=torch.float32)
 

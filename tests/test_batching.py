@@ -76,26 +76,26 @@ def test_sampling_is_seeded_and_follows_top_p():
 
 def test_generation_split_over_processes_equals_one_process(tiny_model_dir, tiny):
     """Greedy eval in 2 spawned processes gives what one process gives, in prompt order."""
-    from coder_align.evaluate import generate, load_generator, plan_processes
-    from coder_align.evaluation.config import eval_config
-    from coder_align.evaluation.generation import GenerationSettings
+    from coder_align.evaluation.config import eval_config, generator_spec
+    from coder_align.evaluation.generation import GenerationSettings, generate, load_generator, plan_processes
 
     config = eval_config(None, [f"model.path={tiny_model_dir}", "generation.processes=2", "generation.threads=1"])
-    generator, _ = load_generator(config)
-    assert plan_processes(config, generator, len(PROMPTS)) == (2, 1)
-    assert plan_processes(config, generator, 1)[0] == 1
+    spec = generator_spec(config)
+    generator, _ = load_generator(spec)
+    assert plan_processes(spec, generator, len(PROMPTS)) == (2, 1)
+    assert plan_processes(spec, generator, 1)[0] == 1
     settings = GenerationSettings(max_new_tokens=6, batch_size=2)
-    split = generate(config, generator, PROMPTS, settings, [], True)
+    split = generate(spec, generator, PROMPTS, settings, [], True)
     single = generator.generate(PROMPTS, settings, [])
     assert split == single
 
 
 def test_eval_generates_in_bf16_on_cpus_that_have_it(monkeypatch):
-    from coder_align import evaluate
+    from coder_align.evaluation import generation
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
-    assert evaluate.generation_dtype("auto") == "bfloat16"
-    assert evaluate.generation_dtype("float32") == "float32"  # an explicit choice stays
+    assert generation.generation_dtype("auto") == "bfloat16"
+    assert generation.generation_dtype("float32") == "float32"  # an explicit choice stays
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    assert evaluate.generation_dtype("auto") == "auto"
+    assert generation.generation_dtype("auto") == "auto"

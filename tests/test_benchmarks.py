@@ -15,7 +15,8 @@ import pytest
 from coder_align import benchmarks
 from coder_align.benchmarks import extract, prompts, sources
 from coder_align.data.grpo_rows import parse_task_ids, read_tasks
-from coder_align.evaluate import flat_config, prompts_for
+from coder_align.evaluate import flat_config
+from coder_align.evaluation.prompts import prompts_for
 from coder_align.evaluation.tasks import instruct_messages, load_humaneval, load_mbpp
 
 MBPP_ROWS = [

@@ -105,7 +105,7 @@ def _numeric_fields(cls, prefix=""):
 
 
 @pytest.mark.parametrize("schema", [*STAGE_SCHEMAS.values(), "coder_align.evaluate:EvalConfig",
-                                    "coder_align.difficulty:DifficultyConfig"])
+                                    "coder_align.datagen.difficulty:DifficultyConfig"])
 def test_every_numeric_setting_has_a_range(schema):
     import importlib
 

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from coder_align import evaluate, self_sampling
-from coder_align.data.cli import cli
-from coder_align.difficulty import frontier
+from coder_align.datagen import self_sampling
+from coder_align.datagen.cli import cli
+from coder_align.datagen.difficulty import frontier
+from coder_align.datagen.verdicts import read_judged
 from coder_align.sandbox import find_bwrap
 
 from conftest import DATA_TEMPLATES
@@ -40,7 +41,7 @@ class StubGenerator:
 
 @pytest.fixture
 def stub(monkeypatch):
-    monkeypatch.setattr(evaluate, "load_generator", lambda config, run=None: (StubGenerator(), None))
+    monkeypatch.setattr(self_sampling, "load_generator", lambda spec: (StubGenerator(), None))
 
 
 def test_frontier_classes_and_counts():
@@ -65,7 +66,7 @@ def test_difficulty_keeps_the_frontier_rows_unchanged(stub, tmp_path, capsys):
     assert (summary["tasks_tried"], summary["kept"], summary["never_solved"], summary["always_solved"]) == (4, 2, 1, 1)
     assert summary["passes_histogram"] == {"0": 1, "1": 1, "2": 1, "3": 0, "4": 1}
     assert summary["sample_statuses"]["ok"] == 7 and summary["unavailable"] == 0
-    judged = self_sampling.read_judged(tmp_path / "frontier.jsonl.judged.jsonl")
+    judged = read_judged(tmp_path / "frontier.jsonl.judged.jsonl")
     assert len(judged) == 16 and sum(s.passed for s in judged) == 7
     assert "kept 2 of 4 tasks" in capsys.readouterr().out
 
@@ -84,7 +85,7 @@ def test_difficulty_classifies_on_samples_an_earlier_run_judged(stub, tmp_path, 
     def no_model(*args, **kwargs):
         raise AssertionError("reusing judged samples must not load a model")
 
-    monkeypatch.setattr(evaluate, "load_generator", no_model)
+    monkeypatch.setattr(self_sampling, "load_generator", no_model)
     again = tmp_path / "again.jsonl"
     assert cli(["difficulty", "--tasks", str(MBPP_TRAIN), "--task-ids", "554-556", "--k", "4",
                 "--judged", str(tmp_path / "first.jsonl.judged.jsonl"), "--out", str(again)]) == 0

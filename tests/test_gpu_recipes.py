@@ -87,7 +87,7 @@ def test_peaks_and_model_flops():
     assert gpu_recipes.bf16_peak("NVIDIA H100 80GB HBM3") == gpu_recipes.bf16_peak("NVIDIA H200") == 989e12
     assert gpu_recipes.bf16_peak("Intel Xeon") is None
     # DeepSeek-Coder 1.3B at 2048 tokens: ~6 x 1.28e9 + attention
-    from coder_align.random_models import llama_config, non_embedding_parameters
+    from coder_align.models.random_weights import llama_config, non_embedding_parameters
 
     config = llama_config("1.3b")
     with torch.device("meta"):
@@ -106,7 +106,7 @@ def test_in_memory_4bit_quantisation_matches_transformers_loading(tmp_path):
     import bitsandbytes.functional as F
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from coder_align.random_models import llama_config, quantize_4bit_, random_model
+    from coder_align.models.random_weights import llama_config, quantize_4bit_, random_model
 
     config = llama_config("33b", tiny=True)
     random_model(config, torch.bfloat16).save_pretrained(tmp_path)
@@ -136,7 +136,7 @@ def test_quantisation_frees_each_bf16_weight_as_it_goes(monkeypatch):
     import weakref
 
     bnb = pytest.importorskip("bitsandbytes")
-    from coder_align.random_models import llama_config, quantize_4bit_, random_model
+    from coder_align.models.random_weights import llama_config, quantize_4bit_, random_model
 
     model = random_model(llama_config("33b", tiny=True), torch.bfloat16)
     originals = [weakref.ref(m.weight) for n, m in model.named_modules()

@@ -84,7 +84,7 @@ def test_chain_sft_lora_then_grpo_then_merge_then_eval(tiny_model_dir, tmp_path)
 
     from coder_align.evaluation.config import flat_config
     from coder_align.evaluate import main as evaluate
-    from coder_align.merge import merge
+    from coder_align.models.merge import merge
     from coder_align.sft import SFTConfig
     from coder_align.sft import main as sft_main
     from coder_align.templates import EOT
@@ -104,7 +104,7 @@ def test_chain_sft_lora_then_grpo_then_merge_then_eval(tiny_model_dir, tmp_path)
     assert (start / "config.json").is_file()
     assert json.loads((grpo_dir / "adapter_config.json").read_text())["base_model_name_or_path"] == str(start.resolve())
     # the merged start carries the SFT run's trained <|EOT|> row, not a fresh copy of EOS
-    from coder_align.merge import load_merged
+    from coder_align.models.merge import load_merged
 
     sft_model, tokenizer = load_merged(sft_dir)
     start_model = AutoModelForCausalLM.from_pretrained(start)
@@ -132,7 +132,7 @@ def test_chain_sft_lora_then_grpo_then_merge_then_eval(tiny_model_dir, tmp_path)
 
 def test_refuses_to_start_when_the_sandbox_cannot_judge(tiny_model_dir, tmp_path, monkeypatch):
     from coder_align.grpo import check_sandbox
-    from coder_align.preflight import PreflightError
+    from coder_align.sandbox.preflight import PreflightError
 
     data = write_rows(tmp_path / "rows.jsonl")
     monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # no bwrap, as on a fresh machine

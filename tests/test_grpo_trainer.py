@@ -14,7 +14,7 @@ import pytest
 
 
 def test_private_methods_we_override_or_call_still_exist():
-    from coder_align.grpo_trainer import RELIED_ON, check_trl
+    from coder_align.training.trainers import RELIED_ON, check_trl
     from trl import GRPOTrainer
 
     check_trl()
@@ -23,7 +23,7 @@ def test_private_methods_we_override_or_call_still_exist():
 
 
 def test_check_trl_names_what_changed():
-    from coder_align.grpo_trainer import check_trl
+    from coder_align.training.trainers import check_trl
 
     class Changed:
         def _generate(self, prompts, extra):
@@ -55,11 +55,3 @@ def test_importing_the_grpo_stage_does_not_import_trl():
     code = "import sys, coder_align.grpo; print('trl' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
-
-
-def test_old_location_is_a_deprecated_alias():
-    import coder_align.grpo as grpo
-    from coder_align.grpo_trainer import CodeGRPOTrainer
-
-    with pytest.warns(DeprecationWarning, match="moved to coder_align.grpo_trainer"):
-        assert grpo.CodeGRPOTrainer is CodeGRPOTrainer

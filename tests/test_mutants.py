@@ -1,10 +1,10 @@
-"""coder_align.mutants: one change per mutant, each operator, never the original, deterministic."""
+"""coder_align.datagen.mutants: one change per mutant, each operator, never the original, deterministic."""
 
 import ast
 
 import pytest
 
-from coder_align.mutants import OPERATORS, mutants
+from coder_align.datagen.mutants import OPERATORS, mutants
 
 SOURCE = '''
 def f(xs, n):

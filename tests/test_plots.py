@@ -1,6 +1,6 @@
 """Training figures: whole-number steps, units on every axis, learning rate, resume mark, rates apart."""
 
-from coder_align.plots import accuracy_figure, loss_figure, plot_loss, rewards_figure
+from coder_align.training.plots import accuracy_figure, loss_figure, plot_loss, rewards_figure
 
 HISTORY = [{"step": s, "loss": 3.0 - 0.4 * s, "learning_rate": 1e-4 * s} for s in (1, 2, 3)]
 

@@ -110,7 +110,7 @@ def test_output_directory_and_summary(lora_rm):
 def test_saved_reward_model_reloads_to_the_scores_it_was_measured_with(lora_rm):
     from coder_align.data.rm_rows import build_pairs, read_rm_rows, split_by_task
     from coder_align.reward_model import RMDataConfig
-    from coder_align.rm_reward import auc, pairwise_accuracy, scorer
+    from coder_align.rewards.reward_model import auc, pairwise_accuracy, scorer
 
     out, summary = lora_rm
     d = RMDataConfig(**{k: v for k, v in summary["config"]["data"].items() if k != "path"})
@@ -132,7 +132,7 @@ def test_saved_reward_model_reloads_to_the_scores_it_was_measured_with(lora_rm):
 def test_reward_model_reward_inside_a_short_grpo_run(lora_rm, tiny_model_dir, tmp_path):
     from coder_align.grpo import GRPOConfig
     from coder_align.grpo import main as grpo_main
-    from coder_align.rm_reward import scorer
+    from coder_align.rewards.reward_model import scorer
 
     out, _ = lora_rm
     rows = [{"task_id": 1, "prompt": "Write add(a, b).", "tests": ["assert add(1, 2) == 3"]},
@@ -157,7 +157,7 @@ def test_reward_model_reward_inside_a_short_grpo_run(lora_rm, tiny_model_dir, tm
 
 
 def test_reward_model_reward_needs_a_reward_model_directory(tmp_path):
-    from coder_align.reward_set import RewardSet
+    from coder_align.rewards import RewardSet
 
     with pytest.raises(ConfigError, match="reward_model needs the reward model's directory"):
         RewardSet({"unit_test": 0.5, "reward_model": 0.5})
@@ -206,7 +206,7 @@ def test_score_head_with_lora_on_the_top_blocks_only(tiny_model_dir):
 def test_qlora_reward_model_trains_on_cpu_and_reloads(tiny_model_dir, tmp_path):
     """4-bit base, LoRA and a full-precision score head: TRL casts trainable parameters to bf16,
     the head must still match the hidden states it reads (fp32 on a CPU)."""
-    from coder_align.rm_reward import RewardModelScorer
+    from coder_align.rewards.reward_model import RewardModelScorer
 
     out = tmp_path / "qlora"
     summary = rm(tiny_model_dir, DATA_TEMPLATES / "rm_rows_mbpp.jsonl", out, "peft.method=qlora", "train.max_steps=1",

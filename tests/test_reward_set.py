@@ -1,11 +1,11 @@
-"""RewardSet (coder_align.reward_set): names and weights, sandbox verdicts per row, infra failures, rewards that raise."""
+"""RewardSet (coder_align.rewards.reward_set): names and weights, sandbox verdicts per row, infra failures, rewards that raise."""
 
 import json
 
 import pytest
 
-from coder_align import rewards
-from coder_align.reward_set import RewardSet, resolve_reward
+from coder_align import rewards, sandbox
+from coder_align.rewards import RewardSet, resolve_reward
 
 GOOD = "```python\ndef add(a, b):\n    return a + b\n```"
 WRONG = "```python\ndef add(a, b):\n    return a - b\n```"
@@ -35,7 +35,7 @@ def test_sandbox_failure_is_unscorable_not_wrong(monkeypatch):
     def down(jobs, **kwargs):
         raise OSError("sandbox down")
 
-    monkeypatch.setattr(rewards, "check_many", down)
+    monkeypatch.setattr(sandbox, "check_many", down)
     rs = RewardSet({"unit_test": 1.0, "format": 0.5})
     out, metrics = serve(rs, [GOOD, WRONG])
     # None in every component: TRL drops the row from the group baseline, advantage 0.
@@ -96,13 +96,3 @@ def test_the_same_texts_again_are_a_new_batch(tmp_path):
     only([GOOD], prompts=["p"])  # e.g. a tiny model repeating itself at the next step
     assert CALLS == [1, 1] and rs.rows_scored == 2
     assert len((tmp_path / "c.jsonl").read_text().splitlines()) == 2
-
-
-def test_grpo_rewards_is_a_deprecated_alias():
-    import importlib
-    import sys
-
-    sys.modules.pop("coder_align.grpo_rewards", None)
-    with pytest.warns(DeprecationWarning, match="renamed coder_align.reward_set"):
-        old = importlib.import_module("coder_align.grpo_rewards")
-    assert old.RewardSet is RewardSet

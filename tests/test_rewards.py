@@ -7,7 +7,7 @@ import doctest
 import pytest
 
 import coder_align.rewards as rewards
-from coder_align.rewards import compile_reward, extract_code, format_reward, unit_test_reward
+from coder_align.rewards import compile_reward, execution, extract_code, format_reward, unit_test_reward
 from coder_align.sandbox import find_bwrap, toolchain_available
 
 needs_bwrap = pytest.mark.skipif(find_bwrap() is None, reason="bubblewrap not installed")
@@ -20,7 +20,7 @@ TESTS = ["assert add(1, 2) == 3", "assert add(2, 2) == 4", "assert add(0, 0) == 
 
 
 def test_doctests():
-    assert doctest.testmod(rewards).failed == 0
+    assert doctest.testmod(execution).failed == 0
 
 
 def test_extract_code():
@@ -33,7 +33,7 @@ def test_extract_code():
 def test_names_are_stable_metric_keys():
     # Users write these names in grpo.rewards and read rewards/<name>/mean in their logs:
     # a renamed function, a wrapper that loses __name__ or a table built differently breaks it.
-    from coder_align.reward_set import RewardSet, resolve_reward
+    from coder_align.rewards import RewardSet, resolve_reward
 
     assert {name: fn.__name__ for name, fn in rewards.REWARDS.items()} == {
         "unit_test_reward": "unit_test_reward", "compile_reward": "compile_reward", "format_reward": "format_reward",
@@ -100,7 +100,7 @@ def test_compile_reward():
 def test_infrastructure_failure_is_none_and_counted(monkeypatch):
     import coder_align.sandbox as sb
     import coder_align.sandbox.bwrap as bw
-    from coder_align.reward_set import RewardSet
+    from coder_align.rewards import RewardSet
 
     monkeypatch.setattr(sb, "find_bwrap", lambda: None)
     monkeypatch.setattr(bw, "find_bwrap", lambda: None)
@@ -110,8 +110,6 @@ def test_infrastructure_failure_is_none_and_counted(monkeypatch):
     reward_set = RewardSet({"unit_test": 1.0})
     reward_set.functions()[0]([GOOD, WRONG], tests=[TESTS, TESTS])
     assert reward_set.unjudged["unit_test_reward"] == 2
-    with pytest.raises(AttributeError, match="RewardSet.unjudged"):
-        rewards.INFRA_FAILURES
 
 
 def test_format_reward():

@@ -8,13 +8,13 @@ import json
 
 import pytest
 
-from coder_align import self_sampling
 from coder_align.config import ConfigError, load_config
 from coder_align.data.records import DataError
+from coder_align.datagen import self_sampling
+from coder_align.datagen.verdicts import JudgedSample, read_judged
 from coder_align.rft import RFTConfig, code_key, fine_tune_config, main, select, sft_row
 from coder_align.run_dir import read_run
 from coder_align.sandbox import SandboxUnavailable, find_bwrap
-from coder_align.self_sampling import JudgedSample
 
 from conftest import DATA_TEMPLATES
 
@@ -98,10 +98,9 @@ def answers(tasks) -> tuple[list[list[str]], list[list[bool]]]:
 def test_rft_end_to_end_trains_a_checkpoint_on_the_kept_rows(tiny_model_dir, tmp_path, monkeypatch):
     calls = []
 
-    def fake_sample(model, tasks, k, *args, return_clipped=False, **kwargs):
-        calls.append((model, k, kwargs["template"]))
-        texts, clipped = answers(tasks)
-        return (texts, clipped) if return_clipped else texts
+    def fake_sample(model, tasks, sampling, run=None):
+        calls.append((model.run.path, sampling.k, model.run.template))
+        return answers(tasks)
 
     monkeypatch.setattr(self_sampling, "sample", fake_sample)
     extra = tmp_path / "extra.jsonl"
@@ -124,7 +123,7 @@ def test_rft_end_to_end_trains_a_checkpoint_on_the_kept_rows(tiny_model_dir, tmp
     assert (summary["tasks_tried"], summary["tasks_with_pass"], summary["rows_kept"]) == (3, 2, 2)
     assert summary["dropped"] == {"duplicate": 2, "failed": 6, "clipped": 2}
     assert summary["statuses"]["ok"] == 6 and summary["unavailable"] == 0 and summary["extra_rows"] == 2
-    assert len(self_sampling.read_judged(out / "judged.jsonl")) == 12
+    assert len(read_judged(out / "judged.jsonl")) == 12
     mixed = [json.loads(line) for line in (out / "sft_rows.jsonl").read_text().splitlines()]
     assert len(mixed) == 4 and sum("instruction" in r for r in mixed) == 2
 
@@ -152,7 +151,7 @@ def test_rft_counts_unjudged_samples_and_stops_when_nothing_was_judged(tiny_mode
     from coder_align import sandbox
     from coder_align.sandbox.results import TestReport as Report
 
-    monkeypatch.setattr(self_sampling, "sample", lambda m, tasks, k, *a, return_clipped=False, **kw: answers(tasks))
+    monkeypatch.setattr(self_sampling, "sample", lambda model, tasks, sampling, run=None: answers(tasks))
     real = sandbox.check_many
 
     def first_unjudged(jobs, **kwargs):

@@ -9,7 +9,7 @@ import pytest
 
 from coder_align.benchmarks.extract import extract_code
 from coder_align.config import ConfigError
-from coder_align.rm_data import RMDataOptions, build_rows
+from coder_align.datagen.rm_data import RMDataOptions, build_rows
 from coder_align.sandbox import check, find_bwrap
 from coder_align.sandbox.results import TestReport as Report  # not "Test*": pytest would collect it
 

@@ -53,7 +53,7 @@ def base_with_eot(tmp_path_factory):
 def round_trip(base_with_eot, tmp_path_factory):
     from coder_align.grpo import GRPOConfig
     from coder_align.grpo import main as grpo_main
-    from coder_align.merge import merge
+    from coder_align.models.merge import merge
     from coder_align.sft import SFTConfig
     from coder_align.sft import main as sft_main
 
@@ -127,14 +127,15 @@ def test_old_grpo_runs_that_saved_an_adapter_as_model_path_resolve_to_its_base(r
     saved["model"]["path"] = str(round_trip["sft"])  # what grpo.py wrote before read_run
     (old / "coder_align_config.yaml").write_text(yaml.safe_dump(saved))
     assert read_run(old).weights == str(round_trip["base"])
-    from coder_align.merge import base_model_of
+    from coder_align.models.merge import base_model_of
 
     assert base_model_of(old) == str(round_trip["base"])
 
 
 def test_vllm_backend_gets_merged_weights_for_an_adapter(round_trip, monkeypatch, tmp_path):
-    from coder_align.evaluate import flat_config, load_generator
+    from coder_align.evaluate import flat_config
     from coder_align.evaluation import generation
+    from coder_align.evaluation.config import generator_spec
 
     got = {}
 
@@ -145,7 +146,8 @@ def test_vllm_backend_gets_merged_weights_for_an_adapter(round_trip, monkeypatch
             got.update(path=path, stops=stops)
 
     monkeypatch.setattr(generation, "VLLMGenerator", FakeVLLM)
-    load_generator(flat_config(model=str(round_trip["grpo"]), backend="vllm", out=str(tmp_path)))
+    generation.load_generator(generator_spec(flat_config(model=str(round_trip["grpo"]), backend="vllm",
+                                                         out=str(tmp_path))))
     merged = tmp_path / "merged_model"
     assert got["path"] == str(merged) and (merged / "model.safetensors").is_file()
     assert not (merged / "adapter_config.json").exists()

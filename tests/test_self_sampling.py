@@ -1,5 +1,5 @@
-"""self_sampling: tasks, sampling through eval's generator and prompts, judging in the sandbox,
-and reading verdicts back from the files other stages write."""
+"""datagen.self_sampling and datagen.verdicts: tasks, sampling through eval's generator and
+prompts, judging in the sandbox, and reading verdicts back from the files other stages write."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import json
 
 import pytest
 
-from coder_align import self_sampling
 from coder_align.data.records import DataError
+from coder_align.datagen import verdicts
+from coder_align.datagen.self_sampling import SamplingConfig, judge, load_tasks, sample
+from coder_align.datagen.verdicts import JudgedSample, read_judged
+from coder_align.evaluation.generation import GeneratorSpec
+from coder_align.run_dir import read_run
 from coder_align.sandbox import SandboxUnavailable, check, find_bwrap
 from coder_align.sandbox.results import TestReport as Report  # not "Test*": pytest would collect it
-from coder_align.self_sampling import JudgedSample, judge, load_tasks, read_judged, sample
 
 from conftest import DATA_TEMPLATES
 
@@ -91,7 +94,7 @@ def test_unavailable_is_neither_pass_nor_fail_and_all_unavailable_raises(monkeyp
     judged = judge(tasks[:1], [["a", "b", "c"]])
     assert [(s.passed, s.status, s.tests_passed_fraction) for s in judged[0]] == [
         (True, "ok", 1.0), (False, "unavailable", None), (True, "ok", 1.0)]
-    assert self_sampling.status_counts(judged) == {"ok": 2, "unavailable": 1}
+    assert verdicts.status_counts(judged) == {"ok": 2, "unavailable": 1}
 
     monkeypatch.setattr("coder_align.sandbox.check_many", lambda jobs, **kw: [
         Report(True, 1, 1, "unavailable", error="no bwrap") for _ in jobs])  # even a 'passed' flag is no pass
@@ -103,17 +106,17 @@ def test_sample_prompts_as_eval_does_and_cuts_at_its_stops(tasks):
     from coder_align.templates import render
 
     stub = StubGenerator([["A\n### Instruction:\nmore", "B"], ["C", "D"], ["E", "F"]])
-    completions = sample(stub, tasks, k=2, temperature=0.7, max_new_tokens=33, seed=3)
+    completions, _ = sample(stub, tasks, SamplingConfig(k=2, temperature=0.7, max_new_tokens=33, seed=3))
     assert completions == [["A", "B"], ["C", "D"], ["E", "F"]]
     assert stub.prompts == [render(t["prompt"], add_generation_prompt=True) for t in tasks]
     assert (stub.settings.n, stub.settings.temperature, stub.settings.max_new_tokens, stub.settings.seed) == (2, 0.7, 33, 3)
-    _, clipped = sample(stub, tasks, k=2, return_clipped=True)
+    _, clipped = sample(stub, tasks, SamplingConfig(k=2))
     assert clipped == [[False, False]] * 3  # a generator that cannot tell: nothing known clipped
 
 
 def test_sample_a_model_directory_k_per_task(tiny_model_dir, tasks):
-    completions, clipped = sample(str(tiny_model_dir), tasks[:2], k=3, max_new_tokens=6, batch_size=2,
-                                  processes=1, return_clipped=True)
+    completions, clipped = sample(GeneratorSpec(read_run(str(tiny_model_dir)), processes=1), tasks[:2],
+                                  SamplingConfig(k=3, max_new_tokens=6, batch_size=2))
     assert [len(c) for c in completions] == [3, 3] and all(isinstance(t, str) for c in completions for t in c)
     # a random model rarely stops within 6 tokens: those are reported clipped
     assert [len(c) for c in clipped] == [3, 3] and any(x for c in clipped for x in c)
@@ -122,7 +125,7 @@ def test_sample_a_model_directory_k_per_task(tiny_model_dir, tasks):
 def test_read_judged_reads_our_rows_grpo_completions_and_eval_samples(tmp_path, tasks):
     ours = tmp_path / "judged.jsonl"
     written = [[JudgedSample("554", tasks[0]["prompt"], "ans", "code", True, "ok", 1.0, clipped=True)]]
-    self_sampling.write_judged(ours, written)
+    verdicts.write_judged(ours, written)
     assert read_judged(ours) == written[0]
 
     grpo = tmp_path / "completions.jsonl"

@@ -191,7 +191,7 @@ def test_resume_continues_only_with_the_same_config(tiny_model_dir, tmp_path):
 def test_every_checkpoint_is_servable_and_mergeable_like_the_final_directory(tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from coder_align.merge import merge
+    from coder_align.models.merge import merge
     from coder_align.templates import EOT
 
     out = tmp_path / "lora"

@@ -8,6 +8,8 @@ bytes for a mode, the same test program. They all import it from here.
 - `sources`: default paths, file and hub loaders, MBPP's split ids.
 - `prompts`: the prompt for each mode and the program the sandbox runs.
 - `extract`: the code in a model's answer (fenced blocks), for rewards and evaluation.
+- `decontam`: the 10-gram rule that keeps benchmark text out of training data (the corpus
+  build and every data maker use it).
 
 Not here: Problem/Task objects and scoring (`coder_align.evaluation`), GRPO row validation
 (`coder_align.data.grpo_rows`), running code (`coder_align.sandbox`).
@@ -20,13 +22,14 @@ from coder_align.benchmarks.prompts import (
 )
 from coder_align.benchmarks.sources import (
     DATA_ENV, INFILLING_FILE, MBPP_FILE, MBPP_HUB, MBPP_SPLITS, BenchmarkDataMissing, BenchmarkError, data_dirs,
-    find_data, humaneval_path, infilling_path, mbpp_source, read_jsonl, read_mbpp, split_ids,
+    find_data, humaneval_path, infilling_path, mbpp_source, mbpp_task_id, plain_task_id, read_jsonl, read_mbpp,
+    split_ids,
 )
 
 __all__ = [
     "BenchmarkDataMissing", "BenchmarkError", "DATA_ENV", "HUMANEVAL_INSTRUCT", "INFILLING_FILE",
     "MBPP_ALWAYS_IMPORTED", "MBPP_BASE", "MBPP_FILE", "MBPP_HUB", "MBPP_INSTRUCT", "MBPP_SPLITS", "code_blocks",
     "data_dirs", "extract_code", "find_data", "humaneval_instruct_prompt", "humaneval_path", "humaneval_test_program",
-    "infilling_path", "mbpp_base_prompt", "mbpp_instruct_prompt", "mbpp_setup", "mbpp_source", "read_jsonl",
-    "python_answer", "read_mbpp", "split_ids",
+    "infilling_path", "mbpp_base_prompt", "mbpp_instruct_prompt", "mbpp_setup", "mbpp_source", "mbpp_task_id",
+    "plain_task_id", "python_answer", "read_jsonl", "read_mbpp", "split_ids",
 ]

@@ -38,6 +38,28 @@ class BenchmarkDataMissing(BenchmarkError, FileNotFoundError):
     """A benchmark's default data file is nowhere to be found."""
 
 
+MBPP_ID_PREFIX = "Mbpp/"  # eval's form of an MBPP task id; MBPP's own files and task rows say `601`
+
+
+def plain_task_id(task_id) -> str:
+    """A task's id as task rows write it: eval's `Mbpp/601` and MBPP's own `601` name one task.
+
+    >>> plain_task_id("Mbpp/601"), plain_task_id(601), plain_task_id("HumanEval/0")
+    ('601', '601', 'HumanEval/0')
+    """
+    text = str(task_id)
+    return text.removeprefix(MBPP_ID_PREFIX)
+
+
+def mbpp_task_id(task_id) -> str:
+    """An MBPP task's id as eval writes it.
+
+    >>> mbpp_task_id(601), mbpp_task_id("Mbpp/601")
+    ('Mbpp/601', 'Mbpp/601')
+    """
+    return MBPP_ID_PREFIX + plain_task_id(task_id)
+
+
 def data_dirs() -> list[Path]:
     """Folders searched for default benchmark files, first match wins."""
     dirs = []

@@ -1,4 +1,13 @@
-"""Data: files -> validated rows -> chat messages -> token ids + labels -> batches."""
+"""Data: files -> validated rows -> chat messages -> token ids + labels -> batches.
+
+- `records`: reading JSONL / JSON / parquet / hub rows, each error naming file, line and field.
+- `sft_dataset`: SFT rows tokenized with the template's loss mask (and FIM for code rows).
+- `collate`: padding and padding-free packing collators.
+- `grpo_rows`: task rows with tests (GRPO, RFT, the difficulty filter, eval's custom tasks).
+- `rm_rows`: reward-model rows and their (passing, failing) pairs.
+
+Not here: making new data (`coder_align.datagen`), the template itself (`coder_align.templates`).
+"""
 
 from coder_align.data.collate import PackingCollator, PaddingCollator
 from coder_align.data.records import DataError, read_conversations, row_to_messages

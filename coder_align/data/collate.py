@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from coder_align.templates import IGNORE_INDEX
 
 
@@ -14,7 +12,9 @@ class PaddingCollator:
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = pad_to_multiple_of
 
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+    def __call__(self, examples: list[dict]) -> dict:
+        import torch
+
         length = max(len(e["input_ids"]) for e in examples)
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
@@ -63,7 +63,9 @@ class PackingCollator:
             room[slot] -= n
         return rows
 
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+    def __call__(self, examples: list[dict]) -> dict:
+        import torch
+
         packed = []
         for row in self.rows(examples):
             input_ids, labels, position_ids = [], [], []

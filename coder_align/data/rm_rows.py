@@ -18,7 +18,7 @@ style), model samples with each other. A reference paired with a failing sample 
 reference *looks* (clean code, no prose), which a reward model learns instead of correctness
 (measured in benchmarks/README.md: 41/41 such held-out pairs right, reference vs mutant at chance).
 
-Not here: judging (`coder_align.rm_data`), tokenizing (`coder_align.reward_model`).
+Not here: judging (`coder_align.datagen.rm_data`), tokenizing (the stage, `coder_align.reward_model`).
 """
 
 from __future__ import annotations

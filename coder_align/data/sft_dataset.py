@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from coder_align.data.records import MAX_EXAMPLES, read_conversations
+from coder_align.fim import apply_fim
 from coder_align.templates import IGNORE_INDEX, special_prefix_ids, tokenize, tokenize_with_model_template
 
 
@@ -49,8 +50,6 @@ def tokenize_conversation(messages, tokenizer, data_config):
 def tokenize_code_document(text, tokenizer, data_config, rng):
     """A plain code row: FIM at `fim_rate` (so an instruct model keeps infilling), loss on every
     token as in pretraining, EOS at the end. None when it does not fit `max_length`."""
-    from coder_align.fim import apply_fim
-
     text = apply_fim(text, rng, data_config.fim_rate, data_config.fim_spm_rate)
     ids = special_prefix_ids(tokenizer) + tokenizer(text, add_special_tokens=False)["input_ids"]
     ids.append(tokenizer.eos_token_id)

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:  # torch is imported where it runs: importing eval's generators stays light
+    import torch
 
 # A stop string is searched in the text of the last few tokens only; tokens are at least a
 # character, so this many tokens cover any stop string up to TAIL_TOKENS characters.
@@ -31,9 +32,11 @@ TAIL_TOKENS = 24
 
 def pick_tokens(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
     """Next token per row: argmax for temperature <= 0, else nucleus sampling."""
+    import torch
+
     if temperature <= 0:
         return logits.argmax(dim=-1)
-    probs = F.softmax(logits.float() / temperature, dim=-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
     if top_p < 1.0:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
         # keep the smallest prefix whose mass reaches top_p (the first token always stays)
@@ -45,6 +48,8 @@ def pick_tokens(logits: torch.Tensor, temperature: float, top_p: float, generato
 
 
 def _left_pad(tensor: torch.Tensor, length: int, dim: int) -> torch.Tensor:
+    import torch
+
     missing = length - tensor.shape[dim]
     if missing <= 0:
         return tensor
@@ -63,6 +68,8 @@ class _Batch:
         self.last: torch.Tensor | None = None  # (rows,): the token to feed next
 
     def add(self, rows: list[int], cache, mask: torch.Tensor, last: torch.Tensor) -> None:
+        import torch
+
         if self.cache is None:
             self.rows, self.cache, self.mask, self.last = list(rows), cache, mask, last
             return
@@ -76,6 +83,8 @@ class _Batch:
 
     def keep(self, keep: list[int]) -> None:
         """Only the rows at positions `keep`; columns no row needs any more are dropped."""
+        import torch
+
         if not keep:
             self.__init__()
             return
@@ -101,6 +110,7 @@ def continuous_generate(model, prompts: Sequence[Sequence[int]], *, max_new_toke
     given; sort them by length first so that rows prefilled together share a length."""
     import inspect
 
+    import torch
     from transformers import DynamicCache
 
     device = next(model.parameters()).device
@@ -166,6 +176,8 @@ def continuous_generate(model, prompts: Sequence[Sequence[int]], *, max_new_toke
 
 
 def _left_padded(sequences: list[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     length = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), length), dtype=torch.long)

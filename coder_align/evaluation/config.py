@@ -17,13 +17,15 @@ from typing import ClassVar, Literal
 from coder_align.config import (
     NON_NEGATIVE, ONE_OR_MORE, POSITIVE, ConfigError, Range, from_dict, load_config_with_flags, set_dotted,
 )
+from coder_align.evaluation.generation import GeneratorSpec
+from coder_align.run_dir import Run, read_run
 from coder_align.sandbox.remote import SandboxConfig
 
 
 @dataclass
 class EvalModelConfig:
     path: str = "embedded"  # local dir, hub id, .gguf, an output directory of ours, or the embedded model
-    dtype: str = "auto"  # bf16 on GPUs and on CPUs with native bf16 (evaluate.generation_dtype), else fp32
+    dtype: str = "auto"  # bf16 on GPUs and on CPUs with native bf16 (generation.generation_dtype), else fp32
 
 
 @dataclass
@@ -136,3 +138,12 @@ def flat_config(**values) -> EvalConfig:
             raise ConfigError(f"unknown eval setting '{name}'")
         set_dotted(data, FLAG_KEYS[name], value)
     return from_dict(EvalConfig, data, "flat settings")
+
+
+def generator_spec(config: EvalConfig, run: Run | None = None) -> GeneratorSpec:
+    """How `eval run` loads its model: `run` (read from `model.path` with the config's template
+    and system prompt when not given) in `model.dtype`, with the generation group's backend and
+    CPU processes x threads; vLLM merges an adapter under `output_dir`."""
+    d, g = config.data, config.generation
+    run = run or read_run(config.model.path, d.template, d.system_prompt)
+    return GeneratorSpec(run, config.model.dtype, g.backend, g.processes, g.threads, config.output_dir)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from coder_align import sandbox
+from coder_align.benchmarks import mbpp_task_id
 from coder_align.evaluation.tasks import Problem, Task, TaskError, read_jsonl
 from coder_align.sandbox.results import UNAVAILABLE
 
@@ -54,7 +56,7 @@ def read_samples(path: str | Path) -> list[dict]:
 def _normalise_id(task_id, task_name: str) -> str:
     """MBPP files often say `11` where we say `Mbpp/11`."""
     if task_name == "mbpp" and (isinstance(task_id, int) or str(task_id).isdigit()):
-        return f"Mbpp/{task_id}"
+        return mbpp_task_id(task_id)
     return str(task_id)
 
 
@@ -72,8 +74,6 @@ def score_samples(task: Task, samples: list[dict], timeout: float = 10.0, worker
     the sandbox could not judge (`unavailable`) makes pass@k None, unless `allow_unavailable`:
     then it is computed over the problems whose samples were all judged (see `summarise`).
     """
-    from coder_align.sandbox import check_many
-
     by_id = {p.task_id: p for p in task.problems}
     known, unknown = [], Counter()
     for s in samples:
@@ -84,7 +84,7 @@ def score_samples(task: Task, samples: list[dict], timeout: float = 10.0, worker
             unknown[tid] += 1
     jobs = [{"source": by_id[tid].program(s["completion"]), "tests": by_id[tid].tests,
              "language": by_id[tid].language, "timeout": timeout} for tid, s in known]
-    reports = check_many(jobs, workers=workers, return_exceptions=True)
+    reports = sandbox.check_many(jobs, workers=workers, return_exceptions=True)
     results, statuses = [], Counter()
     for (tid, s), report in zip(known, reports):
         row = {"task_id": tid, "completion": s["completion"], "status": report.status, "passed": bool(report.passed)}

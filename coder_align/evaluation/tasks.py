@@ -14,6 +14,7 @@ Not here: generation (generation.py) and pass@k (scoring.py).
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from coder_align.benchmarks import (
     BenchmarkError, code_blocks, extract_code, humaneval_instruct_prompt, humaneval_test_program, mbpp_base_prompt,
     mbpp_instruct_prompt, read_jsonl,
 )
+from coder_align.data.grpo_rows import tests_syntax_error
+from coder_align.fim import FIM_BEGIN, FIM_END, FIM_HOLE
 
 MBPP_TEST_IDS = benchmarks.MBPP_SPLITS["test"]
 
@@ -107,7 +110,8 @@ def load_mbpp(source: str | None = None, split: str = "test") -> Task:
         if not test_list:
             raise TaskError(f"{where}: field 'test_list' is empty")
         problems.append(Problem(
-            task_id=f"Mbpp/{task_id}", kind="program", prompt=text.strip(), tests=benchmarks.mbpp_setup(row) + test_list,
+            task_id=benchmarks.mbpp_task_id(task_id), kind="program", prompt=text.strip(),
+            tests=benchmarks.mbpp_setup(row) + test_list,
             canonical=row.get("code", ""), first_test=test_list[0]))
     return Task("mbpp", problems, MBPP_STOPS, skipped={f"rows_outside_{split}_split": outside} if outside else {})
 
@@ -130,8 +134,6 @@ def load_custom(path: str) -> Task:
     """Custom JSONL, the GRPO row format: `prompt`, `instruction` or `messages`; `tests` (a
     list of asserts, a test program or stdin/stdout cases) or `program`; optional `language`,
     `task_id`. A `prompt` row is continued in base mode; the others are answered with code."""
-    from coder_align.data.grpo_rows import tests_syntax_error  # here: coder_align.data imports torch
-
     problems = []
     for n, row in read_jsonl(path):
         where = f"{path}:{n}"
@@ -201,8 +203,6 @@ def instruct_messages(problem: Problem) -> list[dict]:
 
 
 def fim_prompt(problem: Problem) -> str:
-    from coder_align.fim import FIM_BEGIN, FIM_END, FIM_HOLE
-
     if problem.kind != "infill":
         raise TaskError(f"{problem.task_id}: fim mode needs an infilling task")
     return f"{FIM_BEGIN}{problem.prompt}{FIM_HOLE}{problem.suffix}{FIM_END}"
@@ -232,8 +232,6 @@ def drop_unfinished_tail(code: str) -> str:
 
 
 def _parses(code: str) -> bool:
-    import ast
-
     try:
         ast.parse(code)
     except (SyntaxError, ValueError):

@@ -13,13 +13,13 @@ where the frontier alone is too small; those groups stay flat until the model le
 
 `--judged FILE` classifies on samples an earlier run already judged instead of sampling again:
 `rft`'s judged.jsonl, this command's `.judged.jsonl`, a GRPO run's completions.jsonl or eval's
-samples_<task>.jsonl (`self_sampling.read_judged`). `sampling.k` is then the number of samples
+samples_<task>.jsonl (`verdicts.read_judged`). `sampling.k` is then the number of samples
 a task needs to be called never or always solved; samples of tasks not in `--tasks` are counted
 and left out.
 
 Beside `--out`: `<out>.summary.json` (tasks tried, never/always solved, kept, unavailable,
 the histogram of passes per task) and `<out>.judged.jsonl` (every sample and its verdict,
-for `self_sampling.read_judged`). A task with samples the sandbox could not judge is
+for `verdicts.read_judged`). A task with samples the sandbox could not judge is
 classified on its judged samples only when they already disagree; otherwise it is counted
 as `undecided` and not kept.
 """
@@ -28,17 +28,23 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coder_align import sandbox
 from coder_align.config import ConfigError, check_ranges, to_dict
+from coder_align.data.records import DataError
+from coder_align.datagen.self_sampling import (
+    JudgingConfig, SampledModelConfig, SamplingConfig, TaskDataConfig, generator_spec, load_tasks, require_sandbox,
+    sample_and_judge,
+)
+from coder_align.datagen.verdicts import judged_by_task, status_counts, write_judged
+from coder_align.run_dir import read_run
 from coder_align.sandbox.remote import SandboxConfig
 from coder_align.sandbox.results import UNAVAILABLE
-from coder_align.self_sampling import JudgingConfig, SampledModelConfig, SamplingConfig, TaskDataConfig
 
-log = logging.getLogger("coder_align.difficulty")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,10 +93,6 @@ def frontier(passes: list[int], judged: list[int], k: int, keep_never: bool = Fa
 
 def main(config: DifficultyConfig) -> dict:
     """Sample, judge, keep the frontier; returns the summary (also `<out>.summary.json`)."""
-    from coder_align.preflight import PreflightError, sandbox_problem
-    from coder_align.sandbox import remote as sandbox_remote
-    from coder_align.self_sampling import judge, judged_by_task, load_tasks, sample, status_counts, write_judged
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not config.data.path:
         raise ConfigError("data.path (--tasks) is required: the task rows with tests")
@@ -99,33 +101,21 @@ def main(config: DifficultyConfig) -> dict:
     for group in ("data", "sampling", "judging"):
         check_ranges(getattr(config, group), "DifficultyConfig", prefix=f"{group}.")
     s, d = config.sampling, config.data
-    sandbox_remote.configure(config.sandbox)
+    sandbox.remote.configure(config.sandbox)
     tasks, data_stats = load_tasks(d.path, d.task_ids, fmt=d.format, split=d.split, shown_tests=d.shown_tests,
                                    on_invalid=d.on_invalid, max_rows=d.max_rows)
     if not tasks:
-        from coder_align.data.records import DataError
-
         raise DataError(d.path, f"no tasks left ({data_stats})", "no_rows")
-    problem = None if config.judged_path else sandbox_problem({t["language"] for t in tasks})
-    if problem:  # before the model: sampling for an hour that nothing can judge
-        raise PreflightError(f"cannot judge samples here: {problem}")
 
     out = Path(config.output_path)
-    reused = {}
+    reused, seconds = {}, {"sampling_seconds": 0.0, "judging_seconds": 0.0}
     if config.judged_path:
         judged, reused = judged_by_task(config.judged_path, tasks)
-        sampling_seconds = judging_seconds = 0.0
     else:
-        started = time.perf_counter()
-        completions, clipped = sample(config.model.path, tasks, s.k, s.temperature, s.top_p, s.max_new_tokens,
-                                      s.batch_size, s.seed, template=d.template, system_prompt=d.system_prompt,
-                                      backend=config.model.backend, dtype=config.model.dtype,
-                                      processes=s.processes, threads=s.threads, work_dir=str(out.parent),
-                                      return_clipped=True)
-        sampling_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        judged = judge(tasks, completions, config.judging.timeout, workers=config.judging.workers, clipped=clipped)
-        judging_seconds = time.perf_counter() - started
+        require_sandbox(tasks)  # before the model: sampling for an hour that nothing can judge
+        run = read_run(config.model.path, d.template, d.system_prompt)
+        model = generator_spec(run, config.model, s, str(out.parent))
+        judged, seconds = sample_and_judge(model, tasks, s, config.judging)
 
     passes = [sum(x.passed for x in per) for per in judged]
     n_judged = [sum(x.status != UNAVAILABLE for x in per) for per in judged]
@@ -141,8 +131,7 @@ def main(config: DifficultyConfig) -> dict:
         keep_never=config.keep_never, data=data_stats,
         sample_statuses=status_counts(judged),
         samples_clipped=sum(x.clipped for per in judged for x in per),
-        task_classes=dict(Counter(classes)),
-        sampling_seconds=round(sampling_seconds, 1), judging_seconds=round(judging_seconds, 1), reused=reused,
+        task_classes=dict(Counter(classes)), **seconds, reused=reused,
         output=str(out), judged=str(judged_path(out)), config=to_dict(config))
     summary_path(out).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     log.info("kept %d of %d tasks (never solved %d, always %d, undecided %d, unavailable %d)", summary["kept"],

@@ -6,11 +6,11 @@
     coder-align data mbpp-sft --splits prompt,validation,train --out mbpp_sft.jsonl
 
 - `difficulty`: the tasks a model sometimes solves (0 < passes < k), for GRPO
-  (`coder_align.difficulty`; settings `DifficultyConfig`, the flags are aliases of its keys).
+  (`datagen/difficulty.py`; settings `DifficultyConfig`, the flags are aliases of its keys).
 - `from-docstrings`: instruction/output pairs (and plain code rows) mined from documented
-  functions of licence-clean sources (`coder_align.data.docstrings`, `DocstringsConfig`).
+  functions of licence-clean sources (`datagen/docstrings.py`, `DocstringsConfig`).
 - `mbpp-sft`: MBPP's rows outside the test split as SFT rows with the eval's instruct prompt
-  (`coder_align.data.mbpp_sft`, `MbppSftConfig`).
+  (`datagen/mbpp_sft.py`, `MbppSftConfig`).
 
 Each command's work lives in its own module; this file only parses and dispatches.
 """
@@ -24,6 +24,10 @@ import sys
 
 from coder_align.cli import user_error
 from coder_align.config import ConfigError, load_config_with_flags, settings_help, show_defaults
+from coder_align.datagen import difficulty, docstrings, mbpp_sft
+from coder_align.datagen.difficulty import DifficultyConfig
+from coder_align.datagen.docstrings import DocstringsConfig
+from coder_align.datagen.mbpp_sft import MbppSftConfig
 
 # flag (argparse dest) -> (key, add_argument keywords)
 DIFFICULTY_FLAGS = {
@@ -46,8 +50,6 @@ DIFFICULTY_FLAGS = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    from coder_align.difficulty import DifficultyConfig
-
     parser = argparse.ArgumentParser(prog="coder-align data", description="Commands that make training data.")
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("difficulty", help="keep the tasks a model sometimes solves (0 < passes < k), for GRPO",
@@ -99,9 +101,6 @@ def _add_flags(parser, flags: dict) -> None:
 
 
 def _add_mining_commands(sub) -> None:
-    from coder_align.data.docstrings import DocstringsConfig
-    from coder_align.data.mbpp_sft import MbppSftConfig
-
     d = sub.add_parser("from-docstrings", help="instruction/output pairs from documented Python functions",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="Licence-clean sources only: the standard library and installed distributions with a "
@@ -139,17 +138,13 @@ def _load_mining_config(cls, args, flags: dict):
 
 def _mine(args) -> int:
     if args.command == "from-docstrings":
-        from coder_align.data.docstrings import DocstringsConfig, format_summary, mine
-
         config = _load_mining_config(DocstringsConfig, args, DOCSTRINGS_FLAGS)
-        summary = mine(config)
-        print(format_summary(summary), end="")
+        summary = docstrings.mine(config)
+        print(docstrings.format_summary(summary), end="")
         written = [config.output_path, config.code_output_path, summary["summary_path"]]
         print(f"wrote {', '.join(p for p in written if p)}")
         return 0
-    from coder_align.data.mbpp_sft import MbppSftConfig, main
-
-    summary = main(_load_mining_config(MbppSftConfig, args, MBPP_SFT_FLAGS))
+    summary = mbpp_sft.main(_load_mining_config(MbppSftConfig, args, MBPP_SFT_FLAGS))
     d = summary["decontamination"]
     print(f"MBPP {summary['splits']}: {summary['rows_in_selection']} rows, {d['removed']} removed by "
           f"decontamination (HumanEval + MBPP test), {summary['kept']} kept; "
@@ -167,9 +162,6 @@ def cli(argv: list[str]) -> int:
         args.args += extras
         return _mine(args)  # a ConfigError or a missing directory is reported by coder_align.cli
     if args.command == "difficulty":
-        from coder_align.config import ConfigError
-        from coder_align.difficulty import DifficultyConfig, main
-
         flags = {dest: value for dest, value in vars(args).items() if dest in DIFFICULTY_FLAGS}
         keyed = {DIFFICULTY_FLAGS[dest][0]: value for dest, value in flags.items()}
         names = {DIFFICULTY_FLAGS[dest][0]: f"--{dest.replace('_', '-')}" for dest in flags}
@@ -177,7 +169,7 @@ def cli(argv: list[str]) -> int:
             config = load_config_with_flags(DifficultyConfig, args.config, args.overrides, keyed, names)
         except ConfigError as e:
             return user_error("coder-align data", e)
-        summary = main(config)
+        summary = difficulty.main(config)
         print(f"kept {summary['kept']} of {summary['tasks_tried']} tasks (never solved {summary['never_solved']}, "
               f"always solved {summary['always_solved']}, undecided {summary['undecided']}, "
               f"unavailable {summary['unavailable']}); wrote {summary['output']} and its .summary.json, .judged.jsonl")

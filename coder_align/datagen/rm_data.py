@@ -8,9 +8,9 @@ Three sources of rows, each with its `source`:
 - `sample`: k completions per task from `--model`, sampled and judged by `self_sampling` (eval's
   prompts and generator; the sandbox against ALL of the task's tests, not only the shown one);
 - `judged:<file>`: verdicts other runs already paid for: GRPO's `completions.jsonl`, eval's
-  `samples_*.jsonl`, `rft`'s judged rows (`self_sampling.read_judged`);
+  `samples_*.jsonl`, `rft`'s judged rows (`verdicts.read_judged`);
 - `reference` and `mutant`: where the policy rarely passes, pairs are scarce, so the task's
-  reference solution and up to `--mutants` one-change mutants of it (`coder_align.mutants`)
+  reference solution and up to `--mutants` one-change mutants of it (`mutants.py`)
   are judged too. Both are written in one normalised style (ast.unparse, one fenced block), so
   that style cannot tell them apart; a mutant that still passes every test is labelled passed.
 
@@ -36,7 +36,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("coder_align.rm_data")
+from coder_align.benchmarks import plain_task_id
+from coder_align.config import ConfigError
+from coder_align.data.records import DataError
+from coder_align.data.rm_rows import build_pairs, validate_row
+from coder_align.datagen.mutants import mutants
+from coder_align.datagen.self_sampling import (
+    JudgingConfig, SamplingConfig, judge, load_tasks, sample_and_judge,
+)
+from coder_align.datagen.verdicts import JudgedSample, read_judged
+from coder_align.evaluation.generation import GeneratorSpec
+from coder_align.run_dir import read_run
+
+log = logging.getLogger(__name__)
 
 # fields of a task's input row that hold a correct solution (MBPP `code`; generic rows)
 REFERENCE_FIELDS = ("code", "solution", "reference", "canonical_solution")
@@ -67,11 +79,6 @@ class RMDataOptions:
 
 def build_rows(options: RMDataOptions) -> dict:
     """Sample, read, mutate and judge; write the rows and the summary; return the summary."""
-    from coder_align.config import ConfigError
-    from coder_align.data.records import DataError
-    from coder_align.data.rm_rows import build_pairs, validate_row
-    from coder_align.self_sampling import judge, load_tasks, read_judged, sample
-
     o = options
     if o.k < 0 or o.mutants < 0:
         raise ConfigError("--k and --mutants must be >= 0")
@@ -83,63 +90,13 @@ def build_rows(options: RMDataOptions) -> dict:
     if not tasks:
         raise DataError(o.tasks, f"no usable task rows ({task_stats})", "no_rows")
     log.info("%d tasks from %s", len(tasks), o.tasks)
-    rows: list[dict] = []
     notes = Counter()  # task-level counts: no reference, reference failed, nothing to mutate
-
-    # --- the policy's own samples -------------------------------------------------------------
-    if o.k:
-        if o.threads:
-            import torch
-
-            torch.set_num_threads(o.threads)
-        completions, clipped = sample(o.model, tasks, o.k, o.temperature, o.top_p, o.max_new_tokens, o.batch_size,
-                                      o.seed, return_clipped=True)
-        judged = judge(tasks, completions, o.timeout, clipped=clipped)
-        rows += [judged_row(s, "sample") for per_task in judged for s in per_task]
-
-    # --- verdicts other runs already paid for -----------------------------------------------------
-    known = {plain_id(t["task_id"]) for t in tasks}
-    selected_out = Counter()  # samples of tasks in --tasks that --task-ids leaves out (e.g. held-out ones)
-    in_file = file_ids(o.tasks, o.format) if o.from_judged and o.task_ids else set()
-    for path in o.from_judged:
-        for s in read_judged(path, tasks):
-            if plain_id(s.task_id) not in known:
-                if plain_id(s.task_id) in in_file:
-                    selected_out[plain_id(s.task_id)] += 1
-                    continue
-                # e.g. eval samples of MBPP's test split: never training data
-                raise DataError(path, f"task {s.task_id} is not among the --tasks given ({o.tasks}, task ids "
-                                      f"{o.task_ids or 'all'}); rows are only taken for training tasks", "unknown_task")
-            rows.append(judged_row(s, f"judged:{Path(path).name}"))
-    if selected_out:
-        log.info("left out %d judged samples of %d tasks that --task-ids %s does not select",
-                 sum(selected_out.values()), len(selected_out), o.task_ids)
-
-    # --- reference solutions and their mutants ------------------------------------------------
+    rows = sampled_rows(o, tasks) if o.k else []
+    from_files, selected_out = rows_from_judged(o, tasks)
+    rows += from_files
     if o.mutants:
-        answers, meta = reference_answers(tasks, o.mutants, o.seed, notes)
-        judged = judge(tasks, answers, o.timeout)
-        for per_task, per_meta in zip(judged, meta):
-            for s, (source, operator) in zip(per_task, per_meta):
-                row = judged_row(s, source)
-                if operator:
-                    row["operator"] = operator
-                if source == "reference" and s.status != "unavailable" and not s.passed:
-                    notes["reference_failed"] += 1  # kept: the sandbox's verdict is the label
-                rows.append(row)
-
-    # --- one row per distinct completion of a task; never a row without a verdict -------------
-    kept, skipped, examples, seen = [], Counter(), [], set()
-    for row in rows:
-        reason = ("unjudged" if row["status"] == "unavailable"
-                  else "duplicate" if (str(row["task_id"]), row["completion"]) in seen else None)
-        if reason:
-            skipped[reason] += 1
-            if len(examples) < MAX_EXAMPLES:
-                examples.append(f"task {row['task_id']} ({row['source']}): {reason}")
-            continue
-        seen.add((str(row["task_id"]), row["completion"]))
-        kept.append(row)
+        rows += reference_rows(o, tasks, notes)
+    kept, skipped, examples = distinct_judged(rows)
     out = Path(o.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
@@ -169,30 +126,92 @@ def build_rows(options: RMDataOptions) -> dict:
     return summary
 
 
+def sampled_rows(o: RMDataOptions, tasks: list[dict]) -> list[dict]:
+    """The policy's own samples, k per task, judged against all of each task's tests."""
+    if o.threads:
+        import torch
+
+        torch.set_num_threads(o.threads)
+    model = o.model
+    if isinstance(model, (str, Path)):  # a model path or output directory, loaded as `eval run` does
+        model = GeneratorSpec(read_run(model), work_dir=str(Path(o.out).parent))
+    sampling = SamplingConfig(k=o.k, temperature=o.temperature, top_p=o.top_p, max_new_tokens=o.max_new_tokens,
+                              batch_size=o.batch_size, seed=o.seed)
+    judged, _ = sample_and_judge(model, tasks, sampling, JudgingConfig(timeout=o.timeout))
+    return [judged_row(s, "sample") for per_task in judged for s in per_task]
+
+
+def rows_from_judged(o: RMDataOptions, tasks: list[dict]) -> tuple[list[dict], Counter]:
+    """Verdicts other runs already paid for, of the selected tasks only; and per task, the
+    samples left out because `--task-ids` does not select it (e.g. held-out tasks)."""
+    rows, known = [], {plain_task_id(t["task_id"]) for t in tasks}
+    selected_out = Counter()
+    in_file = file_ids(o.tasks, o.format) if o.from_judged and o.task_ids else set()
+    for path in o.from_judged:
+        for s in read_judged(path, tasks):
+            task = plain_task_id(s.task_id)
+            if task not in known:
+                if task in in_file:
+                    selected_out[task] += 1
+                    continue
+                # e.g. eval samples of MBPP's test split: never training data
+                raise DataError(path, f"task {s.task_id} is not among the --tasks given ({o.tasks}, task ids "
+                                      f"{o.task_ids or 'all'}); rows are only taken for training tasks", "unknown_task")
+            rows.append(judged_row(s, f"judged:{Path(path).name}"))
+    if selected_out:
+        log.info("left out %d judged samples of %d tasks that --task-ids %s does not select",
+                 sum(selected_out.values()), len(selected_out), o.task_ids)
+    return rows, selected_out
+
+
+def reference_rows(o: RMDataOptions, tasks: list[dict], notes: Counter) -> list[dict]:
+    """Each task's reference solution and its mutants, judged: labelled by the verdict."""
+    rows = []
+    answers, meta = reference_answers(tasks, o.mutants, o.seed, notes)
+    judged = judge(tasks, answers, o.timeout)
+    for per_task, per_meta in zip(judged, meta):
+        for s, (source, operator) in zip(per_task, per_meta):
+            row = judged_row(s, source)
+            if operator:
+                row["operator"] = operator
+            if source == "reference" and s.status != "unavailable" and not s.passed:
+                notes["reference_failed"] += 1  # kept: the sandbox's verdict is the label
+            rows.append(row)
+    return rows
+
+
+def distinct_judged(rows: list[dict]) -> tuple[list[dict], Counter, list[str]]:
+    """One row per distinct completion of a task, never a row without a verdict; the skipped
+    ones counted by reason, the first few named."""
+    kept, skipped, examples, seen = [], Counter(), [], set()
+    for row in rows:
+        reason = ("unjudged" if row["status"] == "unavailable"
+                  else "duplicate" if (str(row["task_id"]), row["completion"]) in seen else None)
+        if reason:
+            skipped[reason] += 1
+            if len(examples) < MAX_EXAMPLES:
+                examples.append(f"task {row['task_id']} ({row['source']}): {reason}")
+            continue
+        seen.add((str(row["task_id"]), row["completion"]))
+        kept.append(row)
+    return kept, skipped, examples
+
+
 def file_ids(path: str, fmt: str) -> set[str]:
     """The task ids of every valid training row in `path`, whatever --task-ids selects (none when
     the file also holds rows that are never training data: then an unselected task is an error)."""
-    from coder_align.config import ConfigError
-    from coder_align.data.records import DataError
-    from coder_align.self_sampling import load_tasks
-
     try:
         all_tasks, _ = load_tasks(path, None, fmt=fmt, on_invalid="skip")
     except (ConfigError, DataError):
         return set()
-    return {plain_id(t["task_id"]) for t in all_tasks}
+    return {plain_task_id(t["task_id"]) for t in all_tasks}
 
 
-def judged_row(sample, source: str) -> dict:
-    """A reward-model row from a `self_sampling.JudgedSample`."""
+def judged_row(sample: JudgedSample, source: str) -> dict:
+    """A reward-model row from a judged sample."""
     return {"prompt": sample.prompt, "completion": sample.completion, "passed": bool(sample.passed),
             "status": sample.status, "tests_passed_fraction": sample.tests_passed_fraction,
             "task_id": str(sample.task_id), "source": source, "clipped": bool(sample.clipped)}
-
-
-def plain_id(task_id) -> str:
-    """`Mbpp/601` and `601` name the same task."""
-    return str(task_id).rsplit("/", 1)[-1]
 
 
 def reference_solution(row: dict) -> str | None:
@@ -212,8 +231,6 @@ def reference_answers(tasks: list[dict], n_mutants: int, seed: int,
                       notes: Counter) -> tuple[list[list[str]], list[list[tuple[str, str | None]]]]:
     """Per task: the normalised reference and up to n_mutants mutants, as answers to judge, with
     (source, operator) for each."""
-    from coder_align.mutants import mutants
-
     answers, meta = [], []
     for task in tasks:
         reference = reference_solution(task.get("row") or {})

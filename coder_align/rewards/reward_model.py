@@ -5,7 +5,7 @@
 `reward_model_reward(completions, prompts, path=...)` has TRL's reward shape: it loads the
 reward model saved by `coder-align rm train` once per process (cached by path and device),
 renders each prompt + completion with the template and system prompt the reward model was
-trained with (which are the policy's: see `reward_model.py`), and scores them in batches on
+trained with (which are the policy's: see the stage `coder_align/reward_model.py`), and scores them in batches on
 the model's device (the GPU when there is one). With `transform="sigmoid"` (the default) a
 score is in (0, 1), on the scale of `unit_test`, so the two combine by weight; "raw" gives the
 logit. GRPO then normalises the weighted sum within each group like any reward.
@@ -18,7 +18,7 @@ two measures the stage reports, `auc` and `pairwise_accuracy`.
     >>> pairwise_accuracy([(2.0, 1.0), (0.0, 1.0), (1.0, 1.0)])
     0.5
 
-Not here: training (`reward_model.py`), judging code (`coder_align.sandbox`).
+Not here: training (the stage, `coder_align/reward_model.py`), judging code (`coder_align.sandbox`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,15 @@ import logging
 import math
 import threading
 from pathlib import Path
+
+from coder_align.config import ConfigError
+from coder_align.data.rm_rows import prompt_messages
+from coder_align.models.loading import (
+    fit_embeddings, load_tokenizer, resolve_dtype, resolve_model_path, score_head_expected,
+)
+from coder_align.rewards.execution import completion_text
+from coder_align.run_dir import read_run
+from coder_align.templates import special_prefix_ids, tokenize, tokenize_with_model_template
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +98,6 @@ def encode(messages: list[dict], completion: str, tokenizer, template: str, syst
            max_length: int | None, overlong: str = "drop") -> list[int] | None:
     """Token ids of prompt + completion exactly as the policy's template renders them (pieces
     tokenized separately, as SFT does), or None when over `max_length` and not truncatable."""
-    from coder_align.templates import tokenize, tokenize_with_model_template
-
     conversation = [*messages, {"role": "assistant", "content": completion}]
     truncate = overlong == "truncate_prompt"
     if template == "model":
@@ -106,9 +113,6 @@ class RewardModelScorer:
     def __init__(self, path: str | Path, device: str | None = None):
         import torch
 
-        from coder_align.models import load_tokenizer
-        from coder_align.run_dir import read_run
-
         self.path = str(path)
         run = read_run(self.path)
         if run.stage != "reward_model":
@@ -123,10 +127,6 @@ class RewardModelScorer:
         self.truncated = 0  # rows longer than max_length, scored on their last max_length tokens
 
     def score(self, prompts: list, completions: list, batch_size: int = 8) -> list[float]:
-        from coder_align.data.rm_rows import prompt_messages
-        from coder_align.rewards import completion_text
-        from coder_align.templates import special_prefix_ids
-
         prefix = special_prefix_ids(self.tokenizer)
         ids = []
         for prompt, completion in zip(prompts, completions):
@@ -149,8 +149,6 @@ def _prompt_of(prompt):
 def load_reward_model(run, tokenizer, device: str):
     """The sequence-classification model of a reward-model run, for inference on `device`."""
     from transformers import AutoModelForSequenceClassification
-
-    from coder_align.models import fit_embeddings, resolve_dtype, resolve_model_path, score_head_expected
 
     dtype = resolve_dtype("auto")
     if run.adapter:
@@ -199,8 +197,6 @@ def reward_model_reward(completions, prompts=None, path: str | None = None, batc
 
 def validate_kwargs(kwargs: dict) -> None:
     """Checked when GRPO builds its rewards, before any model loads (RewardSet calls this)."""
-    from coder_align.config import ConfigError
-
     path = kwargs.get("path")
     if not path:
         raise ConfigError("reward_model needs the reward model's directory: "

@@ -4,6 +4,12 @@ The base is re-loaded unquantised (bf16 by default), so a QLoRA adapter merges i
 bf16 copy of the base, never into 4-bit weights. The result is a plain model directory
 (safetensors, tokenizer with the training chat template, generation config that stops
 on <|EOT|>) that any serving stack loads without peft.
+
+Every function takes the `Run` its caller already read (`run_dir.read_run`), or a path,
+read once here.
+
+Not here: training adapters (`models.loading.apply_lora`); a stage that starts from an
+adapter merges it once into its output directory (`training.output_dir.merged_start`).
 """
 
 from __future__ import annotations
@@ -13,68 +19,64 @@ import shutil
 import sys
 from pathlib import Path
 
-from coder_align.run_dir import is_adapter_dir, read_run
+from coder_align.config import show_defaults
+from coder_align.models.loading import fit_embeddings, readable_by_umask, resolve_dtype, resolve_model_path
+from coder_align.run_dir import CONFIG_FILE, Run, as_run, is_adapter_dir
 
-__all__ = ["base_model_of", "cli", "is_adapter_dir", "load_merged", "merge"]
+__all__ = ["base_model_of", "cli", "is_adapter_dir", "load_merged", "merge", "merge_dtype"]
 
 
 def base_model_of(adapter_dir: str | Path) -> str:
     """The base the adapter was trained on (as `run_dir.read_run` resolves it)."""
     if not is_adapter_dir(adapter_dir):
         raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json; is this a LoRA output directory?")
-    return read_run(adapter_dir).weights
+    return as_run(adapter_dir).weights
 
 
-def merge_dtype(adapter_dir: Path, base: str) -> str:
+def merge_dtype(run: Run, base: str | None = None) -> str:
     """`auto`: the dtype the adapter was trained against, so merging does not change the model's
     greedy output: the base's own dtype, or bf16 for a QLoRA adapter (its base was 4-bit)."""
-    if (read_run(adapter_dir).config.get("peft") or {}).get("method") == "qlora":
+    if (run.config.get("peft") or {}).get("method") == "qlora":
         return "bfloat16"
     from transformers import AutoConfig
 
-    from coder_align.models import resolve_model_path
-
-    stored = getattr(AutoConfig.from_pretrained(resolve_model_path(base)), "dtype", None)
+    stored = getattr(AutoConfig.from_pretrained(resolve_model_path(base or run.weights)), "dtype", None)
     name = str(stored).removeprefix("torch.") if stored else ""
     return name if name in ("float32", "bfloat16", "float16") else "float32"
 
 
-def load_merged(adapter_dir: str | Path, base: str | None = None, dtype: str = "auto"):
-    """(merged model, tokenizer) from an adapter directory: base re-loaded unquantised, grown to
-    the adapter's vocabulary, adapter folded in; generation config from the adapter run.
+def load_merged(run_or_path: Run | str | Path, base: str | None = None, dtype: str = "auto"):
+    """(merged model, tokenizer) of an adapter run: base re-loaded unquantised, grown to the
+    adapter's vocabulary, adapter folded in; generation config from the adapter run.
     `dtype="auto"` merges in the dtype the adapter was trained against (`merge_dtype`)."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    from coder_align.models import fit_embeddings, resolve_dtype, resolve_model_path
-
-    adapter_dir = Path(adapter_dir)
-    run = read_run(adapter_dir)
-    base = base or base_model_of(adapter_dir)
+    run = as_run(run_or_path)
+    if not run.adapter:
+        raise FileNotFoundError(f"{run.path}: no adapter_config.json; is this a LoRA output directory?")
+    adapter_dir = Path(run.adapter)
     if dtype == "auto":
-        dtype = merge_dtype(adapter_dir, base)
+        dtype = merge_dtype(run, base)
     tokenizer = AutoTokenizer.from_pretrained(run.tokenizer)  # carries <|EOT|> and the chat template
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(base), dtype=resolve_dtype(dtype))
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(base or run.weights), dtype=resolve_dtype(dtype))
     fit_embeddings(model, tokenizer)  # the adapter was trained against the grown vocabulary
     model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     if (adapter_dir / "generation_config.json").exists():
-        from transformers import GenerationConfig
-
         model.generation_config = GenerationConfig.from_pretrained(adapter_dir)
     return model, tokenizer
 
 
-def merge(adapter_dir: str | Path, out: str | Path, base: str | None = None, dtype: str = "auto") -> Path:
-    adapter_dir, out = Path(adapter_dir), Path(out)
-    model, tokenizer = load_merged(adapter_dir, base, dtype)
+def merge(run_or_path: Run | str | Path, out: str | Path, base: str | None = None, dtype: str = "auto") -> Path:
+    """Write the merged model of an adapter run to `out`; returns `out`."""
+    run, out = as_run(run_or_path), Path(out)
+    model, tokenizer = load_merged(run, base, dtype)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    for name in ("coder_align_config.yaml", "summary.json"):
-        if (adapter_dir / name).exists():
-            shutil.copy(adapter_dir / name, out / name)
-    from coder_align.training import readable_by_umask
-
+    for name in (CONFIG_FILE, "summary.json"):
+        if (Path(run.adapter) / name).exists():
+            shutil.copy(Path(run.adapter) / name, out / name)
     readable_by_umask(out)  # safetensors writes 0600
     return out
 
@@ -86,8 +88,6 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--base", help="base model (default: the one recorded in the adapter directory)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
                         help="auto (default): the base's own dtype, bf16 for QLoRA; another changes greedy output")
-    from coder_align.config import show_defaults
-
     args = show_defaults(parser).parse_args(argv)
     out = merge(args.adapter, args.out, args.base, args.dtype)
     print(f"merged model written to {out}")

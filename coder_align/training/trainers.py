@@ -1,10 +1,15 @@
-"""`CodeGRPOTrainer`: TRL's GRPOTrainer plus per-step timing and a clipped-completions warning.
+"""The TRL trainers the stages use, each TRL's own with what this project adds.
 
-Imported only when GRPO trains, so `import coder_align.grpo` does not import TRL.
+- `CodeGRPOTrainer`: TRL's GRPOTrainer plus per-step timing and a clipped-completions warning.
+- `CodeRewardTrainer`: TRL's RewardTrainer (pairwise Bradley-Terry loss) plus an optional
+  pointwise pass/fail loss.
 
-What this relies on in TRL beyond its public API, checked by `check_trl` when this module
-is imported (a TRL upgrade that changes them fails before a long run starts, naming what
-changed) and by tests/test_grpo_trainer.py:
+This module imports TRL (its classes are the bases), so the stages import it only when they
+train: `import coder_align.grpo` must not import TRL.
+
+What CodeGRPOTrainer relies on in TRL beyond its public API, checked by `check_trl` when this
+module is imported (a TRL upgrade that changes them fails before a long run starts, naming
+what changed) and by tests/test_grpo_trainer.py:
 
 - `GRPOTrainer._generate(self, prompts)`: the one method around both transformers and vLLM
   generation, so timing it covers both. TRL 1.16 has no public hook for this: its own
@@ -12,9 +17,18 @@ changed) and by tests/test_grpo_trainer.py:
 - `GRPOTrainer._log_metric(self, name, value)`: the hook TRL hands reward functions as
   `log_metric`; values are averaged per logging step across processes.
 - Reward functions receive `prompts`, `completions`, `trainer_state` and `log_metric`
-  (coder_align.reward_set keys a batch on them and logs through them).
+  (`coder_align.rewards.reward_set` keys a batch on them and logs through them).
 
 Step timing and the warning use public `Trainer` hooks (`training_step`, `log`).
+
+CodeRewardTrainer: TRL 1.16's RewardTrainer takes pre-tokenized pairs (`chosen_ids`,
+`rejected_ids`), batches chosen rows first and rejected rows second, and minimises
+-log sigmoid(r_chosen - r_rejected); it logs `accuracy` and `margin` per step and
+`eval_accuracy` on the held-out pairs. What it lacks is the label each row already has: the
+chosen side passed its tests, the rejected side failed. `pointwise_weight` > 0 adds binary
+cross-entropy on those labels, -(log sigmoid(r_chosen) + log sigmoid(-r_rejected)) / 2, which
+anchors the score's zero (a sigmoid of the score reads as a pass probability); the pairwise
+loss alone only orders rows.
 """
 
 from __future__ import annotations
@@ -23,8 +37,10 @@ import inspect
 import logging
 import time
 
+import torch
 import trl
-from trl import GRPOTrainer
+from torch.nn import functional as F
+from trl import GRPOTrainer, RewardTrainer
 
 log = logging.getLogger("coder_align.grpo")
 
@@ -42,8 +58,8 @@ def check_trl(trainer_class=GRPOTrainer) -> None:
         elif list(inspect.signature(method).parameters) != params:
             problems.append(f"{trainer_class.__name__}.{name}{inspect.signature(method)} no longer takes {params[1:]}")
     if problems:
-        raise RuntimeError(f"TRL {trl.__version__} changed what coder_align.grpo_trainer relies on: "
-                           f"{'; '.join(problems)}. Use trl 1.16 or update coder_align/grpo_trainer.py.")
+        raise RuntimeError(f"TRL {trl.__version__} changed what coder_align.training.trainers relies on: "
+                           f"{'; '.join(problems)}. Use trl 1.16 or update coder_align/training/trainers.py.")
 
 
 check_trl()
@@ -84,3 +100,18 @@ class CodeGRPOTrainer(GRPOTrainer):
                        "tests, so raise grpo.max_completion_length or set grpo.mask_truncated_completions=true")
             self.warnings.append(message)
             log.warning(message)
+
+
+class CodeRewardTrainer(RewardTrainer):
+    pointwise_weight = 0.0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if self.pointwise_weight:
+            chosen, rejected = torch.chunk(outputs.logits.squeeze(-1), chunks=2)  # (B,), (B,)
+            pointwise = -(F.logsigmoid(chosen).mean() + F.logsigmoid(-rejected).mean()) / 2
+            loss = loss + self.pointwise_weight * pointwise
+            mode = "train" if self.model.training else "eval"
+            self._metrics[mode]["pointwise_loss"].append(self.accelerator.gather_for_metrics(pointwise.detach())
+                                                         .mean().item())
+        return (loss, outputs) if return_outputs else loss

@@ -9,7 +9,7 @@ refused, in the selection and again row by row; every row is then checked agains
 and the MBPP test split with the corpus module's 10-gram rule, and what that removes is
 counted and named in `<out>.summary.json`.
 
-Not here: the tests of each task (GRPO and RFT read MBPP rows directly, data/grpo_rows.py).
+Not here: the tests of each task (GRPO and RFT read MBPP rows directly, `coder_align/data/grpo_rows.py`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coder_align.benchmarks import python_answer
+from coder_align.benchmarks.decontam import DEFAULT_MBPP, load_test_split_index
 from coder_align.config import ConfigError
-from coder_align.corpus.decontam import DEFAULT_MBPP
+from coder_align.data.grpo_rows import benchmark_test_task, parse_task_ids, refuse_test_ids
+from coder_align.evaluation.tasks import instruct_messages, load_mbpp
 
 MAX_EXAMPLES = 10
 
@@ -39,10 +41,6 @@ class MbppSftConfig:
 
 def mbpp_rows(config: MbppSftConfig) -> tuple[list[dict], dict]:
     """(rows, summary) for the selected splits, decontaminated."""
-    from coder_align.corpus.decontam import load_test_split_index
-    from coder_align.data.grpo_rows import benchmark_test_task, parse_task_ids, refuse_test_ids
-    from coder_align.evaluation.tasks import instruct_messages, load_mbpp
-
     refuse_test_ids(config.splits, "splits")
     wanted = parse_task_ids(config.splits)
     if not wanted:

@@ -17,8 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-
+from coder_align.config import ConfigError
+from coder_align.fim import SENTINELS
 from coder_align.templates import EOT, chat_template, special_prefix_ids
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ def convert_gguf(gguf: Path) -> Path:
     target = cache_root() / "gguf" / f"{gguf.stem}-{key}"
     if (target / "config.json").exists():
         return target
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to %s (once)", gguf, target)
@@ -108,7 +109,10 @@ def convert_gguf(gguf: Path) -> Path:
     return target
 
 
-def resolve_dtype(name: str) -> torch.dtype:
+def resolve_dtype(name: str):
+    """A torch dtype from its name; `auto` is bf16 (else fp16) on a GPU, fp32 on a CPU."""
+    import torch
+
     if name == "auto":
         if torch.cuda.is_available():
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -131,8 +135,6 @@ def load_tokenizer(path: str, template: str = "deepseek", system_prompt: str | N
     except OSError as e:  # a hub id that is wrong, private, or not reachable offline: the first place it shows
         raise ModelError(f"cannot load model '{path}': {str(e).strip().splitlines()[0]}") from e
     if fim_tokens:
-        from coder_align.fim import SENTINELS
-
         missing = [s for s in SENTINELS if s not in tokenizer.get_vocab()]
         if missing:
             tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
@@ -168,6 +170,7 @@ def load_model(model_config, tokenizer, peft_config=None, training: bool = True,
     place of the LM head (a reward model: the score is read at the last non-pad token; the
     head starts random and always trains, under LoRA too).
     """
+    import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
 
     method = peft_config.method if peft_config else "none"
@@ -229,6 +232,8 @@ def fit_embeddings(model, tokenizer) -> list[int]:
     New rows start as a copy of the EOS embedding, so a fresh `<|EOT|>` already behaves
     like an end token before any training.
     """
+    import torch
+
     old = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) <= old:
         return []
@@ -290,8 +295,6 @@ def resolve_layers(layers: list[int] | None, model_config) -> list[int] | None:
     """
     if layers is None:
         return None
-    from coder_align.config import ConfigError
-
     depth = model_config.num_hidden_layers
     resolved = sorted({i + depth if i < 0 else i for i in layers})
     if not resolved or resolved[0] < 0 or resolved[-1] >= depth:
@@ -305,3 +308,13 @@ def _module_name(model, module) -> str:
         if m is module:
             return name.rsplit(".", 1)[-1]
     raise ModelError("embedding module not found in model")
+
+
+def readable_by_umask(directory: str | Path) -> None:
+    """Give files saved with mode 0600 (safetensors and torch write through private temporary
+    files) the permissions the user's umask asks for, like every other file in the directory."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in Path(directory).iterdir():
+        if path.is_file() and path.stat().st_mode & 0o777 == 0o600:
+            path.chmod(0o666 & ~mask)

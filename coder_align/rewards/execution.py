@@ -1,13 +1,18 @@
-"""Reward functions for GRPO, in TRL's `reward_funcs` shape: `fn(completions, **kwargs) -> list[float | None]`.
+"""The rewards that come from the code in a completion: does it pass its tests
+(`unit_test_reward`), does it compile (`compile_reward`), is it one fenced block
+(`format_reward`). TRL's `reward_funcs` shape: `fn(completions, **kwargs) -> list[float | None]`.
 
 Completions are strings or conversations (lists of `{"role", "content"}`; the last
 assistant message is scored). Dataset columns arrive as keyword lists, one item per row
 (`tests`, `language`). Code runs through `coder_align.sandbox.check_many`, a batch at a
-time. A reward never raises into the trainer: a row whose sandbox could not run scores
-`None` (TRL turns it into NaN and leaves it out of the group's statistics); the GRPO stage
-counts those rows (`RewardSet.unjudged`, logged as `code/unjudged`). Each function's
-`__name__` is its metric key.
-`extract_code` (shared with evaluation) lives in `coder_align.benchmarks.extract`.
+time (on sandbox servers when they are configured). A reward never raises into the trainer:
+a row whose sandbox could not run scores `None` (TRL turns it into NaN and leaves it out of
+the group's statistics); the GRPO stage counts those rows (`RewardSet.unjudged`, logged as
+`code/unjudged`). Each function's `__name__` is its metric key. `extract_code` (shared with
+evaluation) lives in `coder_align.benchmarks.extract`.
+
+Not here: the name -> function table (`registry.py`), combining and recording the rewards of
+a batch (`reward_set.py`), running code (`coder_align.sandbox`).
 
     >>> extract_code("Here:\\n```python\\nprint(1)\\n```")
     'print(1)\\n'
@@ -20,8 +25,8 @@ from __future__ import annotations
 import concurrent.futures
 import os
 
+from coder_align import sandbox
 from coder_align.benchmarks.extract import FENCE_LINE, code_blocks, extract_code, fence_language
-from coder_align.sandbox import check_many
 from coder_align.sandbox.results import COMPILE_ERROR, UNAVAILABLE
 
 
@@ -60,7 +65,7 @@ def _judge(jobs: list[dict | None], score) -> list[float | None]:
     """Run the jobs (None: nothing to run, scores None) and map each report through `score`."""
     todo = [j for j in jobs if j is not None]
     try:
-        reports = iter(check_many(todo, return_exceptions=True))
+        reports = iter(sandbox.check_many(todo, return_exceptions=True))
     except Exception:  # e.g. bubblewrap missing: every row is unjudgeable, none is wrong
         return [None] * len(jobs)
     out = []
@@ -105,15 +110,13 @@ def unit_test_reward(completions, tests, language=None, fraction: bool = False,
 def compile_reward(completions, language=None, compile_error_penalty: float = 0.0, **kwargs) -> list[float | None]:
     """1.0 if the extracted code compiles (Python: parses), else `compile_error_penalty`.
     The language is the `language` argument, else the completion's fence tag, else Python."""
-    from coder_align.sandbox import compile_check
-
     n = len(completions)
     langs = _languages(completions, language, n)
 
     def one(item):
         completion, lang = item
         try:
-            return compile_check(extract_code(completion_text(completion), lang), lang)
+            return sandbox.compile_check(extract_code(completion_text(completion), lang), lang)
         except Exception:
             return None
 
@@ -130,17 +133,3 @@ def format_reward(completions, **kwargs) -> list[float | None]:
         text = completion_text(completion)
         out.append(1.0 if len(FENCE_LINE.findall(text)) == 2 and len(code_blocks(text)) == 1 else 0.0)
     return out
-
-
-# imports torch and transformers only when it first scores
-from coder_align.rm_reward import reward_model_reward  # noqa: E402
-
-REWARDS = {f.__name__: f for f in (unit_test_reward, compile_reward, format_reward, reward_model_reward)}
-
-
-def __getattr__(name):
-    if name == "INFRA_FAILURES":
-        # A process-wide counter only a test read; GRPO counts per run (RewardSet.unjudged).
-        raise AttributeError("coder_align.rewards.INFRA_FAILURES was removed: a reward returns None for a row the "
-                             "sandbox could not judge; count those Nones, or read RewardSet.unjudged in GRPO")
-    raise AttributeError(f"module 'coder_align.rewards' has no attribute {name!r}")

@@ -1,5 +1,5 @@
-"""How GRPO uses the reward functions: a name -> function table and a `RewardSet` that
-scores, combines and records a batch (the functions themselves are in `coder_align.rewards`).
+"""How GRPO uses the reward functions: a `RewardSet` scores, combines and records a batch
+(the functions are in `execution.py` and `reward_model.py`, their names in `registry.py`).
 
     rewards = RewardSet({"unit_test": 1.0, "format": 0.1}, record_to="out/completions.jsonl")
     GRPOTrainer(..., reward_funcs=rewards.functions(), args=GRPOConfig(reward_weights=rewards.weights))
@@ -25,7 +25,6 @@ weighted components, then normalises within each group).
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import math
@@ -34,36 +33,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from coder_align import rewards as reward_module
 from coder_align.config import ConfigError
 from coder_align.data.grpo_rows import decode_tests
-from coder_align.rewards import completion_text
+from coder_align.rewards.execution import compile_reward, completion_text
+from coder_align.rewards.registry import JUDGING, resolve_reward
 
 log = logging.getLogger(__name__)
-
-SHORT_NAMES = {"unit_test": "unit_test_reward", "compile": "compile_reward", "format": "format_reward",
-               "reward_model": "reward_model_reward"}
-# Rewards whose None means "the sandbox could not judge this row", not "not applicable".
-JUDGING = {"unit_test_reward", "compile_reward"}
-
-
-def resolve_reward(name: str) -> Callable:
-    """`unit_test`, `unit_test_reward` or `package.module:function` -> the function."""
-    full = SHORT_NAMES.get(name, name)
-    if full in reward_module.REWARDS:
-        return reward_module.REWARDS[full]
-    if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            fn = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as e:
-            raise ConfigError(f"grpo.rewards: cannot import reward '{name}': {e}") from e
-        if not callable(fn):
-            raise ConfigError(f"grpo.rewards: '{name}' is not a function")
-        return fn
-    known = sorted(SHORT_NAMES) + sorted(reward_module.REWARDS)
-    raise ConfigError(f"grpo.rewards: unknown reward '{name}'; known: {', '.join(known)}, "
-                     "or an import path like my_pkg.rewards:my_reward")
 
 
 class RewardSet:
@@ -152,7 +127,7 @@ class RewardSet:
                             for v in out]
         compile_values = values.get("compile_reward")
         if self.compile_rate:
-            compile_values = reward_module.compile_reward(completions, language=kwargs.get("language"))
+            compile_values = compile_reward(completions, language=kwargs.get("language"))
         # A judging reward's None is a sandbox failure: the row is unscorable, not wrong.
         for name in JUDGING & set(values):
             self.unjudged[name] += sum(v is None for v in values[name])

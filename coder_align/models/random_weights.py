@@ -5,7 +5,7 @@ depend on a model's shapes, not on its weight values, so a random model with the
 shapes measures what the real one would. The tokenizer is a byte-level BPE trained in a
 second on this package's own source: real merges and special tokens, no download.
 
-Not here: loading real checkpoints (`models.py`), or anything a trained model's quality
+Not here: loading real checkpoints (`models/loading.py`), or anything a trained model's quality
 depends on.
 """
 
@@ -123,7 +123,7 @@ def offline_tokenizer(path: str | Path, vocab_size: int = 2048):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    source = sorted(Path(__file__).resolve().parent.rglob("*.py"))
+    source = sorted(Path(__file__).resolve().parents[1].rglob("*.py"))
     text = [p.read_text(encoding="utf-8") for p in source]
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
