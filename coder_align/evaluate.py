@@ -44,7 +44,7 @@ from coder_align.evaluation.report import (
 from coder_align.evaluation.scoring import pass_at_k, read_samples, score_samples
 from coder_align.evaluation.tasks import TaskError, load_task
 from coder_align.run_dir import read_run
-from coder_align.sandbox.preflight import PreflightError, sandbox_problem
+from coder_align.sandbox.preflight import PreflightError, require_sandbox
 
 __all__ = ["EvalConfig", "main", "cli", "flat_config", "pass_at_k", "score_file"]
 
@@ -75,9 +75,8 @@ def main(config: EvalConfig) -> dict:
     config = replace(config, data=replace(d, template=run.template, system_prompt=run.system_prompt))
     save_config(config, out / "eval_config.yaml")
     if not config.scoring.allow_unavailable:  # before the model: an hour of generation nobody can score
-        problem = sandbox_problem({p.language for task in tasks for p in task.problems})
-        if problem:
-            raise PreflightError(f"cannot score here: {problem} (--allow-unavailable to generate anyway)")
+        require_sandbox({p.language for task in tasks for p in task.problems}, "cannot score here",
+                        "--allow-unavailable to generate anyway")
     spec = generator_spec(config, run)
     generator, tokenizer = load_generator(spec)
     model_name = config.model.path

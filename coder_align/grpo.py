@@ -38,7 +38,7 @@ from coder_align.data.grpo_rows import read_tasks, refuse_test_ids, to_dataset
 from coder_align.models.loading import load_model, load_tokenizer
 from coder_align.rewards import JUDGING, RewardSet
 from coder_align.run_dir import Run, read_run
-from coder_align.sandbox.preflight import PreflightError, sandbox_problem
+from coder_align.sandbox.preflight import require_sandbox
 from coder_align.sandbox.remote import SandboxConfig
 from coder_align.training import (
     START_MODEL, checkpoint_step, is_main_process, merged_start, prepare_output_dir, train_and_save,
@@ -289,10 +289,8 @@ def check_sandbox(reward_names: list[str], tasks: list[dict]) -> None:
     judging = [name for name in reward_names if name in JUDGING]
     if not judging:
         return
-    problem = sandbox_problem({task["language"] for task in tasks})
-    if problem:
-        raise PreflightError(f"the sandbox cannot judge code here, so {', '.join(judging)} would score nothing: "
-                             f"{problem}")
+    require_sandbox({task["language"] for task in tasks},
+                    f"the sandbox cannot judge code here, so {', '.join(judging)} would score nothing")
 
 
 def trl_arguments(g: GRPOSettings, reward_weights: list[float]) -> dict:

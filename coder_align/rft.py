@@ -44,12 +44,12 @@ from coder_align.config import (
 )
 from coder_align.data.records import DataError, iter_rows
 from coder_align.datagen.self_sampling import (
-    JudgingConfig, SampledModelConfig, SamplingConfig, TaskDataConfig, generator_spec, load_tasks, require_sandbox,
-    sample_and_judge,
+    JudgingConfig, SampledModelConfig, SamplingConfig, TaskDataConfig, generator_spec, load_tasks, sample_and_judge,
 )
 from coder_align.datagen.verdicts import judged_by_task, status_counts, write_judged
 from coder_align.rewards import format_reward
 from coder_align.run_dir import Run, read_run
+from coder_align.sandbox.preflight import require_sandbox
 from coder_align.sandbox.remote import SandboxConfig
 from coder_align.sft import SFTConfig, SFTDataConfig
 from coder_align.training import START_MODEL, config_differences, merged_start, resolve_resume
@@ -206,7 +206,8 @@ def main(config: RFTConfig) -> dict:
         log.info("reusing %s (same model, tasks and sampling settings)", out / JUDGED)
         seconds = {"sampling_seconds": 0.0, "judging_seconds": 0.0}
     else:
-        require_sandbox(tasks)  # before the model: sampling that nothing can judge
+        # before the model: sampling that nothing can judge
+        require_sandbox({t["language"] for t in tasks}, "cannot judge samples here")
         out.mkdir(parents=True, exist_ok=True)
         save_config(config, out / CONFIG)
         (out / JUDGED).unlink(missing_ok=True)  # a half-written run never looks reusable

@@ -36,11 +36,11 @@ from coder_align import sandbox
 from coder_align.config import ConfigError, check_ranges, to_dict
 from coder_align.data.records import DataError
 from coder_align.datagen.self_sampling import (
-    JudgingConfig, SampledModelConfig, SamplingConfig, TaskDataConfig, generator_spec, load_tasks, require_sandbox,
-    sample_and_judge,
+    JudgingConfig, SampledModelConfig, SamplingConfig, TaskDataConfig, generator_spec, load_tasks, sample_and_judge,
 )
 from coder_align.datagen.verdicts import judged_by_task, status_counts, write_judged
 from coder_align.run_dir import read_run
+from coder_align.sandbox.preflight import require_sandbox
 from coder_align.sandbox.remote import SandboxConfig
 from coder_align.sandbox.results import UNAVAILABLE
 
@@ -112,7 +112,8 @@ def main(config: DifficultyConfig) -> dict:
     if config.judged_path:
         judged, reused = judged_by_task(config.judged_path, tasks)
     else:
-        require_sandbox(tasks)  # before the model: sampling for an hour that nothing can judge
+        # before the model: sampling for an hour that nothing can judge
+        require_sandbox({t["language"] for t in tasks}, "cannot judge samples here")
         run = read_run(config.model.path, d.template, d.system_prompt)
         model = generator_spec(run, config.model, s, str(out.parent))
         judged, seconds = sample_and_judge(model, tasks, s, config.judging)

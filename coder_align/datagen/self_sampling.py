@@ -43,7 +43,6 @@ from coder_align.evaluation.generation import (
 from coder_align.evaluation.prompts import chat_adds_special_tokens, chat_prompt, chat_stops
 from coder_align.evaluation.tasks import cut_at_stops
 from coder_align.run_dir import Run
-from coder_align.sandbox.preflight import PreflightError, sandbox_problem
 from coder_align.sandbox.results import UNAVAILABLE
 
 log = logging.getLogger(__name__)
@@ -117,13 +116,6 @@ def load_tasks(path: str, task_ids: str | None = None, *, fmt: str = "auto", spl
     tasks, stats = read_tasks(path, split, fmt, task_ids, shown_tests, language, on_invalid, max_rows,
                               training=training, keep_rows=True)
     return tasks, stats.as_dict()
-
-
-def require_sandbox(tasks: list[dict]) -> None:
-    """Before any model loads: refuse to sample for an hour what nothing here can judge."""
-    problem = sandbox_problem({t["language"] for t in tasks})
-    if problem:
-        raise PreflightError(f"cannot judge samples here: {problem}")
 
 
 # --- sampling ---------------------------------------------------------------------------

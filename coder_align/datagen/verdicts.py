@@ -53,7 +53,6 @@ def write_judged(path: str | Path, judged: list[list[JudgedSample]]) -> None:
                 f.write(json.dumps(s.to_dict()) + "\n")
 
 
-
 # --- reading verdicts back --------------------------------------------------------------
 
 def read_judged(path: str | Path, tasks: list[dict] | None = None) -> list[JudgedSample]:

@@ -20,6 +20,13 @@ INSTALL_HINT = ("install bubblewrap (`make install` does as root; else `sudo apt
                 "or check that bwrap can create user namespaces here")
 
 
+def require_sandbox(languages, what: str, hint: str = "") -> None:
+    """Raise `PreflightError("<what>: <the problem> (<hint>)")` when `sandbox_problem` finds one."""
+    problem = sandbox_problem(languages)
+    if problem:
+        raise PreflightError(f"{what}: {problem}" + (f" ({hint})" if hint else ""))
+
+
 def sandbox_problem(languages=("python",), timeout: float = 30.0) -> str | None:
     """Why the sandbox cannot judge code here, or None when a trivial Python check passes
     and every language in `languages` has its toolchain."""
