@@ -96,6 +96,7 @@ def worker_phases(jobs):
 
     worker.TMP = tempfile.mkdtemp(prefix="profile_worker_")
     worker.WORKDIR = os.path.join(worker.TMP, "job")
+    worker.ROOTS = worker.scrub.Roots([worker.TMP])
     phases: dict[str, list[float]] = {}
 
     def timed(name, fn):
@@ -111,7 +112,9 @@ def worker_phases(jobs):
     worker._fork_candidate = timed("fork candidate", worker._fork_candidate)
     # here it scans the host's whole /proc; in a sandbox's PID namespace /proc holds ~3 processes
     worker._kill_everything = timed("kill leftovers (host /proc scan)", worker._kill_everything)
-    worker._wipe = timed("wipe /tmp", worker._wipe)
+    worker.ROOTS.reset = timed("reset /tmp", worker.ROOTS.reset)
+    worker.relays.Relay.start = timed("direct calls: read, first call", worker.relays.Relay.start)
+    worker.relays.Relay.finish = timed("direct calls: last replies", worker.relays.Relay.finish)
     worker.Watch.run = timed("watch loop (candidate + tests run)", worker.Watch.run)
     worker.Watch.finish = timed("drain pipes", worker.Watch.finish)
     totals = []
@@ -120,8 +123,10 @@ def worker_phases(jobs):
         job = dict(_py_job("check", source, "", 3.0, 1024, False), id=n)
         calls = testcases.encoded_calls(spec)  # as check() builds jobs: direct calls where it can
         r, w = os.pipe()
-        if calls is not None:
-            job["calls"] = calls
+        if calls is not None:  # as pool.execute sends them: on the tests pipe, one frame per call
+            blob = b"".join(pool_module._frame(call) for call in calls)
+            job.update(calls=len(calls), calls_bytes=len(blob))
+            os.write(w, blob)
         else:
             codec.write_frame(w, {"id": n, "setup": spec.setup, "entry_points": spec.entry_points, "strict": True,
                                   "tests": [{"kind": "stmt", "code": t.source} for t in spec.tests]})

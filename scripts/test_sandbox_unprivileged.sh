@@ -21,8 +21,9 @@ work=$(mktemp -d /tmp/coder_align_unprivileged.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cp -r coder_align tests pyproject.toml "$work"/
 "$py" -m venv "$work/venv"
-# pyyaml: `coder_align.rewards` (tested here as a user of the sandbox) reads configs
-"$work/venv/bin/pip" install -q pytest pytest-timeout pyyaml
+# pyyaml: `coder_align.rewards` (tested here as a user of the sandbox) reads configs; numpy: its task
+# pools are decontaminated on import of the row reader; h11: the server's connection deadlines
+"$work/venv/bin/pip" install -q pytest pytest-timeout pyyaml numpy h11
 chown -R "$user" "$work"
 chmod 755 "$work"
 cd "$work"

@@ -19,6 +19,10 @@ import struct
 MAX_FRAME = 64 << 20
 MAX_ITEMS = 1_000_000  # per encoded value: stops a candidate from returning a huge structure cheaply
 MAX_DEPTH = 200
+# Members of one set (or keys of one dict) with the same hash: building it costs the
+# square of their number, and int/float/tuple hashes can be chosen (n % (2**61 - 1));
+# honest values rarely share a hash (-1 and -2 do)
+MAX_SAME_HASH = 64
 
 
 class Unserialisable(TypeError):
@@ -163,6 +167,8 @@ def encode(value, _depth: int = 0, _budget: list | None = None, opaque: bool = F
     if isinstance(value, dict):
         return {"$d": [[sub(k), sub(v)] for k, v in dict.items(value)]}
     if isinstance(value, range):
+        if _range_len(value.start, value.stop, value.step) > budget[0]:
+            raise Unserialisable(f"value has more than {MAX_ITEMS} items")  # as a list of it would
         return {"$r": [value.start, value.stop, value.step]}
     if type(value).__module__ in _ITER_MODULES and hasattr(type(value), "__next__"):
         # generators, map, zip...: materialised (bounded by the item budget) and rebuilt as
@@ -178,17 +184,37 @@ def encode(value, _depth: int = 0, _budget: list | None = None, opaque: bool = F
     raise Unserialisable(f"{type(value).__name__} is not a plain literal")
 
 
+def _range_len(start: int, stop: int, step: int) -> int:
+    # len(range) raises OverflowError past sys.maxsize
+    return max(0, (stop - start + step - (1 if step > 0 else -1)) // step)
+
+
+def check_hashes(items) -> None:
+    """Raise ValueError if building a set or dict of `items` would cost more than
+    MAX_SAME_HASH squared probes per hash: the host never does work whose size the
+    candidate picks."""
+    if len(items) <= MAX_SAME_HASH:
+        return
+    counts: dict[int, int] = {}  # keyed by hash values: ints hash to themselves, no collisions here
+    for item in items:
+        h = hash(item)
+        counts[h] = n = counts.get(h, 0) + 1
+        if n > MAX_SAME_HASH:
+            raise ValueError(f"more than {MAX_SAME_HASH} members share one hash")
+
+
 def _tagged(obj: dict):
     if len(obj) != 1:
         raise ValueError("malformed tagged value")
     (tag, v), = obj.items()
     if tag == "$t":
         return tuple(v)
-    if tag == "$s":
-        return set(v)
-    if tag == "$fs":
-        return frozenset(v)
+    if tag in ("$s", "$fs"):
+        check_hashes(v)
+        return set(v) if tag == "$s" else frozenset(v)
     if tag == "$d":
+        if len(v) > MAX_SAME_HASH:
+            check_hashes([k for k, _ in v])
         return {k: val for k, val in v}
     if tag == "$f":
         if v not in ("nan", "inf", "-inf"):
@@ -200,7 +226,10 @@ def _tagged(obj: dict):
         raw = base64.b64decode(v.encode("ascii"), validate=True)
         return raw if tag == "$b" else bytearray(raw)
     if tag == "$r":
-        return range(int(v[0]), int(v[1]), int(v[2]))
+        start, stop, step = (int(x) for x in v)
+        if step and _range_len(start, stop, step) > MAX_ITEMS:  # sum() or min() would run for ever
+            raise ValueError(f"range of more than {MAX_ITEMS} items")
+        return range(start, stop, step)
     if tag == "$it":
         return iter(v)
     if tag == "$o":

@@ -121,7 +121,7 @@ def run_candidate(job: dict, req_fd: int | None, resp_fd: int | None) -> None:
         traceback.print_exc()
         _exit(1)
     if mode == "check" and job.get("calls") is not None:
-        _make_calls(namespace, job["calls"], resp_fd)
+        _answer_calls(namespace, req_fd, resp_fd)
     elif mode == "check":
         _serve(namespace, req_fd, resp_fd)
     _exit(0)
@@ -156,11 +156,22 @@ def _serve(namespace: dict, req_fd: int, resp_fd: int) -> None:
         codec.write_frame(resp_fd, reply)
 
 
-def _make_calls(namespace: dict, calls: list, out_fd: int) -> None:
-    """Direct calls (no test process): make each call the tests make, in order, and send
-    each reply as soon as it is known, so a later crash or timeout keeps the earlier ones.
-    Replies are what `_serve` would send the test process; the host compares them."""
-    for name, args, kwargs in calls:
+def _answer_calls(namespace: dict, req_fd: int, resp_fd: int) -> None:
+    """Direct calls (no test process): answer each call the worker hands over, one at a
+    time, as `_serve` answers the test process. The candidate never holds a call
+    before it is asked it (`relay.Relay`, in the worker): a program cannot look ahead at
+    the arguments of later tests."""
+    while True:
+        frame = os.read(req_fd, 1 << 16)  # the worker writes one whole frame at a time
+        if len(frame) < 4:
+            return
+        (n,) = struct.unpack(">I", frame[:4])
+        while len(frame) < 4 + n:
+            more = os.read(req_fd, 4 + n - len(frame))
+            if not more:
+                return
+            frame += more
+        name, args, kwargs = json.loads(frame[4:])
         try:
             if name in namespace:
                 fn = namespace[name]
@@ -173,46 +184,7 @@ def _make_calls(namespace: dict, calls: list, out_fd: int) -> None:
             _exit(1)  # exiting from inside a tested function is a failure, never a pass
         except BaseException as e:
             reply = {"exc": [type(e).__name__, str(e)[:2000]]}
-        codec.write_frame(out_fd, reply)
-
-
-def checked_replies(data: bytes, limit: int) -> list:
-    """The worker's reading of what `_make_calls` sent: at most `limit` replies, each of
-    them JSON within the codec's bounds (depth, items), so that what reaches the host is no
-    bigger or deeper than a test process would send, whatever the candidate wrote. The
-    host decodes them (refusing malformed values). Stops at the first malformed reply."""
-    replies, view = [], memoryview(data)
-    while len(replies) < limit and len(view) >= 4:
-        (n,) = struct.unpack(">I", view[:4])
-        if len(view) < 4 + n:
-            break
-        try:
-            reply = json.loads(bytes(view[4:4 + n]))
-        except Exception:  # garbage, or too deep for the parser
-            break
-        if type(reply) is dict and len(reply) == 1 and "ok" in reply and _bounded(reply["ok"]):
-            replies.append(reply)
-        elif type(reply) is dict and len(reply) == 1 and type(reply.get("exc")) is list and len(reply["exc"]) == 2:
-            replies.append({"exc": [str(reply["exc"][0])[:100], str(reply["exc"][1])[:2000]]})
-        else:
-            break
-        view = view[4 + n:]
-    return replies
-
-
-def _bounded(value) -> bool:
-    # the bounds `encode` keeps to, on parsed JSON (a walk, no copy)
-    budget, stack = codec.MAX_ITEMS, [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        budget -= 1
-        if budget < 0 or depth > codec.MAX_DEPTH:
-            return False
-        if type(item) is list:
-            stack += [(x, depth + 1) for x in item]
-        elif type(item) is dict:
-            stack += [(x, depth + 1) for x in item.values()]
-    return True
+        codec.write_frame(resp_fd, reply)
 
 
 # ---- test side ---------------------------------------------------------------------------

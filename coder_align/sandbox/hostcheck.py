@@ -1,9 +1,10 @@
 """Asserts the host can decide by itself once it has the values of the candidate's calls in them.
 
 An assert qualifies when all it needs from the candidate are calls with literal arguments
-(`f(1, "a")`). The candidate process makes those calls itself and sends back their values
-(`harness._make_calls`, "direct calls"); the rest of the assert is evaluated here, on the
-plain decoded values, with the same Python operations the sandboxed test process would use,
+(`f(1, "a")`). The candidate process answers those calls, handed to it one at a time,
+and sends back their values (`harness._answer_calls`, "direct calls"); the rest of the
+assert is evaluated here, on the plain decoded values, with the same Python operations the
+sandboxed test process would use,
 so the verdict is the same, without a test process and without the expected values ever
 entering the sandbox:
 
@@ -13,8 +14,10 @@ entering the sandbox:
 What may run here: comparisons, `not`, unary minus, `+`, `-`, `/`, `//` and the functions in
 FUNCTIONS (in the shapes `_shape_ok` allows), on values that are builtin literals (or
 `codec.Opaque` for anything else the candidate returned): none can run the candidate's
-code, and none can be made to do unbounded work by a value (no `*`, `%`, `**` or shifts on
-a value from the candidate, no `sum(x, [])`, no `round(x, n)` with an n of its own).
+code, and none can be made to do work whose size the candidate picks: no `*`, `%`, `**` or
+shifts on a value from the candidate, no `sum(x, [])`, no `round(x, n)` with an n of its
+own; values are bounded by the codec (items, depth, no range longer than a list could be)
+and sets are built only from members that do not share hashes (`codec.check_hashes`).
 Arithmetic on constants in the test itself (`3 * 19`, `2.0 / 3.0`) is folded when the
 parse happens, within small bounds. Anything else (loops, helper functions, `random`) runs
 in the test process as before.
@@ -49,7 +52,18 @@ class HostExpr:
 # Pure, and bounded by the size of their arguments (which the codec bounds) in the shapes
 # `_shape_ok` lets through: no `sum(x, [])` (quadratic in a list of lists), no `round(x, n)`
 # with a large or non-constant n (10 ** n), no key functions.
-FUNCTIONS = {f.__name__: f for f in (abs, len, set, frozenset, tuple, list, sorted, sum, min, max, round)}
+def _bounded_set(kind):
+    def build(values=()):
+        items = list(values)
+        codec.check_hashes(items)  # members chosen to share a hash would take quadratic time
+        return kind(items)
+
+    build.__name__ = kind.__name__
+    return build
+
+
+FUNCTIONS = {f.__name__: f for f in (abs, len, _bounded_set(set), _bounded_set(frozenset), tuple, list, sorted,
+                                     sum, min, max, round)}
 MODULE_FUNCTIONS = {("math", "isclose"): math.isclose}
 COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
            ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,

@@ -121,7 +121,8 @@ def check(source: str, tests, language: str = "python", timeout: float = 10.0, m
           *, float_tolerance: float | None = None, compile_timeout: float = 30.0,
           allow_unsandboxed: bool = False, strict: bool = True) -> TestReport:
     """Judge `source` against `tests`: a list of assert strings (MBPP), a test program
-    (HumanEval: `def check(candidate): ...` plus a call), or `[{"stdin", "stdout"}, ...]`.
+    (HumanEval: `def check(candidate): ...` plus a call), or `[{"stdin", "stdout"}, ...]`;
+    in another language, cases or a test program in it (`languages.check_program`: exit status).
 
     `timeout` covers the whole run (all asserts) for Python tests, and each case for
     stdin/stdout cases. `strict` (Python tests): a non-literal object the candidate returns
@@ -132,7 +133,10 @@ def check(source: str, tests, language: str = "python", timeout: float = 10.0, m
     if testcases.is_io_cases(tests):
         return _check_io(source, tests, language, timeout, memory_mb, float_tolerance, compile_timeout, sandboxed)
     if language != "python":
-        raise ValueError(f"{language}: tests must be a list of {{'stdin', 'stdout'}} cases")
+        if isinstance(tests, str):  # a test program in the candidate's language (MultiPL-E's form)
+            return languages.check_program(source, tests, language, timeout, memory_mb, compile_timeout, sandboxed,
+                                           OUTPUT_CAP)
+        raise ValueError(f"{language}: tests must be a test program or a list of {{'stdin', 'stdout'}} cases")
     return _check_python(source, testcases.parse_python_tests(tests), timeout, memory_mb, sandboxed, strict)
 
 
@@ -176,6 +180,15 @@ def _check_python(source, spec: testcases.PythonTests, timeout, memory_mb, sandb
 
 
 def _judge(test, result, execution: ExecutionResult) -> TestDetail:
+    """One test's detail. Whatever the candidate's value makes go wrong here (it is the
+    candidate's value: a malformed one, one too big to print) fails the test, never the check."""
+    try:
+        return _judge_value(test, result, execution)
+    except Exception as e:
+        return TestDetail(False, test.source, f"unjudgeable value: {type(e).__name__}")
+
+
+def _judge_value(test, result, execution: ExecutionResult) -> TestDetail:
     text = test.source
     if result is None:
         return TestDetail(False, text, f"no result ({execution.status})")
@@ -193,8 +206,7 @@ def _judge(test, result, execution: ExecutionResult) -> TestDetail:
 
 
 def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 200 else text[:200] + "..."
+    return testcases.short_repr(value)
 
 
 def _check_io(source, cases, language, timeout, memory_mb, tol, compile_timeout, sandboxed) -> TestReport:

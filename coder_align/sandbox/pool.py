@@ -4,7 +4,9 @@ Each worker is one long-lived `worker.py` inside its own bubblewrap sandbox (or,
 `allow_unsandboxed`, a plain process group). A job is sent on the worker's stdin; the
 job's tests go on a separate pipe that only the per-job test process reads; the report
 comes back on stdout. A worker that misses its deadline, reports itself dirty, or sends
-anything unexpected is killed and replaced, never reused.
+anything unexpected is killed and replaced, never reused. A worker found dead before it
+took a job, or whose bwrap was killed from outside (no job can reach it), is replaced and
+the job goes to another: that is never the job's verdict.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ REPORT_SLACK = 1.5  # beyond the job timeout: the worker kills at the deadline i
 # process (each lazy resolution writes a page that fork shares); the worker removes it again
 WORKER_ENV = {"LD_BIND_NOW": "1"}
 PINNED_SLACK_MB = 32  # cgroup usage after a job beyond the worker's own at start
+GONE_RETRIES = 3  # workers found dead before taking a job, in a row, before giving up
 
 
 _warned_no_group = threading.Event()
@@ -50,6 +53,11 @@ def _no_memory_group(reason: str) -> None:
             "sandbox: no memory cgroup for a worker (%s); memory_mb bounds each process, not the job", reason)
 
 
+class WorkerGone(RuntimeError):
+    """The worker was dead before it took the job (it died while idle): not the job's
+    doing, so the job goes to another worker."""
+
+
 class WorkerDied(RuntimeError):
     """The worker vanished mid-job. Reported as the candidate's failure: only it (or the
     memory limit it ran into) could do that."""
@@ -59,7 +67,7 @@ class WorkerDied(RuntimeError):
         self.oom_killed = oom_killed
 
 
-IN_SANDBOX = ("worker.py", "harness.py", "codec.py", "seccomp.py", "watch.py")
+IN_SANDBOX = ("worker.py", "harness.py", "codec.py", "relay.py", "scrub.py", "seccomp.py", "watch.py")
 # The worker is imported from bytecode, not run as a script: a script is compiled at every
 # start, and what the compiler allocated stays in the worker's heap (1-2 MB more to copy at
 # every fork and to unmap at every job process's exit).
@@ -164,8 +172,9 @@ class _Worker:
                     raise WorkerDied("worker exited")
                 self.buf += chunk
 
-    def submit(self, job: dict, tests: dict | None) -> dict:
-        """Send one job; return the worker's report, or a synthetic one if the deadline passed."""
+    def submit(self, job: dict, tests: bytes | None) -> dict:
+        """Send one job (and its tests or direct calls, for tests_fd); return the worker's
+        report, or a synthetic one if the deadline passed."""
         deadline = time.monotonic() + job["timeout"] + REPORT_SLACK
         frame = _frame(job)
         if self.group is not None:
@@ -177,10 +186,15 @@ class _Worker:
         try:
             self.proc.stdin.write(frame)
             self.proc.stdin.flush()
+        except (OSError, ValueError) as e:
+            raise WorkerGone(f"idle worker gone: {e}") from None
+        try:
             if tests is not None:
-                self._write_tests(_frame(tests), deadline)
+                self._write_tests(tests, deadline)
             report = self._read_frame(deadline)
         except (OSError, ValueError, WorkerDied) as e:
+            if self._killed_from_outside():
+                raise WorkerGone(f"sandbox killed from outside: {e}") from None
             raise WorkerDied(str(e), self._oom_killed(oom_before) if self.group else False) from None
         if report is TimeoutError:
             report = {"id": job["id"], "timed_out": True, "dirty": True, "worker_timeout": True}
@@ -191,6 +205,14 @@ class _Worker:
             if self.group.usage_mb() > self.baseline_mb + PINNED_SLACK_MB:
                 report["dirty"] = True
         return report
+
+    def _killed_from_outside(self) -> bool:
+        # bwrap's own process is outside the sandbox's PID namespace: no job can signal it,
+        # and it exits by itself (with its worker's status) when the worker dies
+        try:
+            return self.proc.wait(timeout=1.0) < 0
+        except subprocess.TimeoutExpired:
+            return False
 
     def _oom_killed(self, before: int) -> bool:
         try:
@@ -217,16 +239,26 @@ class _Worker:
         return self.proc.poll() is None
 
     def close(self) -> None:
+        """Kill and clean up; never raises (a dead worker's stdin may fail to flush)."""
         try:
             os.killpg(self.proc.pid, 9)
         except OSError:
             pass
-        self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            f.close()
-        os.close(self.tests_w)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            logging.getLogger(__name__).warning("sandbox worker %d did not exit after SIGKILL", self.proc.pid)
+        for close in (self.proc.stdin.close, self.proc.stdout.close, self.proc.stderr.close,
+                      lambda: os.close(self.tests_w)):
+            try:
+                close()
+            except (OSError, ValueError):
+                pass
         if self.group is not None:
-            self.group.remove()
+            try:
+                self.group.remove()
+            except OSError:
+                pass
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -251,31 +283,47 @@ class WorkerPool:
         self.spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sandbox-spawner")
 
     def execute(self, job: dict, tests: dict | None) -> dict:
+        """Run one job; `job["calls"]` (a list of [name, args, kwargs]) makes it a direct-call
+        job, whose calls go to the worker on the tests pipe."""
         job = dict(job, id=next(self.ids))
+        data = None
         if tests is not None:
-            tests = dict(tests, id=job["id"])
-        worker = self._acquire()
-        try:
-            report = worker.submit(job, tests)
-        except WorkerDied as e:
-            self._discard(worker)
-            return {"id": job["id"], "worker_died": str(e), "timed_out": False, "oom_killed": e.oom_killed}
-        except BaseException:
-            self._discard(worker)
-            raise
-        if report.get("dirty") or report.get("infra_error") or not worker.alive():
-            self._discard(worker)
-        else:
-            self.idle.put(worker)
-        return report
+            data = _frame(dict(tests, id=job["id"]))
+        elif job.get("calls") is not None:
+            data = b"".join(_frame(call) for call in job["calls"])
+            job.update(calls=len(job["calls"]), calls_bytes=len(data))
+        for _ in range(GONE_RETRIES):
+            worker = self._acquire()
+            try:
+                report = worker.submit(job, data)
+            except WorkerGone:
+                self._discard(worker)
+                continue
+            except WorkerDied as e:
+                self._discard(worker)
+                return {"id": job["id"], "worker_died": str(e), "timed_out": False, "oom_killed": e.oom_killed}
+            except BaseException:
+                self._discard(worker)
+                raise
+            if report.get("dirty") or report.get("infra_error") or not worker.alive():
+                self._discard(worker)
+            else:
+                self.idle.put(worker)
+            return report
+        raise bwrap.SandboxUnavailable(f"{GONE_RETRIES} sandbox workers in a row were dead before taking a job")
 
     def _acquire(self) -> _Worker:
         wait = 0.0
         while True:
             try:
-                return self.idle.get(timeout=wait) if wait else self.idle.get_nowait()
+                worker = self.idle.get(timeout=wait) if wait else self.idle.get_nowait()
             except queue.Empty:
                 wait = 0.05
+            else:
+                if worker.alive():
+                    return worker
+                self._discard(worker)  # died while idle: its slot is free again
+                continue
             with self.lock:  # a discarded worker frees a slot: re-check rather than wait forever
                 grow = self.count < self.max_workers
                 if grow:
@@ -289,9 +337,11 @@ class WorkerPool:
                     raise
 
     def _discard(self, worker: _Worker) -> None:
-        worker.close()
-        with self.lock:
-            self.count -= 1
+        try:
+            worker.close()
+        finally:
+            with self.lock:
+                self.count -= 1
 
     def shutdown(self) -> None:
         while True:

@@ -19,6 +19,7 @@ import ast
 import builtins
 import functools
 import math
+import reprlib
 import sys
 from dataclasses import dataclass
 
@@ -279,9 +280,22 @@ def _statement_result(exprs: tuple, replies: list, strict: bool) -> dict | None:
     return {"ok": True}
 
 
-def _short(value) -> str:
-    text = repr(value)
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 200
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = _REPR.maxdict = 30
+
+
+def short_repr(value) -> str:
+    """At most ~200 characters of `value`'s repr, computed from that much of it (a million
+    items or a 5,000-digit int from the candidate cost no more than a small value)."""
+    try:
+        text = _REPR.repr(value)
+    except ValueError:  # an int past sys.get_int_max_str_digits
+        text = f"<int of {value.bit_length()} bits>" if isinstance(value, int) else f"<{type(value).__name__}>"
     return text if len(text) <= 200 else text[:200] + "..."
+
+
+_short = short_repr
 
 
 def _is_eq(cmp: ast.Compare) -> bool:

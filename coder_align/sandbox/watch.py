@@ -104,6 +104,7 @@ class Watch:
             else:
                 os.close(stdin_fd)
         self.waiting: dict[int, int] = {}  # pidfd -> pid
+        self.handlers: dict = {}  # fd -> handler(fd, event) for kind "handler"
         for pid in pids:
             self.watch_pid(pid)
 
@@ -112,14 +113,24 @@ class Watch:
         self.waiting[pidfd] = pid
         self._add(pidfd, "exit", select.POLLIN)
 
+    def add_handler(self, fd: int, events: int, handler) -> None:
+        """Call `handler(fd, event)` when `fd` is ready (until `drop(fd)`)."""
+        self.handlers[fd] = handler
+        self._add(fd, "handler", events)
+
+    def drop(self, fd: int, close: bool = True) -> None:
+        self.handlers.pop(fd, None)
+        self.poll.unregister(fd)
+        del self.kind[fd]
+        if close:
+            os.close(fd)
+
     def _add(self, fd: int, kind: str, events: int) -> None:
         self.kind[fd] = kind
         self.poll.register(fd, events)
 
     def _close(self, fd: int) -> None:
-        self.poll.unregister(fd)
-        del self.kind[fd]
-        os.close(fd)
+        self.drop(fd)
 
     def _ready(self, remaining: float) -> list:
         return self.poll.poll(max(0, math.ceil(remaining * 1000)))
@@ -130,9 +141,11 @@ class Watch:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return True
-            for fd, _ in self._ready(remaining):
+            for fd, event in self._ready(remaining):
                 kind = self.kind.get(fd)
-                if kind == "stdin":
+                if kind == "handler":
+                    self.handlers[fd](fd, event)
+                elif kind == "stdin":
                     try:
                         self.pending = self.pending[os.write(fd, self.pending):]
                     except OSError:  # the process closed its stdin: fine

@@ -5,8 +5,9 @@ to use its bytecode). Jobs arrive as frames on stdin and
 reports leave on stdout (see `codec` for framing). The worker never reads the tests:
 the host writes them to `--tests-fd`, which only the per-job test process reads, so a
 candidate forked from the worker finds no expected values in its inherited memory. A job
-with direct calls (`testcases.py`) has no test process: the candidate makes the calls and
-writes the replies to a file of the worker's, which passes them on, bounded, to the host.
+with direct calls (`testcases.py`) has no test process: the host writes the calls to
+`--tests-fd` too, the worker reads them only after forking the candidate and hands them
+over one at a time (`relay.Relay`), and passes the replies on, bounded, to the host.
 
 What a job costs here is mostly the kernel's: fork, a page copy for every page a process
 writes that it still shares with the other, and exit (`benchmarks/README.md` has the
@@ -16,26 +17,30 @@ while they live.
 
 Per job: a private temp dir, rlimits on the candidate (CPU, address space, file size,
 open files, processes), a wall-clock deadline, and afterwards everything else in the PID
-namespace is killed (`--pidns`; otherwise only this worker's descendants) and /tmp is
-wiped. Anything odd (timeout, a leftover that would not die, a temp dir that would not
-go) is reported as `dirty` and the host replaces the whole sandbox.
+namespace is killed (`--pidns`; otherwise only this worker's descendants), /tmp and
+/dev/shm are emptied and given back their mode (`scrub.py`). Anything odd (timeout, a
+leftover that would not die, a tree too deep to remove, a socket kept alive in flight) is
+reported as `dirty` and the host replaces the whole sandbox; the job's verdict stands.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import math
 import os
 import resource
 import signal
-import stat
 import sys
+import termios
 import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import codec  # noqa: E402
 import harness  # noqa: E402
+import relay as relays  # noqa: E402
+import scrub  # noqa: E402
 import seccomp  # noqa: E402
 from watch import Capture, Watch, hard_limits, limit_values  # noqa: E402
 
@@ -44,6 +49,8 @@ TMP = "/tmp"  # replaced by --tmp DIR when running without a sandbox: never the 
 WORKDIR = "/tmp/job"  # the candidate's working directory, in TMP
 HARD_LIMITS = None  # ours, read once: a job process may only lower them
 OOM_SCORE_WRITABLE = False  # found out once, at start-up
+ROOTS = None  # scrub.Roots: the writable roots as they were at start-up
+NETWORK = None  # scrub.Network: our own network namespace (unsandboxed, it is the host's: None)
 
 
 def _prctl(option: int, value: int) -> None:
@@ -110,22 +117,12 @@ def _fork_candidate(job, in_r, out_w, err_w, req_r, resp_w) -> int:
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
             os.chdir(WORKDIR)  # also $TMPDIR, set once in main()
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # as in any Python (see main)
             _become_job_process(close, limits)
             harness.run_candidate(job, req_r, resp_w)
         finally:
             os._exit(70)
     return pid
-
-
-def _nameless_file() -> int:
-    """A read-write fd on a new file in TMP that has no name (so no job can open it)."""
-    try:
-        return os.open(TMP, os.O_TMPFILE | os.O_RDWR, 0o600)
-    except OSError:  # a file system without O_TMPFILE (unsandboxed runs only: /tmp is tmpfs)
-        path = os.path.join(TMP, f".replies-{os.getpid()}")
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-        os.unlink(path)
-        return fd
 
 
 def _oom_score_writable() -> bool:
@@ -140,6 +137,10 @@ def _oom_score_writable() -> bool:
         except BaseException:
             os._exit(1)
     return os.waitpid(pid, 0)[1] == 0
+
+
+def _unread(fd: int) -> int:
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
 
 
 def _descendants_alive(pidns: bool) -> list[int]:
@@ -203,34 +204,13 @@ def _kill_namespace(deadline: float) -> bool:
     return False
 
 
-def _wipe(path: str) -> bool:
-    """Remove everything under `path`, including entries a candidate made unreadable."""
-    def fix(func, p, _exc):
-        for target in (os.path.dirname(p), p):
-            try:
-                os.chmod(target, stat.S_IRWXU)
-            except OSError:
-                pass
-        func(p)
-
-    ok = True
-    for name in os.listdir(path):
-        p = os.path.join(path, name)
-        try:
-            os.rmdir(p)  # most often: the job's working directory, left empty
-            continue
-        except OSError:
-            pass
-        try:
-            if os.path.isdir(p) and not os.path.islink(p):
-                import shutil  # only here: its imports would make every fork of us heavier
-
-                shutil.rmtree(p, onerror=fix)
-            else:
-                os.unlink(p)
-        except OSError:
-            ok = False
-    return ok
+def _sandbox_restored(tests_fd: int) -> bool:
+    """Whatever the job did to its sandbox, put back; False if it cannot be (the host then
+    replaces the sandbox; the job's verdict stands)."""
+    clean = ROOTS.reset()
+    # tests a killed test process never read would be the next job's tests or calls
+    clean = not _unread(tests_fd) and clean
+    return (NETWORK is None or NETWORK.clean()) and clean
 
 
 def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
@@ -242,14 +222,13 @@ def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
     err_r, err_w = os.pipe()
     captures = {out_r: Capture(job["output_cap"]), err_r: Capture(job["output_cap"])}
     child_ends = [in_r, out_w, err_w]
-    verdict = replies_fd = test_fds = req_r = resp_w = None
-    if job["mode"] == "check" and job.get("calls") is not None:
-        # direct calls: the candidate makes the tests' calls itself and writes each reply to
-        # a nameless file of ours, read once it is dead (a pipe would wake us per reply)
-        replies_fd = resp_w = _nameless_file()
-    elif job["mode"] == "check":
+    verdict = relay = test_fds = req_r = req_w = resp_w = None
+    if job["mode"] == "check":
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
+    if job["mode"] == "check" and job.get("calls") is not None:
+        child_ends += [req_r, resp_w]  # direct calls: the candidate answers them (relay.Relay)
+    elif job["mode"] == "check":
         ver_r, ver_w = os.pipe()
         captures[ver_r] = verdict = Capture(codec.MAX_FRAME)
         test_fds = (ver_w, req_w, resp_r)
@@ -257,6 +236,8 @@ def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
     # All set up before forking: from the fork until the job's processes exit, each page
     # this process writes is copied (they share it), so the less done then the better.
     watch = Watch(captures, [], in_w, job["stdin"].encode())
+    if req_w is not None and test_fds is None:
+        relay = relays.Relay(job["calls"], req_w, resp_r, watch)
     b_pid = _fork_tests(job, tests_fd, *test_fds) if test_fds else None
     a_pid = _fork_candidate(job, in_r, out_w, err_w, req_r, resp_w)
     for fd in child_ends:
@@ -264,6 +245,8 @@ def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
     for pid in (b_pid, a_pid):
         if pid is not None:
             watch.watch_pid(pid)
+    if relay is not None:  # the calls come from the host only now, after the fork
+        relay.start(tests_fd, job["calls_bytes"])
 
     ended: dict[int, tuple] = {}  # pid -> (wait status, rusage)
 
@@ -279,14 +262,13 @@ def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
     timed_out = watch.run(t0 + job["timeout"], on_exit)
     clean = _kill_everything(pidns)
     # the writers are dead now, so what is left in the pipes is finite
+    replies = relay.finish() if relay is not None else None
     for pid in watch.finish(time.monotonic() + 1.0):
         try:
             ended[pid] = os.wait4(pid, 0)[1:]
         except ChildProcessError:
             pass
-    clean = _wipe(TMP) and clean
-    if pidns and os.path.isdir("/dev/shm"):  # the sandbox's own /dev, never the host's
-        clean = _wipe("/dev/shm") and clean
+    clean = _sandbox_restored(tests_fd) and clean
 
     status = ended.get(a_pid, (None,))[0]
     report = {
@@ -301,10 +283,8 @@ def run_job(job: dict, tests_fd: int, pidns: bool) -> dict:
         "verdict": None,
         "usage": _usage(own_before, ended.get(a_pid), ended.get(b_pid)),
     }
-    if replies_fd is not None:
-        written = min(os.fstat(replies_fd).st_size, codec.MAX_FRAME)
-        report["calls"] = harness.checked_replies(os.pread(replies_fd, written, 0), len(job["calls"]))
-        os.close(replies_fd)
+    if replies is not None:
+        report["calls"] = replies
     if verdict is not None and verdict.data:
         try:
             report["verdict"] = codec.read_frame_bytes(bytes(verdict.data))
@@ -357,10 +337,17 @@ def main(argv: list[str]) -> int:
         if pidns:  # sandboxed: no candidate runs without the filter
             codec.write_frame(1, {"ready": False, "error": f"seccomp: {e}"})
             return 1
+    # PID 1 gets no signal from inside its namespace that it has no handler for, but Python
+    # installs one for SIGINT: without this, a job's O_ASYNC socket (F_SETOWN 1,
+    # F_SETSIG SIGINT) could interrupt a later job, or kill us while idle
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     harness.prepare_std_streams()  # once, for every candidate to inherit
     harness.warm_up()
-    global HARD_LIMITS, OOM_SCORE_WRITABLE
+    global HARD_LIMITS, OOM_SCORE_WRITABLE, ROOTS, NETWORK
     HARD_LIMITS, OOM_SCORE_WRITABLE = hard_limits(), _oom_score_writable()
+    # the sandbox's own /dev/shm; unsandboxed, /dev is the host's
+    ROOTS = scrub.Roots([TMP, "/dev/shm"] if pidns and os.path.isdir("/dev/shm") else [TMP])
+    NETWORK = scrub.Network() if pidns else None
     os.environ.pop("LD_BIND_NOW", None)  # pool.WORKER_ENV: it has done its work at start-up
     # orphans of a job re-parent to us, so we can find and kill them without a PID namespace
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
