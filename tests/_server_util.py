@@ -82,13 +82,17 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def sandbox_server(*args: str, token: str | None = None, start_timeout: float = 90.0):
+def sandbox_server(*args: str, token: str | None = None, start_timeout: float = 90.0, patch: str | None = None):
     """A server on a free 127.0.0.1 port; yields a `Server`; stops it (and checks that nothing
-    of it survives) on exit."""
+    of it survives) on exit. `patch`: Python run in the server's process before it starts
+    (to plant a fault)."""
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("CODER_ALIGN_SANDBOX_URLS", None)
-    cmd = [sys.executable, "-m", "coder_align.cli", "sandbox", "serve", "--host", "127.0.0.1",
+    entry = ["-m", "coder_align.cli"]
+    if patch:
+        entry = ["-c", patch + "\nimport sys\nfrom coder_align.cli import main\nsys.exit(main(sys.argv[1:]))"]
+    cmd = [sys.executable, *entry, "sandbox", "serve", "--host", "127.0.0.1",
            "--port", str(port), *args] + (["--token", token] if token else [])
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(proc, f"http://127.0.0.1:{port}", token)

@@ -176,7 +176,8 @@ def test_grpo_rewards_are_judged_on_the_configured_servers(servers, tiny_model_d
     before = judged()
     dead = f"http://127.0.0.1:{free_port()}"
     summary = grpo(tiny_model_dir, write_rows(tmp_path / "rows.jsonl"), tmp_path / "run", "train.max_steps=1",
-                   "grpo.rewards={unit_test: 1.0}", f"sandbox.endpoints=[{dead},{server.url}]",
+                   "grpo.rewards={unit_test: 1.0}", "grpo.dynamic_sampling=false",
+                   f"sandbox.endpoints=[{dead},{server.url}]",
                    "sandbox.batch_size=4")
     after = judged()
     assert summary["rewards"]["rows_scored"] == 8 and summary["rewards"]["unjudged"] == {}

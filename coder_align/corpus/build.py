@@ -211,7 +211,7 @@ def build_corpus(
         return {"submitted": True, "executor": "slurm", "state": state, **{k: plan[k] for k in (
             "out", "work", "stats_path", "report_path")}}
     if executor == "ray":
-        _run_ray(plan, stages, workers, ray or {})
+        _run_ray(plan, stages, workers, ray or {}, verbose)
     else:
         _run_local(plan, stages, workers or default_workers(), verbose)
     stats = json.loads(Path(plan["stats_path"]).read_text(encoding="utf-8"))
@@ -325,17 +325,28 @@ def _check_complete(plan: dict, name: str, tasks: int) -> None:
                            f"(see {_logs(plan, name)}/logs/task_{missing[0]:05d}.log); rerun to resume")
 
 
-def _run_ray(plan: dict, stages: list, workers: int, options: dict) -> None:
+def _run_ray(plan: dict, stages: list, workers: int, options: dict, verbose: bool) -> None:
+    """Each stage as one datatrove RayPipelineExecutor run, on the Ray this process is connected
+    to (`ray.init` before the build), else as `ray.init()` finds one: $RAY_ADDRESS, the cluster
+    `ray start` began on this machine, or a new local one."""
     try:
         import ray  # noqa: F401
     except ImportError as e:
         raise ImportError("executor 'ray' needs Ray: pip install 'ray[default]'") from e
     from datatrove.executor import RayPipelineExecutor
 
-    for name, step, tasks in stages:
-        RayPipelineExecutor([step], tasks=tasks, workers=workers or -1, logging_dir=_logs(plan, name),
-                            **options).run()
-        _check_complete(plan, name, tasks)
+    if not verbose:  # as with local: a few lines per stage (and a warning per stage that logs are local)
+        logger.disable("datatrove")
+    try:
+        for name, step, tasks in stages:
+            began = time.perf_counter()
+            RayPipelineExecutor([step], tasks=tasks, workers=workers or -1, logging_dir=_logs(plan, name),
+                                **options).run()
+            _check_complete(plan, name, tasks)  # a failed task is only a warning of datatrove's
+            print(f"corpus build: {name}: {tasks} task(s) done in {time.perf_counter() - began:.1f}s (ray)",
+                  file=sys.stderr)
+    finally:
+        logger.enable("datatrove")
 
 
 def _run_slurm(plan: dict, stages: list, workers: int, options: dict) -> None:

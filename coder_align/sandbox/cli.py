@@ -98,6 +98,12 @@ def _serve_parser(sub) -> None:
     p.add_argument("--max-memory-mb", type=int, default=d.max_memory_mb)
     p.add_argument("--default-memory-mb", type=int, default=d.default_memory_mb,
                    help="for /run_code's memory_limit_MB=-1 (SandboxFusion's 'no limit')")
+    p.add_argument("--max-connections", type=int, default=d.max_connections,
+                   help="open at once; those without an authorised request in progress are closed to make room")
+    p.add_argument("--header-timeout", type=float, default=d.header_timeout,
+                   help="seconds for a request's headers to arrive")
+    p.add_argument("--body-timeout", type=float, default=d.body_timeout,
+                   help="seconds for a request's body to arrive, after its headers")
     p.add_argument("--allow-unsandboxed", action="store_true", help="run without bubblewrap (trusted code only)")
 
 
@@ -107,7 +113,8 @@ def _serve(args) -> int:
                          max_jobs_per_request=args.max_jobs_per_request, max_timeout=args.max_timeout,
                          max_cases_per_job=args.max_cases_per_job, max_output_kb=args.max_output_kb,
                          max_memory_mb=args.max_memory_mb, default_memory_mb=args.default_memory_mb,
-                         allow_unsandboxed=args.allow_unsandboxed)
+                         max_connections=args.max_connections, header_timeout=args.header_timeout,
+                         body_timeout=args.body_timeout, allow_unsandboxed=args.allow_unsandboxed)
     try:
         return serve(config)
     except SandboxUnavailable as e:

@@ -120,7 +120,8 @@ def validate(job: dict) -> dict:
             if "stdout" not in case:
                 raise ValueError(f"tests[{i}] has no 'stdout' key: {sorted(case)}")
     elif out["language"] != "python":
-        raise ValueError(f"{out['language']}: tests must be a list of {{'stdin', 'stdout'}} cases")
+        if not isinstance(tests, str):  # a str: a test program in that language
+            raise ValueError(f"{out['language']}: tests must be a test program or a list of {{'stdin', 'stdout'}} cases")
     else:
         testcases.parse_python_tests(tests)
     return out

@@ -15,9 +15,11 @@ Endpoints:
 What it adds to the local sandbox: a bearer token (required for any bind other than
 loopback), a request size cap, per-field limits (timeouts, memory, jobs per request), a
 bounded queue (a request that does not fit gets 429 with Retry-After, never unbounded
-memory), and cancelling a disconnected client's queued jobs. Every bad request gets a 4xx
-with a message; an infrastructure failure inside a job is that job's `unavailable`
-(SandboxError for /run_code), never an HTTP 500.
+memory), cancelling a disconnected client's queued jobs, and deadlines for a request's
+headers and body with connection slots that only authorised requests in progress can keep
+(`connections.py`). Every bad request gets a 4xx with a message; an infrastructure failure
+inside a job, or an error of the checker on it, is that job's `unavailable` (SandboxError
+for /run_code), never an HTTP 500 and never its batch's.
 
 Not here: isolation (that is the sandbox's, unchanged: each job runs exactly as a local
 `check`/`run` would), TLS (terminate it in front, see the README's fleet sketch), and

@@ -8,7 +8,6 @@ for and how its jobs run (`jobs.py`), the queue (`scheduler.py`).
 # no `from __future__ import annotations`: FastAPI reads the handlers' annotations at runtime
 import asyncio
 import concurrent.futures
-import hmac
 import ipaddress
 import json
 import logging
@@ -17,6 +16,7 @@ from typing import Optional
 from coder_align.sandbox import local, pool
 from coder_align.sandbox.bwrap import SandboxUnavailable, find_bwrap
 from coder_align.sandbox.server.config import TOKEN_ENV, ServeConfig
+from coder_align.sandbox.server.connections import protocol_class, token_ok
 from coder_align.sandbox.server.jobs import (
     BadRequest, run_check, run_code_job, run_compile_check, validate_check_job, validate_compile_check,
     validate_run_code,
@@ -59,7 +59,7 @@ class _Guard:
 
         try:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-            if self.config.token and not _token_ok(headers.get("authorization", ""), self.config.token):
+            if self.config.token and not token_ok(headers.get("authorization", ""), self.config.token):
                 return await _send_json(counting_send, 401, {"error": "missing or wrong bearer token: send "
                                         "'Authorization: Bearer <token>' (the server's --token)"},
                                         [(b"www-authenticate", b"Bearer")])
@@ -91,11 +91,6 @@ class _Guard:
             known = path if path in ("/run_code", "/check", "/check_many", "/compile_check", "/health",
                                      "/metrics") else "other"
             self.scheduler.count_request(known, status_seen[0] if status_seen else 499)
-
-
-def _token_ok(header: str, token: str) -> bool:
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 async def _send_json(send, status: int, obj: dict, extra_headers=()) -> None:
@@ -151,7 +146,9 @@ async def _body_json(request):
     raw = await request.body()
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except RecursionError:
+        raise BadRequest("request body is JSON nested too deeply for this server") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an int of more than 4300 digits
         raise BadRequest(f"request body is not valid JSON: {e}") from None
 
 
@@ -264,6 +261,8 @@ def serve(config: ServeConfig) -> int:
     app = create_app(config)
     log.warning("sandbox server on %s:%d, %d workers, queue %d%s", config.host, config.port, config.workers,
                 config.queue_size, ", token required" if config.token else "")
+    # not uvicorn's limit_concurrency: it counts idle and half-sent connections (connections.py)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False,
-                limit_concurrency=config.max_connections, timeout_keep_alive=30)
+                http=protocol_class(config, app.scheduler.count_closed_connection), ws="none",
+                timeout_keep_alive=30)
     return 0

@@ -22,7 +22,9 @@ class ServeConfig:
     max_compile_timeout: float = 120.0
     default_memory_mb: int = 1024  # SandboxFusion's memory_limit_MB=-1 ("no limit") gets this
     max_memory_mb: int = 4096
-    max_connections: int = 1024
+    max_connections: int = 1024  # open at once; those without an authorised request in progress make room
+    header_timeout: float = 10.0  # seconds for a request's headers, from its first byte (a new connection's opening)
+    body_timeout: float = 60.0  # seconds for a request's body, from its headers
     allow_unsandboxed: bool = False
 
     def resolved(self) -> "ServeConfig":

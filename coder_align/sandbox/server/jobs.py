@@ -3,13 +3,15 @@
 Validation applies the same rules as a local `check` (language, test format) plus the
 server's limits (`ServeConfig`), and raises `BadRequest` (a 4xx) naming the field. The
 jobs run exactly as a local `check`/`run`/`compile_check` would, on the scheduler's
-threads; a failure of the machine is the job's `unavailable`, never an exception. Not
-here: the queue (`scheduler.py`) and HTTP (`app.py`).
+threads; a failure of the machine, or an exception of the checker on one job, is that
+job's `unavailable`, never an exception (so never its whole batch's). Not here: the queue
+(`scheduler.py`) and HTTP (`app.py`).
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import os
 from typing import Any
@@ -20,6 +22,8 @@ from coder_align.sandbox.results import (
     COMPILE_ERROR, OK, TIMEOUT, UNAVAILABLE, ExecutionResult, TestReport,
 )
 from coder_align.sandbox.server.config import ServeConfig
+
+log = logging.getLogger("coder_align.sandbox.server")
 
 # SandboxFusion's language names -> ours; the rest of its list is refused with 400
 SF_LANGUAGES = {"python": "python", "cpp": "cpp", "nodejs": "javascript", "go": "go", "java": "java",
@@ -65,7 +69,9 @@ def validate_check_job(job: Any, config: ServeConfig, where: str = "job") -> dic
                 if not all(isinstance(case.get(k, ""), str) for k in ("stdin", "stdout")):
                     raise ValueError(f"tests[{i}]: 'stdin' and 'stdout' must be strings")
         elif job["language"] != "python":
-            raise ValueError(f"{job['language']}: tests must be a list of {{'stdin', 'stdout'}} cases")
+            if not isinstance(tests, str):  # a str: a test program in that language
+                raise ValueError(f"{job['language']}: tests must be a test program or a list of "
+                                 "{'stdin', 'stdout'} cases")
         elif not isinstance(tests, (str, list)):
             raise ValueError("tests must be a list of asserts, a test program, or stdin/stdout cases")
         else:
@@ -74,6 +80,8 @@ def validate_check_job(job: Any, config: ServeConfig, where: str = "job") -> dic
         raise BadRequest(f"{where}.tests is not valid Python (syntax error: {e})") from None
     except (ValueError, TypeError) as e:
         raise BadRequest(f"{where}: {e}") from None
+    except (RecursionError, MemoryError):  # the parser's own limits: `assert ----...1`, nested 10**5 deep
+        raise BadRequest(f"{where}.tests is nested too deeply to parse") from None
     _number(job, "timeout", 10.0, config.max_timeout, where)
     _number(job, "compile_timeout", 30.0, config.max_compile_timeout, where)
     _number(job, "memory_mb", 1024, config.max_memory_mb, where, integer=True)
@@ -119,6 +127,9 @@ def run_compile_check(job: dict, allow_unsandboxed: bool) -> ExecutionResult:
                                    timeout=job["timeout"], allow_unsandboxed=allow_unsandboxed)
     except (SandboxUnavailable, OSError, RuntimeError) as e:
         return ExecutionResult(UNAVAILABLE, stderr=f"sandbox: {type(e).__name__}: {e}")
+    except Exception as e:  # a bug met by this job: no verdict, and no 500 (see run_check)
+        log.exception("compile_check raised; the job is reported unavailable")
+        return ExecutionResult(UNAVAILABLE, stderr=f"sandbox: {type(e).__name__}: {str(e)[:500]}")
 
 
 def validate_run_code(body: Any, config: ServeConfig) -> dict:
@@ -163,6 +174,12 @@ def run_check(job: dict, allow_unsandboxed: bool, max_output: int = 64 << 10) ->
         report = local.check(**job, allow_unsandboxed=allow_unsandboxed)
     except (SandboxUnavailable, OSError, RuntimeError) as e:  # the machine, not the candidate
         return TestReport(False, 0, 0, UNAVAILABLE, error=f"sandbox: {type(e).__name__}: {e}")
+    except Exception as e:
+        # a bug of the checker met by this job: no verdict for it, and none lost for the
+        # rest of its batch (a 500 would make its whole /check_many request unavailable)
+        log.exception("check raised on one job; it is reported unavailable")
+        return TestReport(False, 0, 0, UNAVAILABLE, error=f"sandbox: the checker failed on this job: "
+                                                           f"{type(e).__name__}: {str(e)[:500]}")
     # a batch of flooding candidates must not make a response of hundreds of MB
     for name in ("stdout", "stderr"):
         text = getattr(report, name)
@@ -189,6 +206,9 @@ def run_program(job: dict, allow_unsandboxed: bool) -> tuple[ExecutionResult | N
             build.close()
     except (SandboxUnavailable, OSError, RuntimeError) as e:
         return None, ExecutionResult(UNAVAILABLE, stderr=f"sandbox: {type(e).__name__}: {e}")
+    except Exception as e:  # a bug met by this job: no verdict, and no 500 (see run_check)
+        log.exception("run raised; the job is reported unavailable")
+        return None, ExecutionResult(UNAVAILABLE, stderr=f"sandbox: {type(e).__name__}: {str(e)[:500]}")
 
 
 def run_code_job(job: dict, allow_unsandboxed: bool) -> dict:

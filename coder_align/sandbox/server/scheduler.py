@@ -85,11 +85,18 @@ class Scheduler:
                     "executions": executions, "rejected_jobs": self.counters["rejected_jobs"],
                     "cancelled_jobs": self.counters["cancelled_jobs"],
                     "requests": {k.split(":", 1)[1]: v for k, v in self.counters.items() if k.startswith("requests:")},
+                    "connections_closed": {k.split(":", 1)[1]: v for k, v in self.counters.items()
+                                           if k.startswith("closed:")},
                     "uptime_s": round(time.time() - self.started, 1)}
 
     def count_request(self, path: str, status: int) -> None:
         with self.lock:
             self.counters[f"requests:{path} {status}"] += 1
+
+    def count_closed_connection(self, reason: str) -> None:
+        """A connection closed by the server's rules (connections.py): a deadline, made room, refused."""
+        with self.lock:
+            self.counters[f"closed:{reason}"] += 1
 
 
 def prometheus(snap: dict) -> str:
@@ -108,4 +115,7 @@ def prometheus(snap: dict) -> str:
     for key, n in sorted(snap["requests"].items()):
         path, code = key.rsplit(" ", 1)
         lines.append(f'{p}requests_total{{path="{path}",code="{code}"}} {n}')
+    lines.append(f"# TYPE {p}connections_closed_total counter")
+    for reason, n in sorted(snap["connections_closed"].items()):
+        lines.append(f'{p}connections_closed_total{{reason="{reason}"}} {n}')
     return "\n".join(lines) + "\n"
