@@ -46,4 +46,23 @@ for tool in gcc g++ javac node go rustc; do
     command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
 done
 [ -z "$missing" ] || echo "install: note: optional toolchains not found:$missing (code in those languages is judged 'unavailable')" >&2
+
+# DeepSeek-Coder's multilingual HumanEval also runs TypeScript, PHP and C#: three Debian
+# packages (23 with their dependencies, about 25 s). TOOLCHAINS=install (make install
+# TOOLCHAINS=install) installs the missing ones as root with apt-get; otherwise the command is printed.
+packages=""
+command -v tsc >/dev/null 2>&1 || packages="$packages node-typescript"
+command -v php >/dev/null 2>&1 || packages="$packages php-cli"
+{ command -v mcs >/dev/null 2>&1 && command -v mono >/dev/null 2>&1; } || packages="$packages mono-mcs"
+if [ -n "$packages" ]; then
+    if [ "${TOOLCHAINS:-}" = "install" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "install: installing$packages (TypeScript, PHP, C# for multilingual HumanEval) with apt-get" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $packages ||
+            echo "install: warning: apt-get could not install$packages; those languages are judged 'unavailable'" >&2
+    else
+        echo "install: note: TypeScript/PHP/C# toolchains missing (humaneval-ts/php/cs are judged 'unavailable');" \
+             "install them with: sudo apt-get install -y --no-install-recommends$packages" \
+             "(or make install TOOLCHAINS=install as root)" >&2
+    fi
+fi
 exit 0

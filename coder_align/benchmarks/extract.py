@@ -22,7 +22,8 @@ FENCE_LINE = re.compile(r"^[ \t]*```", re.M)
 _UNTERMINATED = re.compile(r"^[ \t]*```[ \t]*[\w+#.-]*[^\n]*\n(.*)\Z", re.M | re.S)
 _TAGS = {"python": {"python", "py", "python3"}, "cpp": {"cpp", "c++", "cc", "cxx"}, "c": {"c"},
          "java": {"java"}, "javascript": {"javascript", "js", "node"}, "go": {"go", "golang"},
-         "rust": {"rust", "rs"}, "bash": {"bash", "sh", "shell"}}
+         "rust": {"rust", "rs"}, "bash": {"bash", "sh", "shell"}, "typescript": {"typescript", "ts"},
+         "php": {"php"}, "csharp": {"csharp", "cs", "c#"}}
 
 
 def code_blocks(text: str) -> list[tuple[str, str]]:

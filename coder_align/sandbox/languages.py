@@ -3,6 +3,9 @@
 Each submission is compiled once (its own time limit, inside a sandbox whose only
 writable host directory is the build dir), then every run gets a fresh sandbox with the
 build dir read-only at /box. A missing toolchain is status `unavailable` naming the tool.
+
+`check_program` judges a test program in the candidate's language (MultiPL-E's form:
+source, then tests that assert and exit non-zero on a failure), by its exit status.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from pathlib import Path
 
 from coder_align.sandbox import bwrap, seccomp
 from coder_align.sandbox.results import (
-    COMPILE_ERROR, MEMORY_EXCEEDED, OK, RUNTIME_ERROR, TIMEOUT, UNAVAILABLE, ExecutionResult,
+    COMPILE_ERROR, MEMORY_EXCEEDED, OK, RUNTIME_ERROR, TIMEOUT, UNAVAILABLE, ExecutionResult, TestDetail, TestReport,
 )
 
 ALIASES = {"py": "python", "python3": "python", "c++": "cpp", "js": "javascript", "node": "javascript",
-           "golang": "go", "rs": "rust", "sh": "bash", "shell": "bash"}
+           "golang": "go", "rs": "rust", "sh": "bash", "shell": "bash", "ts": "typescript",
+           "cs": "csharp", "c#": "csharp"}
 
 COMPILE_MEMORY_MB = 4096
 NPROC = 128  # JVM and Go runtimes start a dozen threads each; threads count as processes
@@ -39,7 +43,19 @@ class Language:
     run: list[str]  # {mem} is the memory limit in MB
     env: dict[str, str] = field(default_factory=dict)
     limit_address_space: bool = True  # JVM and V8 reserve far more address space than they use
+    # a run that exits 0 but wrote one of these to stderr failed (Mono's Debug.Assert only prints)
+    fail_markers: tuple[str, ...] = ()
+    # test programs (`check_program`): other steps where the plain ones would not test
+    # (Java ignores `assert` without -ea; Go's tests need `go test`)
+    program_file: str | None = None
+    program_compile: list[str] | None = None
+    program_run: list[str] | None = None
+    host_config: tuple[str, ...] = ()  # read-only mounts the toolchain needs beyond /usr (Mono's /etc/mono)
 
+
+# Mono logs that seccomp refused it a thread priority (harmless) on stdout, where it would
+# spoil stdin/stdout cases; its log goes to the sandbox's private /tmp instead
+MONO_LOG = "/tmp/mono.log"
 
 LANGUAGES = {
     "c": Language("c", "main.c", "gcc", ["gcc", "-O2", "-std=gnu17", "-o", "main", "main.c", "-lm"], ["/box/main"]),
@@ -54,7 +70,26 @@ LANGUAGES = {
                         "CGO_ENABLED": "0"}),
     "rust": Language("rust", "main.rs", "rustc", ["rustc", "-O", "-o", "main", "main.rs"], ["/box/main"]),
     "bash": Language("bash", "main.sh", "bash", ["bash", "-n", "main.sh"], ["bash", "/box/main.sh"]),
+    # tsc type-checks (a type error is a compile error, as in MultiPL-E) and writes main.js
+    "typescript": Language("typescript", "main.ts", "tsc", ["tsc", "--target", "es2020", "main.ts"],
+                           ["node", "--max-old-space-size={mem}", "/box/main.js"], limit_address_space=False),
+    "php": Language("php", "main.php", "php", ["php", "-l", "main.php"],
+                    ["php", "-d", "memory_limit={mem}M", "/box/main.php"]),
+    # Mono: MultiPL-E's C# tests use Debug.Assert, live only with DEBUG defined; a failed one
+    # prints to the trace listener and carries on, hence the marker
+    "csharp": Language("csharp", "main.cs", "mcs",
+                       ["mcs", "-d:DEBUG", "-r:System.Numerics.dll", "-out:main.exe", "main.cs"],
+                       ["mono", "/box/main.exe"],
+                       env={"MONO_TRACE_LISTENER": "Console.Error", "MONO_LOG_DEST": MONO_LOG},
+                       limit_address_space=False, fail_markers=("System.Diagnostics.DefaultTraceListener.Fail",),
+                       host_config=("/etc/mono",)),
 }
+LANGUAGES["java"].program_run = ["java", "-ea", "-Xmx{mem}m", "-Xss64m", "-XX:+UseSerialGC", "-cp", "/box", "{main_class}"]
+# no -O2 for test programs, as MultiPL-E: with it GCC takes a function that falls off its end
+# (a model's comment-only body) as unreachable and may drop the asserts that call it: exit 0
+LANGUAGES["cpp"].program_compile = ["g++", "-std=c++17", "-o", "main", "main.cpp"]
+LANGUAGES["go"].program_file = "main_test.go"
+LANGUAGES["go"].program_compile = ["go", "test", "-c", "-o", "main", "main_test.go"]
 
 
 def normalise(language: str) -> str:
@@ -113,24 +148,46 @@ def _to_result(res: dict, status: str | None = None) -> ExecutionResult:
     )
 
 
+def java_main_class(source: str) -> str:
+    """The class to run: the public one (it names the file), else the one that declares
+    `main` (MultiPL-E's `class Problem`), else Main.
+
+    >>> java_main_class("class Problem {\\n public static void main(String[] a) {}\\n}")
+    'Problem'
+    """
+    public = re.search(r"public\s+(?:final\s+)?class\s+(\w+)", source)
+    if public:
+        return public.group(1)
+    main = re.search(r"static\s+void\s+main\s*\(", source)
+    if main:
+        declared = re.findall(r"\bclass\s+(\w+)", source[:main.start()])
+        if declared:
+            return declared[-1]
+    return "Main"
+
+
 class Build:
     """One compiled submission: `compile()` once, then `run(stdin)` per case."""
 
-    def __init__(self, source: str, language: str, sandboxed: bool, output_cap: int):
+    def __init__(self, source: str, language: str, sandboxed: bool, output_cap: int, program: bool = False):
         self.lang = LANGUAGES[language]
         self.sandboxed = sandboxed
         self.output_cap = output_cap
+        # a test program may need other steps than a stdin/stdout program (Language.program_*)
+        self.steps = (self.lang.program_compile or self.lang.compile if program else self.lang.compile,
+                      self.lang.program_run or self.lang.run if program else self.lang.run)
         self.dir = tempfile.mkdtemp(prefix=f"coder_align_{language}_")
         os.chmod(self.dir, 0o755)  # the run step reads it as the sandbox user
-        self.vars = {"file": self.lang.source_file, "main_class": "Main"}
+        self.vars = {"file": (self.lang.program_file if program else None) or self.lang.source_file,
+                     "main_class": "Main"}
         if language == "java":
-            m = re.search(r"public\s+(?:final\s+)?class\s+(\w+)", source)
-            self.vars["main_class"] = m.group(1) if m else "Main"
+            self.vars["main_class"] = java_main_class(source)
             self.vars["file"] = f"{self.vars['main_class']}.java"
         Path(self.dir, self.vars["file"]).write_text(source)
         found = find_tool(self.lang.tool)
         self.missing = None if found else self.lang.tool
         self.tool_path, self.mounts = found or (None, [])
+        self.mounts = self.mounts + [(p, p) for p in self.lang.host_config if os.path.isdir(p)]
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -178,17 +235,51 @@ class Build:
     def compile(self, timeout: float) -> ExecutionResult:
         if self.missing:
             return ExecutionResult(UNAVAILABLE, stderr=f"toolchain not found: `{self.missing}` is not installed")
-        if self.lang.compile is None:
+        if self.steps[0] is None:
             return ExecutionResult(OK)
-        res = self._exec(self._argv(self.lang.compile, 0), stdin=b"", timeout=timeout,
+        res = self._exec(self._argv(self.steps[0], 0), stdin=b"", timeout=timeout,
                          memory_mb=COMPILE_MEMORY_MB if self.lang.limit_address_space else None,
                          compiling=True)
         if res["timed_out"]:
             return _to_result(res, TIMEOUT)
-        return _to_result(res, OK if res["exit_code"] == 0 else COMPILE_ERROR)  # sandbox failure wins
+        result = _to_result(res, OK if res["exit_code"] == 0 else COMPILE_ERROR)  # sandbox failure wins
+        if result.status == COMPILE_ERROR and not result.stderr.strip():
+            result.stderr = result.stdout  # tsc reports its errors on stdout
+        return result
 
     def run(self, stdin: str, timeout: float, memory_mb: int) -> ExecutionResult:
-        argv = self._argv(self.lang.run, memory_mb)
+        argv = self._argv(self.steps[1], memory_mb)
         res = self._exec(argv, stdin=stdin.encode(), timeout=timeout,
                          memory_mb=memory_mb if self.lang.limit_address_space else None, compiling=False)
-        return _to_result(res)
+        result = _to_result(res)
+        if result.status == OK and any(m in result.stderr for m in self.lang.fail_markers):
+            result.status = RUNTIME_ERROR
+        return result
+
+
+def check_program(source: str, tests: str, language: str, timeout: float, memory_mb: int, compile_timeout: float,
+                  sandboxed: bool, output_cap: int) -> TestReport:
+    """Judge `source` followed by `tests`, a test program in the same language (MultiPL-E's
+    HumanEval: asserts in a `main`, a test function...), by the program's exit status.
+
+    Unlike Python tests and stdin/stdout cases, the verdict is the candidate process's own
+    word: code that exits 0 before the tests run passes. Fine for benchmarks of honest
+    models (it is how MultiPL-E and DeepSeek-Coder judge); for training on rewards prefer
+    stdin/stdout cases, whose outputs are compared outside the sandbox.
+    """
+    build = Build(source.rstrip("\n") + "\n" + tests, language, sandboxed, output_cap, program=True)
+    try:
+        compiled = build.compile(compile_timeout)
+        if compiled.status != OK:
+            status = UNAVAILABLE if compiled.status == UNAVAILABLE else COMPILE_ERROR
+            return TestReport(False, 0, 1, status, "exit_status",
+                              error=(compiled.stderr or compiled.stdout or "compilation timed out")[-4000:],
+                              duration=compiled.duration)
+        result = build.run("", timeout, memory_mb)
+        passed = result.status == OK
+        error = None if passed else f"{result.status} (exit {result.exit_code}): {(result.stderr or result.stdout)[-2000:]}"
+        return TestReport(passed, int(passed), 1, result.status, "exit_status",
+                          [TestDetail(passed, "test program", None if passed else result.status)],
+                          result.stdout, result.stderr, result.duration, error)
+    finally:
+        build.close()
