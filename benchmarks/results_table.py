@@ -7,13 +7,16 @@
     python benchmarks/results_table.py eval --stage grpo-rft --model outputs/grpo-embedded-rft
     python benchmarks/results_table.py table   # RESULTS.md's table, results/embedded.json, results/embedded.png
 
-`eval` runs three `coder-align eval run` commands for a stage, greedy and on full sets
+`eval` runs four `coder-align eval run` commands for a stage, greedy and on full sets
 except infilling (first 300), into benchmarks/results/<stage>/:
+  validation/ MBPP validation (43, ids 511-600), instruct mode: the split every choice between
+             stages or checkpoints is made on (benchmarks.validation_split); never the test columns
   instruct/  HumanEval (164) + MBPP test (257), instruct mode (configs/eval/instruct.yaml)
   base/      MBPP test (257), base mode
   infill/    HumanEval single-line infilling, first 300 problems
 and keeps each run's samples_<task>.jsonl (re-score them with `coder-align eval score`),
-summary.json and the exact command in command.txt. `table` reads every stage present, in
+summary.json and the exact command in command.txt (written by the run itself, beside its
+resolved eval_config.yaml). `table` reads every stage present, in
 STAGES order, and writes the table and the plot; a stage not yet run is a row of dashes.
 """
 
@@ -33,7 +36,8 @@ STAGES = {"shipped": "embedded, as shipped", "sft": "+ SFT (configs/sft/embedded
           "grpo": "+ GRPO of the SFT model (configs/grpo/embedded.yaml, 100 steps)",
           "grpo-rft": "+ GRPO of the RFT model (configs/grpo/embedded.yaml, 60 steps)"}
 # (run directory, task, column title, problems expected)
-COLUMNS = [("instruct", "humaneval", "HumanEval (164) greedy pass@1, instruct", 164),
+COLUMNS = [("validation", "mbpp-validation", "MBPP validation (43) greedy pass@1, instruct (stages are chosen on it)", 43),
+           ("instruct", "humaneval", "HumanEval (164) greedy pass@1, instruct", 164),
            ("instruct", "mbpp", "MBPP test (257) greedy pass@1, instruct", 257),
            ("base", "mbpp", "MBPP test (257) pass@1, base mode", 257),
            ("infill", "infilling", "HumanEval single-line infilling (first 300) pass@1", 300)]
@@ -46,6 +50,9 @@ def commands(model: str, stage_dir: Path, extra: list[str]) -> dict[str, list[st
     return {
         "instruct": base + ["--config", "configs/eval/instruct.yaml", f"model.path={model}",
                             f"output_dir={stage_dir / 'instruct'}", *extra],
+        # the held-out split (benchmarks.validation_split): the only column a choice between stages may use
+        "validation": base + ["--config", "configs/eval/instruct.yaml", f"model.path={model}", "data.tasks=[mbpp-validation]",
+                              f"output_dir={stage_dir / 'validation'}", *extra],
         "base": base + [f"model.path={model}", "data.tasks=[mbpp]", "data.mode=base",
                         f"output_dir={stage_dir / 'base'}", *extra],
         "infill": base + [f"model.path={model}", "data.tasks=[infilling]", "data.max_rows=300",
@@ -62,7 +69,10 @@ def run_stage(stage: str, model: str, only: list[str], extra: list[str]) -> None
         print(f"[{stage}/{name}] {shown}", flush=True)
         subprocess.run(command, check=True, cwd=ROOT)
         out = ROOT / stage_dir / name
-        (out / "command.txt").write_text(shown + "\n")
+        # the run wrote command.txt beside eval_config.yaml (config.save_config); it must be this one
+        written = (out / "command.txt").read_text().strip()
+        if written != shown:
+            raise SystemExit(f"{out}/command.txt says {written!r}, expected {shown!r}")
         for heavy in ("merged_model",):  # vLLM's merged weights are not results
             subprocess.run(["rm", "-rf", str(out / heavy)])
 
@@ -126,11 +136,12 @@ def plot(rows: dict) -> None:
     fig, ax = plt.subplots(figsize=(9, 4 + 0.25 * len(present)))
     width = 0.8 / max(len(present), 1)
     for k, stage in enumerate(present):
-        values = [100 * (rows[stage][f"{task}/{run}"] or {}).get("value") or 0 for run, task, _, _ in COLUMNS]
+        values = [100 * ((rows[stage][f"{task}/{run}"] or {}).get("value") or 0) for run, task, _, _ in COLUMNS]
         bars = ax.bar([i + k * width for i in range(len(COLUMNS))], values, width, label=STAGES[stage])
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
     ax.set_xticks([i + width * (len(present) - 1) / 2 for i in range(len(COLUMNS))],
-                  ["HumanEval\ninstruct", "MBPP test\ninstruct", "MBPP test\nbase", "infilling\n(first 300)"])
+                  ["MBPP validation\ninstruct", "HumanEval\ninstruct", "MBPP test\ninstruct", "MBPP test\nbase",
+                   "infilling\n(first 300)"])
     ax.set_ylabel("greedy pass@1 (%)")
     ax.set_title("SmolLM2-135M-Instruct through coder_align's stages (greedy, full sets)", fontsize=10)
     # below the axes: inside, it covers the tallest bars
@@ -145,7 +156,7 @@ def main() -> None:
     run = sub.add_parser("eval", help="evaluate one stage's model")
     run.add_argument("--stage", required=True, choices=list(STAGES))
     run.add_argument("--model", required=True)
-    run.add_argument("--only", default="", help="comma-separated subset of instruct,base,infill")
+    run.add_argument("--only", default="", help="comma-separated subset of validation,instruct,base,infill")
     run.add_argument("overrides", nargs="*", help="extra key=value for every eval command (the same for all stages)")
     sub.add_parser("table", help="write RESULTS table, JSON and plot from the stages present")
     args = parser.parse_args()

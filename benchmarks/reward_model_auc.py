@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> dict:
     from coder_align.rewards.reward_model import scorer
     from coder_align.run_dir import read_run
 
-    tasks, _ = load_tasks(args.tasks, args.task_ids)
+    # held-out tasks are measured on, not trained on: read them as eval does (training pools leave them out)
+    tasks, _ = load_tasks(args.tasks, args.task_ids, training=False)
     tasks = [t for t in tasks if split_tests(t)]
     samples = Path(args.samples)
     if samples.is_file():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import os
 import types
 import typing
 import warnings
@@ -217,9 +218,21 @@ def load_config_with_flags(cls: type[T], path: str | Path | None, overrides: lis
     return from_dict(cls, data, source)
 
 
+# The `coder-align ...` command line of this process (set by cli.main; a child process it starts
+# inherits it). save_config writes it beside the resolved config, so every output directory says
+# which command made it, and a test can resolve that command again (issue 26: no hand-written
+# command.txt).
+COMMAND_ENV = "CODER_ALIGN_COMMAND"
+COMMAND_FILE = "command.txt"
+
+
 def save_config(config: Any, path: str | Path) -> None:
+    """The resolved config as YAML at `path`, and, under `coder-align`, the command beside it."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
+    command = os.environ.get(COMMAND_ENV)
+    if command:
+        (Path(path).parent / COMMAND_FILE).write_text(command + "\n", encoding="utf-8")
 
 
 def settings_help(cls: type) -> str:

@@ -156,6 +156,18 @@ def infilling_path(path: str | Path | None = None) -> Path:
     return Path(path) if path else require_data(INFILLING_FILE, "--infilling-path")
 
 
+def validation_split() -> range:
+    """The held-out split: MBPP task ids 511-600 (43 rows of the sanitized set).
+
+    No stage trains on them: SFT rows (`data mbpp-sft`), RFT, GRPO, difficulty-filter and
+    reward-model task pools leave them out (`data.grpo_rows.read_tasks`, counted as
+    `held_out_validation`). Every choice between stages or checkpoints is made on this
+    split (`eval run ... data.mbpp_split=validation`), never on the test split (11-510),
+    which is only reported.
+    """
+    return MBPP_SPLITS["validation"]
+
+
 def split_ids(name: str) -> range:
     """MBPP task ids of a split name (`train`, `validation`, `test`, `prompt`)."""
     if name not in MBPP_SPLITS:

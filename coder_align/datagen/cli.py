@@ -3,7 +3,7 @@
     coder-align data difficulty --model outputs/sft --tasks data_templates/mbpp_train.jsonl --k 8 --out frontier.jsonl
 
     coder-align data from-docstrings /usr/lib/python3.11 .venv/lib/python3.11/site-packages --out rows.jsonl --code-out code.jsonl
-    coder-align data mbpp-sft --splits prompt,validation,train --out mbpp_sft.jsonl
+    coder-align data mbpp-sft --splits prompt,train --out mbpp_sft.jsonl
 
 - `difficulty`: the tasks a model sometimes solves (0 < passes < k), for GRPO
   (`datagen/difficulty.py`; settings `DifficultyConfig`, the flags are aliases of its keys).

@@ -1,6 +1,6 @@
 """MBPP's non-test rows as SFT rows (`coder-align data mbpp-sft`).
 
-    coder-align data mbpp-sft --splits prompt,validation,train --out mbpp_sft.jsonl
+    coder-align data mbpp-sft --splits prompt,train --out mbpp_sft.jsonl
 
 instruction = the user message `eval --mode instruct` sends for that task (built by the
 eval's own `instruct_messages`, so training and test prompts have the same form), output =
@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from coder_align.benchmarks import python_answer
+from coder_align.benchmarks import python_answer, validation_split
 from coder_align.benchmarks.decontam import DEFAULT_MBPP, load_test_split_index
 from coder_align.config import ConfigError
 from coder_align.data.grpo_rows import benchmark_test_task, parse_task_ids, refuse_test_ids
@@ -31,7 +31,7 @@ MAX_EXAMPLES = 10
 class MbppSftConfig:
     """MBPP rows outside the test split as instruction/output rows."""
 
-    splits: str = "prompt,validation,train"  # MBPP split names or task ids (511-974), never the test split
+    splits: str = "prompt,train"  # MBPP split names or task ids (601-974), never the test or validation split
     mbpp: str | None = None  # MBPP sanitized JSONL or hub name; default: the file coder_align.benchmarks finds
     # the MBPP JSONL whose test split the rows are checked against; None: `mbpp` when it is a file, else the default
     decontam_mbpp: str | None = None
@@ -43,8 +43,12 @@ def mbpp_rows(config: MbppSftConfig) -> tuple[list[dict], dict]:
     """(rows, summary) for the selected splits, decontaminated."""
     refuse_test_ids(config.splits, "splits")
     wanted = parse_task_ids(config.splits)
+    held_out = sorted((wanted or set()) & set(validation_split()))
+    if held_out:  # the split every choice between stages is made on: no stage trains on it, SFT included
+        raise ConfigError(f"splits={config.splits} includes MBPP validation ids ({held_out[0]}...{held_out[-1]}), "
+                          "held out of all training: use prompt,train")
     if not wanted:
-        raise ConfigError("splits is empty: name MBPP splits (prompt,validation,train) or task ids (511-974)")
+        raise ConfigError("splits is empty: name MBPP splits (prompt,train) or task ids (601-974)")
     against = config.decontam_mbpp or (config.mbpp if config.mbpp and Path(config.mbpp).is_file() else DEFAULT_MBPP)
     index, benchmark_sources = load_test_split_index(against)
     task = load_mbpp(config.mbpp, split="all")

@@ -202,9 +202,11 @@ def file_ids(path: str, fmt: str) -> set[str]:
     the file also holds rows that are never training data: then an unselected task is an error)."""
     try:
         all_tasks, _ = load_tasks(path, None, fmt=fmt, on_invalid="skip")
+        # MBPP's validation rows are held out of every pool (validation_split), yet are the file's
+        held_out, _ = load_tasks(path, "validation", fmt=fmt, on_invalid="skip", training=False)
     except (ConfigError, DataError):
         return set()
-    return {plain_task_id(t["task_id"]) for t in all_tasks}
+    return {plain_task_id(t["task_id"]) for t in all_tasks + held_out}
 
 
 def judged_row(sample: JudgedSample, source: str) -> dict:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from coder_align import sandbox
-from coder_align.benchmarks import extract_code
+from coder_align.benchmarks import extract_code, with_test_setup
 from coder_align.config import NON_NEGATIVE, ONE_OR_MORE, POSITIVE, Range
 from coder_align.data.grpo_rows import read_tasks, refuse_test_ids
 from coder_align.datagen.verdicts import JudgedSample
@@ -65,7 +65,7 @@ class TaskDataConfig:
     task_ids: str | None = None  # e.g. "601-974"; MBPP test-split ids are refused
     shown_tests: int = 1  # MBPP: asserts shown in the prompt (GRPO's default)
     template: Literal["deepseek", "model"] | None = None  # None: the model's own run's, else deepseek
-    system_prompt: str | None = None  # None: the model's own run's, else DeepSeek's default
+    system_prompt: str | None = None  # None: the model's own run's, else DeepSeek's for DeepSeek models, else neutral
     on_invalid: Literal["error", "skip"] = "error"
     max_rows: int | None = None
 
@@ -163,16 +163,17 @@ def judge(tasks: list[dict], completions: list[list[str]], timeout: float = 10.0
     jobs, where = [], []
     for t, (task, outs) in enumerate(zip(tasks, completions)):
         for c, completion in enumerate(outs):
-            jobs.append({"source": extract_code(completion, task["language"]), "tests": task["tests"],
+            code = extract_code(completion, task["language"])
+            jobs.append({"source": with_test_setup(code, task["tests"]), "tests": task["tests"],
                          "language": task["language"], "timeout": timeout, "strict": True})
-            where.append((t, c))
+            where.append((t, c, code))
     if not jobs:
         return [[] for _ in tasks]
     reports = sandbox.check_many(jobs, workers=workers, return_exceptions=True)
     judged: list[list[JudgedSample]] = [[] for _ in tasks]
-    for job, (t, c), report in zip(jobs, where, reports):
+    for (t, c, code), report in zip(where, reports):
         judged[t].append(JudgedSample(
-            task_id=tasks[t]["task_id"], prompt=tasks[t]["prompt"], completion=completions[t][c], code=job["source"],
+            task_id=tasks[t]["task_id"], prompt=tasks[t]["prompt"], completion=completions[t][c], code=code,
             passed=bool(report.passed) and report.status != UNAVAILABLE, status=report.status,
             tests_passed_fraction=None if report.status == UNAVAILABLE else report.fraction,
             clipped=bool(clipped[t][c]) if clipped else False))

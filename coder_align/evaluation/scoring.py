@@ -55,7 +55,7 @@ def read_samples(path: str | Path) -> list[dict]:
 
 def _normalise_id(task_id, task_name: str) -> str:
     """MBPP files often say `11` where we say `Mbpp/11`."""
-    if task_name == "mbpp" and (isinstance(task_id, int) or str(task_id).isdigit()):
+    if task_name.startswith("mbpp") and (isinstance(task_id, int) or str(task_id).isdigit()):
         return mbpp_task_id(task_id)
     return str(task_id)
 
