@@ -5,8 +5,15 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 # Without an NVIDIA driver (no nvidia-smi) torch comes from PyTorch's CPU index: PyPI's Linux
-# wheel pulls ~3 GB of CUDA libraries a CPU machine cannot use. TORCH_INDEX= to use PyPI.
-TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,--index-url https://download.pytorch.org/whl/cpu)
+# wheel pulls ~3 GB of CUDA libraries a CPU machine cannot use. Where that index cannot be
+# reached (offline, or a mirror only), one 3 s probe says so and torch comes from pip's own
+# index, instead of pip retrying the host 200 times. TORCH_INDEX= always uses pip's index;
+# TORCH_INDEX="--index-url URL" another. Evaluated only when the venv is (re)installed.
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_INDEX_PROBE ?= $(PYTHON) -c "import urllib.request as u; u.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=3)"
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,$(if $(shell $(TORCH_INDEX_PROBE) >/dev/null 2>&1 \
+	&& echo up),--index-url $(TORCH_CPU_INDEX),$(warning $(TORCH_CPU_INDEX) was not reached in a 3 s probe: torch comes \
+	from pip's configured index (TORCH_INDEX=... to choose))))
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
@@ -35,7 +42,12 @@ quickstart: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-slow: install
+# the slow tier also tests the corpus build's Ray executor: Ray's core, once (pyproject's test-ray)
+$(VENV)/.ray-installed: $(STAMP)
+	$(PY) -m pip install -q -e ".[dev,test-ray]"
+	touch $@
+
+test-slow: install $(VENV)/.ray-installed
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 test-gpu: install

@@ -9,11 +9,14 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
+import shlex
 import sys
 
 from coder_align import __version__
 
 DEBUG_ENV = "CODER_ALIGN_DEBUG"
+COMMAND_ENV = "CODER_ALIGN_COMMAND"  # config.COMMAND_ENV (a sibling: not imported)
 # A user error (a bad argument, config value or data file) exits with this code in every
 # subcommand, after one line on stderr; 1 stays for "ran, and the answer is no" (a failed check).
 EXIT_USER_ERROR = 2
@@ -69,6 +72,57 @@ COMMANDS = {
 }
 
 
+QUIET_ENV = "CODER_ALIGN_QUIET_KNOWN_WARNINGS"
+# Warnings known to say nothing a user can act on, each matched by its message's start; every
+# other warning is shown. Only the CLI hides them (`quiet_known_noise`): from Python, the
+# library leaves the warnings filters alone.
+KNOWN_HARMLESS_WARNINGS = [
+    # transformers' own Trainer calls the deprecated name (transformers 5)
+    (FutureWarning, "`is_gradient_checkpointing` is deprecated"),
+    # the Trainer asks for pinned memory on a CPU-only machine, where there is none to pin
+    (UserWarning, "'pin_memory' argument is set as true but no accelerator is found"),
+    # peft, at every Trainer save of a LoRA run whose vocabulary grew by <|EOT|>: it saves the
+    # embedding matrices, as it should (the final directory is saved without them: run.py)
+    (UserWarning, "Setting `save_embedding_layers` to `True` as the embedding layer has been resized"),
+    # TRL, because GRPO's trainer overlaps judging with generation through its rollout_func hook
+    (UserWarning, "You are using 'rollout_func', which is an experimental feature"),
+]
+# (logger, message start) of log records known to be harmless
+KNOWN_HARMLESS_LOGS = [
+    # bitsandbytes at import on CPUs with AVX512-BF16: an optional kernel for 4-bit QLoRA on CPU
+    ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward from kernels-community"),
+    # DeepSpeed at import on a machine without a GPU, where training runs on the CPU by design
+    ("DeepSpeed", "Setting accelerator to CPU."),
+]
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, starts: list[str]):
+        super().__init__()
+        self.starts = tuple(starts)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.starts)
+
+
+def quiet_known_noise() -> None:
+    """Hide the warnings and log records listed above, narrowly by message (idempotent)."""
+    import warnings
+
+    for category, start in KNOWN_HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=re.escape(start), category=category)
+    for logger_name, start in KNOWN_HARMLESS_LOGS:
+        logger = logging.getLogger(logger_name)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(_DropMessages([s for name, s in KNOWN_HARMLESS_LOGS if name == logger_name]))
+
+
+def quiet_if_started_by_cli() -> None:
+    """In a process a CLI command started (eval's generation workers): the CLI's filters too."""
+    if os.environ.get(QUIET_ENV) == "1":
+        quiet_known_noise()
+
+
 def usage() -> str:
     lines = ["usage: coder-align [--version] COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, _, help_) in COMMANDS.items()]
@@ -92,9 +146,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"coder-align: unknown command '{name}'\n\n{usage()}", file=sys.stderr)
         return EXIT_USER_ERROR
     module_name, func_name, _ = COMMANDS[name]
-    # bitsandbytes warns at import on CPUs with AVX512-BF16 that an optional kernel package is
-    # missing; it matters only for 4-bit QLoRA on CPU, and it buried our one-line errors.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    # what save_config writes to command.txt beside every resolved config (config.COMMAND_ENV);
+    # put back afterwards, so an in-process caller's later configs are not stamped with it
+    # and QUIET_ENV, for the processes the command starts (eval's generation workers)
+    before = {key: os.environ.get(key) for key in (COMMAND_ENV, QUIET_ENV)}
+    os.environ[COMMAND_ENV] = "coder-align " + shlex.join(argv)
+    os.environ[QUIET_ENV] = "1"
+    try:
+        return _dispatch(name, module_name, func_name, rest, debug)
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _dispatch(name: str, module_name: str, func_name: str, rest: list[str], debug: bool) -> int:
+    quiet_known_noise()
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:

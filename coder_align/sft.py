@@ -21,18 +21,20 @@ if __name__ == "__main__" and not __package__:
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 from coder_align.config import (
     FRACTION, NON_NEGATIVE, ONE_OR_MORE, ConfigError, ModelConfig, PeftConfig, Range, TrainConfig, parse_args, to_dict,
 )
-from coder_align.data import DataError, PackingCollator, PaddingCollator, build_sft_examples
-from coder_align.models.loading import load_model, load_tokenizer, stop_token_ids
+from coder_align.data import DataError, PackingCollator, PaddingCollator, build_sft_examples, read_sft_rows
+from coder_align.models.loading import check_model_path, load_model, load_tokenizer, stop_token_ids
+from coder_align.run_dir import read_run
+from coder_align.templates import system_prompt_note
 from coder_align.training import (
     is_main_process, prepare_output_dir, train_and_save, training_arguments, write_summary,
 )
-from coder_align.training.plots import plot_loss
+from coder_align.training.plots import plot_loss, smoothed_final
 
 log = logging.getLogger("coder_align.sft")
 
@@ -42,7 +44,7 @@ class SFTDataConfig:
     path: str = ""  # .jsonl / .json / .parquet file, or a hub dataset name
     split: str = "train"
     template: Literal["deepseek", "model"] = "deepseek"  # model: the tokenizer's own chat template
-    system_prompt: str | None = None  # None: DeepSeek's default prompt; "" for none
+    system_prompt: str | None = None  # None: the model's run's, else DeepSeek's for DeepSeek models, else neutral
     max_length: int = 1024  # model_max_length of the official script
     overlong: Literal["drop", "truncate_prompt"] = "drop"
     on_invalid: Literal["error", "skip"] = "error"
@@ -84,17 +86,22 @@ def main(config: SFTConfig) -> dict:
     if not config.data.path:
         raise ConfigError("data.path is required (a .jsonl/.json/.parquet file or a hub dataset name)")
     check_mix(config.data.mix)
+    config, prompt_note = resolve_system_prompt(config)
     set_seed(config.train.seed)
     out = Path(config.train.output_dir)
 
-    # --- tokenizer and data -------------------------------------------------------------
+    # --- data, then tokenizer: rows are checked before a model (or its GGUF conversion) loads ---
+    rows = read_sft_rows(config.data)
+    if not rows[0]:
+        raise DataError(config.data.path, f"no trainable rows left ({rows[1].as_dict()})", "no_rows")
+    check_model_path(config.model.path)  # a typo'd path fails before anything is written
+    resume = prepare_output_dir(config, out)  # before the model: a wrong resume or directory fails fast
     tokenizer = load_tokenizer(config.model.path, config.data.template, config.data.system_prompt,
                                fim_tokens=config.data.fim_rate > 0)
-    examples, data_stats = build_sft_examples(config.data, tokenizer)
+    examples, data_stats = build_sft_examples(config.data, tokenizer, rows)
     log.info("data: %s", data_stats.as_dict())
     if not examples:
         raise DataError(config.data.path, f"no trainable rows left ({data_stats.as_dict()})", "no_rows")
-    resume = prepare_output_dir(config, out)  # before the model: a wrong resume or directory fails fast
 
     # --- training arguments before the model: ZeRO-3 must partition it while loading ------
     args = training_arguments(config.train, config.model.gradient_checkpointing)
@@ -128,11 +135,13 @@ def main(config: SFTConfig) -> dict:
         "supervised_tokens_per_second": round(data_stats.supervised_tokens * run.epochs / run.seconds, 1),
         "first_loss": run.losses[0] if run.losses else None,
         "final_loss": run.losses[-1] if run.losses else None,
+        **smoothed_final(run.losses),
         "train_loss": run.result.training_loss,
         "resumed": run.resumed_from is not None,
         "resumed_from": run.resumed_from,
         "resumed_from_step": run.resumed_from_step,
         "packing": config.data.packing,
+        "system_prompt": prompt_note,
         "peak_gpu_memory_gb": peak_gpu_memory_gb(),
         "config": to_dict(config),
     }
@@ -141,6 +150,18 @@ def main(config: SFTConfig) -> dict:
         summary["samples"] = generate_samples(unwrap(model), tokenizer, config, out)
     write_summary(out, summary)
     return summary
+
+
+def resolve_system_prompt(config: SFTConfig) -> tuple[SFTConfig, dict | None]:
+    """The config with the system prompt trained on made explicit (DeepSeek's for DeepSeek models,
+    a neutral one for others, unless data.system_prompt or the starting run says), and the
+    summary's note on it; saved with the run, so later stages prompt as SFT trained."""
+    if config.data.template != "deepseek":
+        return config, {"text": None, "source": "template: model (the tokenizer's own chat template)"}
+    start = read_run(config.model.path, system_prompt=config.data.system_prompt)
+    note = system_prompt_note(start.system_prompt, start.system_prompt_source)
+    log.info("system prompt: %r (%s; to change: %s)", note["text"], note["source"], note["to_change"])
+    return replace(config, data=replace(config.data, system_prompt=start.system_prompt)), note
 
 
 def check_mix(mix: dict) -> None:

@@ -30,6 +30,12 @@ DEEPSEEK_SYSTEM_PROMPT = (
     "science questions, you will refuse to answer."
 )
 
+def system_prompt_note(prompt: str | None, source: str, key: str = "data.system_prompt") -> dict:
+    """What a run's summary says of its system prompt: the text (None: DeepSeek's), why, and how to change it."""
+    return {"text": DEEPSEEK_SYSTEM_PROMPT if prompt is None else prompt, "source": source,
+            "to_change": f"{key}='Your prompt.' ('' for none)"}
+
+
 INSTRUCTION_HEADER = "### Instruction:\n"
 RESPONSE_HEADER = "### Response:\n"
 

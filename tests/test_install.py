@@ -86,7 +86,7 @@ def test_make_install_runs_the_sandbox_step_first():
 
 def test_torch_comes_from_the_cpu_index_only_without_a_gpu(tmp_path):
     def torch_line(path):
-        dry = _dry_make("install", "SANDBOX=skip", PATH=path)
+        dry = _dry_make("install", "SANDBOX=skip", "TORCH_INDEX_PROBE=true", PATH=path)  # the index answers
         return next(line for line in dry.stdout.splitlines() if "pip install" in line and "torch" in line)
 
     gpu_bin = tmp_path / "gpu-bin"
@@ -95,3 +95,19 @@ def test_torch_comes_from_the_cpu_index_only_without_a_gpu(tmp_path):
     system_path = "/usr/local/bin:/usr/bin:/bin"
     assert "--index-url https://download.pytorch.org/whl/cpu" in torch_line(system_path)
     assert "--index-url" not in torch_line(f"{gpu_bin}:{system_path}")
+
+
+def test_an_unreachable_cpu_index_is_noticed_in_one_short_probe():
+    """Offline or behind a mirror: one probe of at most 3 s, then pip's own index, with a note
+    naming TORCH_INDEX (pip would otherwise retry the host ~200 times)."""
+    import time
+
+    system_path = "/usr/local/bin:/usr/bin:/bin"  # no nvidia-smi
+    started = time.monotonic()
+    # a non-routable address: the probe's timeout, not the network, decides how long this takes
+    dry = _dry_make("install", "SANDBOX=skip", "TORCH_CPU_INDEX=http://10.255.255.1/whl/cpu", PATH=system_path)
+    assert time.monotonic() - started < 10
+    line = next(line for line in dry.stdout.splitlines() if "pip install" in line and "torch" in line)
+    assert "--index-url" not in line
+    assert "not reached in a 3 s probe" in dry.stderr and "TORCH_INDEX=" in dry.stderr
+    assert "timeout=3" in (REPO_ROOT / "Makefile").read_text()

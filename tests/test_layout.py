@@ -41,9 +41,19 @@ def report():
 
 
 def test_imports_keep_the_layers_and_make_no_loop():
+    import logging
+
     from importlinter.cli import lint_imports
 
-    assert lint_imports(config_filename=str(REPO_ROOT / "pyproject.toml"), no_cache=True, no_logo=True) == 0
+    # import-linter configures logging with dictConfig, which disables every logger that exists
+    # already: later tests in this process would capture nothing from coder_align's loggers
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+    disabled = {logger: logger.disabled for logger in loggers if isinstance(logger, logging.Logger)}
+    try:
+        assert lint_imports(config_filename=str(REPO_ROOT / "pyproject.toml"), no_cache=True, no_logo=True) == 0
+    finally:
+        for logger, was in disabled.items():
+            logger.disabled = was
 
 
 def test_no_module_loop_and_nothing_against_the_layers(report):

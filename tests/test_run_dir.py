@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from coder_align.config import load_config
-from coder_align.run_dir import read_run
+from coder_align.run_dir import NEUTRAL_SYSTEM_PROMPT, read_run
 from coder_align.templates import DEEPSEEK_SYSTEM_PROMPT, render
 
 SYSTEM = "You are a terse Python tutor."
@@ -156,7 +156,7 @@ def test_vllm_backend_gets_merged_weights_for_an_adapter(round_trip, monkeypatch
 def test_plain_models_have_no_recorded_run(tmp_path):
     run = read_run("embedded")
     assert (run.weights, run.tokenizer, run.adapter, run.stage, run.template, run.system_prompt) == (
-        "embedded", "embedded", None, None, "deepseek", None)
+        "embedded", "embedded", None, None, "deepseek", NEUTRAL_SYSTEM_PROMPT)
     (tmp_path / "adapter_config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="names no base model"):
         read_run(tmp_path)

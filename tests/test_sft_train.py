@@ -54,8 +54,9 @@ def test_full_finetune_loss_falls_and_output_is_complete(tiny_model_dir, tmp_pat
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
     assert eot in model.generation_config.eos_token_id
     messages = [{"role": "user", "content": "hi"}]
+    # the prompt SFT trained with (not DeepSeek's: this base is no DeepSeek model)
     assert tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == render(
-        messages, add_generation_prompt=True)
+        messages, add_generation_prompt=True, system_prompt=saved["system_prompt"]["text"])
 
 
 def test_lora_trains_adapter_and_new_eot_row(tiny_model_dir, tmp_path):

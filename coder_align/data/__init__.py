@@ -11,7 +11,7 @@ Not here: making new data (`coder_align.datagen`), the template itself (`coder_a
 
 from coder_align.data.collate import PackingCollator, PaddingCollator
 from coder_align.data.records import DataError, read_conversations, row_to_messages
-from coder_align.data.sft_dataset import SFTDataStats, build_sft_examples
+from coder_align.data.sft_dataset import SFTDataStats, build_sft_examples, read_sft_rows
 
 __all__ = [
     "DataError",
@@ -20,5 +20,6 @@ __all__ = [
     "SFTDataStats",
     "build_sft_examples",
     "read_conversations",
+    "read_sft_rows",
     "row_to_messages",
 ]

@@ -86,11 +86,18 @@ def read_sources(data_config, stats: SFTDataStats) -> list:
     return conversations
 
 
-def build_sft_examples(data_config, tokenizer) -> tuple[list[dict], SFTDataStats]:
-    """Read, validate and tokenize `data_config.path` (and `data.mix`); every dropped row is
-    counted by reason."""
+def read_sft_rows(data_config) -> tuple[list, SFTDataStats]:
+    """Read and validate `data_config.path` (and `data.mix`) without a tokenizer, so a stage
+    can refuse bad data before any model (or GGUF conversion) loads."""
     stats = SFTDataStats()
-    conversations = read_sources(data_config, stats)
+    return read_sources(data_config, stats), stats
+
+
+def build_sft_examples(data_config, tokenizer, rows: tuple[list, SFTDataStats] | None = None
+                       ) -> tuple[list[dict], SFTDataStats]:
+    """Tokenize the rows `read_sft_rows` read (read here when `rows` is None); every dropped
+    row is counted by reason."""
+    conversations, stats = rows if rows is not None else read_sft_rows(data_config)
 
     def drop(reason: str, where: str) -> None:
         stats.dropped[reason] += 1

@@ -4,6 +4,7 @@ an adapter into full weights, and random-initialised models with DeepSeek-Coder'
 - `loading`: `load_model`, `load_tokenizer`, `resolve_model_path`, `stop_token_ids`, `apply_lora`.
 - `merge`: `coder-align merge`; `load_merged` and `merge` of an adapter run.
 - `random_weights`: random models and an offline tokenizer, for benchmarks and GPU tests.
+- `threads`: how many CPU threads torch uses on a machine shared with other jobs.
 
 Not here: what a run folder holds and how its model was prompted (`coder_align.run_dir`),
 training (`coder_align.training`).

@@ -64,6 +64,18 @@ def resolve_model_path(path: str) -> str:
     return path
 
 
+def check_model_path(path: str) -> None:
+    """What `resolve_model_path` checks without loading or converting anything: the embedded
+    package, a .gguf file, a local directory (a hub id is only known once it loads)."""
+    if path in EMBEDDED_ALIASES and not Path(path).exists():
+        embedded_gguf()
+    elif path.endswith(".gguf"):
+        if not Path(path).is_file():
+            raise ModelError(f"GGUF file not found: {path}")
+    else:
+        check_local_path(path)
+
+
 def check_local_path(path: str) -> None:
     """A path that is clearly local (`/x`, `./x`, `a/b/c`) must be a model directory; otherwise
     transformers reads it as a hub id and fails with a message about repo id syntax."""
@@ -132,7 +144,9 @@ def load_tokenizer(path: str, template: str = "deepseek", system_prompt: str | N
     resolved = resolve_model_path(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved)
-    except OSError as e:  # a hub id that is wrong, private, or not reachable offline: the first place it shows
+    # a hub id that is wrong, private, or not reachable offline (OSError), or a local directory
+    # without usable tokenizer files (ValueError): the first place either shows
+    except (OSError, ValueError) as e:
         raise ModelError(f"cannot load model '{path}': {str(e).strip().splitlines()[0]}") from e
     if fim_tokens:
         missing = [s for s in SENTINELS if s not in tokenizer.get_vocab()]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+from coder_align.models.threads import fit_threads_to_machine
+
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
@@ -33,6 +35,7 @@ def training_arguments(train, gradient_checkpointing: bool, args_class=None, **e
     from transformers import TrainingArguments
 
     args_class = args_class or TrainingArguments
+    fit_threads_to_machine()  # a shared CPU: as many threads as there are free cores, not every core
 
     # transformers 5.x renamed gradient_checkpointing to activation_checkpointing.
     name = "activation_checkpointing"
@@ -73,6 +76,7 @@ def training_arguments(train, gradient_checkpointing: bool, args_class=None, **e
         disable_tqdm=train.disable_progress_bar,
         **checkpointing,
         remove_unused_columns=False,
+        dataloader_pin_memory=torch.cuda.is_available(),  # a CPU has no pinned memory to copy from
         **precision_flags(train.precision),
         **extra,
     )

@@ -16,14 +16,13 @@ from pathlib import Path
 
 import yaml
 
-from coder_align.config import ConfigError, save_config, to_dict
+from coder_align.config import COMMAND_FILE, ConfigError, save_config, to_dict
 from coder_align.models.merge import merge
-from coder_align.run_dir import CONFIG_FILE, Run
+from coder_align.run_dir import CONFIG_FILE, START_MODEL, Run
 from coder_align.training.arguments import is_main_process
 
 log = logging.getLogger(__name__)
 
-START_MODEL = "start_model"  # where an adapter starting point is merged, inside the output directory
 
 # Settings that do not change what is trained: a resume may differ in these and nothing else.
 NOT_SHAPING_TRAINING = {
@@ -82,8 +81,7 @@ def prepare_output_dir(config, out: Path) -> str | None:
                         checkpoint, CONFIG_FILE)
     if is_main_process():
         try:
-            if not out.exists():
-                CREATED_DIRS.append(out)
+            note_output_dir(out)
             out.mkdir(parents=True, exist_ok=True)
             save_config(config, out / CONFIG_FILE)
         except OSError as e:
@@ -91,18 +89,41 @@ def prepare_output_dir(config, out: Path) -> str | None:
     return checkpoint
 
 
-CREATED_DIRS: list[Path] = []  # output directories this process created (see remove_unused_outputs)
+# Directories runs of this process started writing into, each with the names it held before
+# (None: the run created it); see remove_unused_outputs.
+STARTED_DIRS: list[tuple[Path, set[str] | None]] = []
+# what a run writes before any work: its resolved config (training stages, eval, rft) and the
+# command line beside it (config.save_config)
+START_FILES = {CONFIG_FILE, "eval_config.yaml", "rft_config.yaml", COMMAND_FILE}
+
+
+def note_output_dir(out: Path) -> None:
+    """Call before a run first writes into `out`, so that a run refused or failed before it wrote
+    anything but its config leaves `out` as it found it (`remove_unused_outputs`)."""
+    out = Path(out)
+    STARTED_DIRS.append((out, {p.name for p in out.iterdir()} if out.is_dir() else None))
 
 
 def remove_unused_outputs() -> list[Path]:
-    """After a failed run: remove the output directories this process created that hold only the
-    config written at the start (the run failed before training wrote anything). Returns them."""
+    """After a failed run: in each directory `note_output_dir` saw, when the run added nothing but
+    its config files, remove those (files that were there before stay) and the directory if the
+    run created it. A run that wrote a checkpoint, samples or logs keeps everything. Returns the
+    directories removed, and the files removed from directories that stay."""
     removed = []
-    for out in CREATED_DIRS:
-        if out.is_dir() and {p.name for p in out.iterdir()} <= {CONFIG_FILE}:
-            shutil.rmtree(out)
+    for out, before in reversed(STARTED_DIRS):
+        if not out.is_dir():
+            continue
+        added = {p.name for p in out.iterdir()} - (before or set())
+        if not added <= START_FILES:
+            continue
+        for name in added:
+            (out / name).unlink()
+        if before is None and not any(out.iterdir()):
+            out.rmdir()
             removed.append(out)
-    CREATED_DIRS.clear()
+        else:
+            removed += [out / name for name in sorted(added)]
+    STARTED_DIRS.clear()
     return removed
 
 

@@ -58,6 +58,10 @@ def loss_figure(log_history: list[dict], title: str, resumed_from_step: int | No
     plt = _pyplot()
     fig, (ax, ax_lr) = plt.subplots(2, 1, sharex=True, figsize=(6.5, 5), gridspec_kw={"height_ratios": [3, 1]})
     ax.plot(steps, losses, marker=_marker(steps), label="training loss")
+    if len(losses) >= 3:  # one logged batch is noisy: the summary's final_loss_smoothed is this line's end
+        window = min(SMOOTHING_WINDOW, len(losses))
+        ax.plot(steps, running_mean(losses, window), linewidth=2, linestyle="--", color="tab:blue",
+                label=f"mean of the last {window} logged losses")
     ax.set_ylabel("loss (mean cross-entropy\nper supervised token)")
     ax.set_title(title)
     lr_steps, lrs = _series(log_history, "learning_rate")
@@ -101,6 +105,23 @@ def rewards_figure(log_history: list[dict], reward_weights: dict[str, float], re
     _steps_axis([ax, ax_rates], resumed_from_step)
     fig.tight_layout()
     return fig
+
+
+SMOOTHING_WINDOW = 10  # logged losses averaged for final_loss_smoothed and the dashed line in loss.png
+
+
+def smoothed_final(values: list[float], window: int = SMOOTHING_WINDOW) -> dict:
+    """The summary's smoothed final figure beside the last logged value: the mean of the last
+    `window` logged values, and how many that was.
+
+    >>> smoothed_final([4.0, 0.1, 0.3])
+    {'final_loss_smoothed': 1.4667, 'final_loss_smoothed_over': 'mean of the last 3 logged losses'}
+    """
+    last = values[-window:]
+    if not last:
+        return {"final_loss_smoothed": None, "final_loss_smoothed_over": None}
+    return {"final_loss_smoothed": round(sum(last) / len(last), 4),
+            "final_loss_smoothed_over": f"mean of the last {len(last)} logged losses"}
 
 
 def running_mean(values: list[float], window: int) -> list[float]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from coder_align.config import save_config
 from coder_align.models.loading import readable_by_umask
+from coder_align.models.threads import fit_threads_to_machine
 from coder_align.run_dir import CONFIG_FILE
 from coder_align.training.arguments import is_main_process
 from coder_align.training.output_dir import checkpoint_step
@@ -88,6 +89,20 @@ def log_last_step_callback():
     return LogLastStep()
 
 
+def fit_threads_callback():
+    """A TrainerCallback that sizes torch's CPU threads to the free cores again every 10 steps:
+    on a shared machine the other jobs come and go (`models.threads`)."""
+    from transformers import TrainerCallback
+
+    class FitThreads(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step % 10 == 0:
+                fit_threads_to_machine()
+            return control
+
+    return FitThreads()
+
+
 def servable_checkpoints_callback(tokenizer, config):
     """A TrainerCallback that completes every checkpoint-N the Trainer saves (which holds only
     weights and optimizer state) with `save_serving_files`, so any checkpoint can be evaluated,
@@ -109,6 +124,7 @@ def train_and_save(trainer, config, tokenizer, out: Path, resume: str | None = N
     resolved config on the main process."""
     trainer.add_callback(servable_checkpoints_callback(tokenizer, config))
     trainer.add_callback(log_last_step_callback())
+    trainer.add_callback(fit_threads_callback())
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
