@@ -35,16 +35,22 @@ from coder_align.config import (
 )
 from coder_align.data import DataError
 from coder_align.data.grpo_rows import read_tasks, refuse_test_ids, to_dataset
+from coder_align.evaluation.policy_generation import PolicyRollouts
 from coder_align.models.loading import load_model, load_tokenizer
 from coder_align.rewards import JUDGING, RewardSet
+from coder_align.rewards.early import EarlyJudge
+from coder_align.rewards.signals import shown_tests
 from coder_align.run_dir import Run, read_run
 from coder_align.sandbox.preflight import require_sandbox
 from coder_align.sandbox.remote import SandboxConfig
+from coder_align.templates import system_prompt_note
 from coder_align.training import (
     START_MODEL, checkpoint_step, is_main_process, merged_start, prepare_output_dir, train_and_save,
     training_arguments, write_summary,
 )
+from coder_align.training.curriculum import TaskPool
 from coder_align.training.plots import plot_rewards
+from coder_align.training.rollout import Rollout, TRLGeneration
 
 log = logging.getLogger("coder_align.grpo")
 
@@ -58,7 +64,7 @@ class GRPODataConfig:
     shown_tests: int = 1  # MBPP: asserts shown in the prompt (the paper shows them; 1 names the function)
     language: str = "python"  # for rows without a `language` field
     template: Literal["deepseek", "model"] | None = None  # None: the starting point's, else deepseek
-    system_prompt: str | None = None  # None: the starting point's, else DeepSeek's default
+    system_prompt: str | None = None  # None: the starting point's, else DeepSeek's for DeepSeek models, else neutral
     on_invalid: Literal["error", "skip"] = "error"
     max_rows: int | None = None  # use at most this many valid rows (reading stops there)
 
@@ -82,6 +88,16 @@ class GRPOSettings:
     rewards: dict[str, float] = field(default_factory=lambda: {"unit_test": 1.0})  # name -> weight
     reward_kwargs: dict[str, dict] = field(default_factory=dict)  # e.g. {unit_test: {compile_error_penalty: -0.5}}
     on_reward_error: Literal["error", "skip"] = "error"
+    # who generates: eval_generator (the evaluation's continuous batching, bf16 where native, a
+    # process per core, on the policy's current weights), trl (TRL's transformers generate),
+    # vllm (TRL's vLLM, colocate or server); auto: vllm with use_vllm, trl on a GPU, else eval_generator
+    rollout_backend: Literal["auto", "trl", "eval_generator", "vllm"] = "auto"
+    rollout_batch_size: int = 16  # eval_generator: rows decoded together per process
+    rollout_processes: int | None = None  # eval_generator: None = one per core (small models)
+    dynamic_sampling: bool = True  # DAPO: drop groups whose unit-test rewards are all equal, generate fresh tasks
+    sampling_rounds: int = 3  # generation rounds a step may take to fill its groups
+    retry_after_steps: int = 20  # a task failed by its whole group waits this many steps
+    curriculum_from: str | None = None  # judged samples (`data difficulty`'s <out>.judged.jsonl) to start from
     use_vllm: bool = False  # GPU only, needs vllm installed
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = 0.3
@@ -93,6 +109,8 @@ class GRPOSettings:
         "temperature": POSITIVE,  # TRL divides logits by it
         "top_p": Range(0, 1, low_open=True), "beta": NON_NEGATIVE, "epsilon": POSITIVE, "num_iterations": ONE_OR_MORE,
         "steps_per_generation": ONE_OR_MORE, "vllm_gpu_memory_utilization": Range(0, 1, low_open=True),
+        "rollout_batch_size": ONE_OR_MORE, "rollout_processes": ONE_OR_MORE, "sampling_rounds": ONE_OR_MORE,
+        "retry_after_steps": NON_NEGATIVE,
     }
 
 
@@ -151,13 +169,7 @@ def main(config: GRPOConfig) -> dict:
     set_seed(config.train.seed)
     out = Path(config.train.output_dir)
 
-    # --- starting point and tokenizer: the run read once, prompted as it was tuned -----------
-    start = read_run(config.model.path, config.data.template, config.data.system_prompt)
-    merge_adapter = adapter_to_merge(start, config.peft.method)
-    weights = str((out / START_MODEL).resolve()) if merge_adapter else start.weights
-    tokenizer = load_tokenizer(start.tokenizer, start.template, start.system_prompt)
-
-    # --- tasks ------------------------------------------------------------------------------
+    # --- tasks, rewards and sandbox before the tokenizer: a GGUF model converts there ---------
     d = config.data
     # training=True: MBPP test-split and HumanEval rows are refused, never trained on
     tasks, data_stats = read_tasks(d.path, d.split, d.format, d.task_ids, d.shown_tests, d.language,
@@ -165,12 +177,16 @@ def main(config: GRPOConfig) -> dict:
     log.info("data: %s", data_stats.as_dict())
     if not tasks:
         raise DataError(d.path, f"no usable rows ({data_stats.as_dict()})", "no_rows")
-
-    # --- rewards ----------------------------------------------------------------------------
     g = config.grpo
     rewards = RewardSet(g.rewards, g.reward_kwargs, g.on_reward_error,
                         record_to=out / "completions.jsonl" if is_main_process() else None)
     check_sandbox(rewards.names, tasks)
+
+    # --- starting point and tokenizer: the run read once, prompted as it was tuned -----------
+    start = read_run(config.model.path, config.data.template, config.data.system_prompt)
+    merge_adapter = adapter_to_merge(start, config.peft.method)
+    weights = str((out / START_MODEL).resolve()) if merge_adapter else start.weights
+    tokenizer = load_tokenizer(start.tokenizer, start.template, start.system_prompt)
     # saved and compared on resume as resolved: the weights and prompt actually used
     resolved = resolved_config(config, start, weights)
     resume = prepare_output_dir(resolved, out)  # before the model: a wrong resume or directory fails fast
@@ -184,12 +200,17 @@ def main(config: GRPOConfig) -> dict:
     args = training_arguments(config.train, config.model.gradient_checkpointing, args_class=TRLGRPOConfig,
                               **trl_arguments(g, rewards.weights))
     model = load_policy(config, start, weights, tokenizer, continue_adapter=bool(start.adapter) and not merge_adapter)
-    trainer = CodeGRPOTrainer(model=model, reward_funcs=rewards.functions(), args=args,
-                              train_dataset=to_dataset(tasks), processing_class=tokenizer)
+    dataset = to_dataset(with_shown_tests(tasks))
+    rollout = make_rollout(g, dataset.to_list(), tokenizer, rewards, config.train.seed)
+    trainer = CodeGRPOTrainer(model=model, reward_funcs=rewards.functions(), args=args, train_dataset=dataset,
+                              processing_class=tokenizer, rollout_func=rollout)
     trainer.clipped_ratio_warning = g.clipped_ratio_warning
 
     # --- train and save ----------------------------------------------------------------------
-    trained = train_and_save(trainer, resolved, tokenizer, out, resume)
+    try:
+        trained = train_and_save(trainer, resolved, tokenizer, out, resume)
+    finally:
+        rollout.close()
     if not trained.is_main:
         return {}
     plot_rewards(trainer.state.log_history, out / "rewards.png", dict(zip(rewards.names, rewards.weights)),
@@ -229,9 +250,12 @@ def run_summary(config: GRPOConfig, resolved: GRPOConfig, start: dict, data: dic
         "stage": "grpo",
         "model": config.model.path,
         "start": start,
+        "system_prompt": system_prompt_note(start["system_prompt"], start["system_prompt_source"])
+        if start["template"] == "deepseek" else None,
         "peft": config.peft.method,
         "data": data,
         "rewards": rewards.summary(),
+        "rollout": trainer.rollout_func.summary(),
         "steps": trained.steps,
         "train_seconds": round(trained.seconds, 2),
         "first": first_last(history, 0),
@@ -247,7 +271,9 @@ def run_summary(config: GRPOConfig, resolved: GRPOConfig, start: dict, data: dic
 
 SUMMARY_KEYS = ("reward", "code/pass_rate", "code/compile_rate", "code/unjudged", "frac_reward_zero_std",
                 "completions/clipped_ratio", "completions/mean_length", "timing/generation_s", "timing/reward_s",
-                "timing/step_s")
+                "timing/step_s", "code/unavailable_share", "code/shown_pass_hidden_fail", "groups/dropped_all_passed",
+                "groups/dropped_all_failed", "groups/filled_without_spread", "timing/rollout_generation_s",
+                "timing/rollout_judge_wait_s", "timing/judge_overlap")
 
 
 def mean(values):
@@ -283,6 +309,55 @@ def check_group_size(config: GRPOConfig) -> None:
             f"{g.num_generations} (each prompt needs a whole group)")
 
 
+def rollout_backend(g: GRPOSettings) -> str:
+    """`grpo.rollout_backend` resolved: auto is vLLM when `use_vllm`, TRL's generate on a GPU,
+    else the evaluation generator (measured faster on CPU: benchmarks/grpo_rollout_speed.py)."""
+    if g.rollout_backend != "auto":
+        return g.rollout_backend
+    if g.use_vllm:
+        return "vllm"
+    import torch
+
+    return "trl" if torch.cuda.is_available() else "eval_generator"
+
+
+def with_shown_tests(tasks: list[dict]) -> list[dict]:
+    """Each task with `shown_tests`, the asserts its prompt shows (MBPP's first): the reward
+    logs how often a completion passes those but fails the hidden ones."""
+    for task in tasks:
+        prompt = task["prompt"]
+        text = prompt if isinstance(prompt, str) else "\n".join(str(m.get("content", "")) for m in prompt)
+        task["shown_tests"] = shown_tests(text, task["tests"])
+    return tasks
+
+
+def make_rollout(g: GRPOSettings, rows: list[dict], tokenizer, rewards: RewardSet, seed: int) -> Rollout:
+    """TRL's rollout_func: the backend's generation, unit tests judged as completions finish,
+    groups without reward spread replaced from the curriculum."""
+    backend = rollout_backend(g)
+    if backend == "eval_generator":
+        generation = PolicyRollouts(g.max_completion_length, g.temperature, g.top_p, g.rollout_batch_size,
+                                    g.rollout_processes)
+    else:
+        generation = TRLGeneration(g.num_generations)
+    judge = None
+    if "unit_test_reward" in rewards.names:
+        judge = EarlyJudge(g.reward_kwargs.get("unit_test") or g.reward_kwargs.get("unit_test_reward"))
+    pool = TaskPool([row["task_id"] for row in rows], g.retry_after_steps, seed)
+    if g.curriculum_from:
+        log.info("curriculum from %s: %s", g.curriculum_from, pool.seed_from_judged(g.curriculum_from))
+    if g.dynamic_sampling and judge is None:
+        log.warning("grpo.dynamic_sampling needs the unit_test reward to judge groups; it is off for this run")
+
+    def tokenize(prompt) -> list[int]:
+        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return tokenizer(text, add_special_tokens=False).input_ids
+
+    log.info("rollouts: backend %s, dynamic sampling %s", backend, g.dynamic_sampling and judge is not None)
+    return Rollout(rows, tokenize, generation, judge, pool, g.num_generations, g.dynamic_sampling, g.sampling_rounds,
+                   backend=backend)
+
+
 def check_sandbox(reward_names: list[str], tasks: list[dict]) -> None:
     """Refuse to train when the sandbox cannot judge code: every judging reward would be None,
     so no group would carry a signal and the run would spend its steps learning nothing."""
@@ -296,13 +371,14 @@ def check_sandbox(reward_names: list[str], tasks: list[dict]) -> None:
 def trl_arguments(g: GRPOSettings, reward_weights: list[float]) -> dict:
     """GRPOSettings -> keyword arguments of TRL's GRPOConfig (names checked against TRL 1.16)."""
     extra = {}
-    if g.use_vllm:
+    if rollout_backend(g) == "vllm":
         import importlib.util
 
         import torch
 
         if not torch.cuda.is_available() or importlib.util.find_spec("vllm") is None:
-            raise ConfigError("grpo.use_vllm=true needs a GPU and the vllm package (pip install vllm)")
+            raise ConfigError("grpo.rollout_backend=vllm (or grpo.use_vllm=true) needs a GPU and the vllm package "
+                              "(pip install vllm)")
         extra = {"use_vllm": True, "vllm_mode": g.vllm_mode,
                  "vllm_gpu_memory_utilization": g.vllm_gpu_memory_utilization}
         if g.vllm_server_base_url:

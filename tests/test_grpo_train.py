@@ -70,9 +70,26 @@ def test_run_with_sandbox_rewards_saves_and_logs_what_the_sandbox_says(tiny_mode
         assert entry["code/pass_rate"] == pytest.approx(
             sum(r["rewards"]["unit_test_reward"] for r in records if r["step"] == step) / 8)
         for key in ("completions/clipped_ratio", "frac_reward_zero_std", "completions/mean_length",
-                    "timing/generation_s", "timing/reward_s", "timing/step_s", "code/compile_rate"):
+                    "timing/generation_s", "timing/reward_s", "timing/step_s", "code/compile_rate",
+                    "code/unavailable_share", "groups/dropped_all_failed",
+                    "groups/filled_without_spread", "groups/rounds", "curriculum/retired",
+                    "timing/rollout_generation_s", "timing/rollout_judge_wait_s", "timing/judge_overlap"):
             assert key in entry, key
+        assert entry["code/unavailable_share"] == 0.0
     assert history["warnings"], "12-token completions are clipped: the run must warn"
+    rollout = history["rollout"]
+    assert rollout["backend"] == "eval_generator" and rollout["dynamic_sampling"] is True
+    # a random model fails every test: each step drops its groups, tries fresh tasks, then fills
+    assert rollout["groups"]["dropped_all_failed"] >= 2 and rollout["groups"]["filled_without_spread"] >= 2
+
+
+def test_trl_backend_without_dynamic_sampling_trains_on_the_sampler_s_tasks(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    summary = grpo(tiny_model_dir, write_rows(tmp_path / "rows.jsonl"), out, "train.max_steps=1",
+                   "grpo.rollout_backend=trl", "grpo.dynamic_sampling=false")
+    assert summary["rollout"]["backend"] == "trl" and summary["rollout"]["groups"] == {"rounds": 1}
+    records = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
+    assert len(records) == 8 and len({r["task_id"] for r in records}) == 2
 
 
 

@@ -55,3 +55,20 @@ def test_importing_the_grpo_stage_does_not_import_trl():
     code = "import sys, coder_align.grpo; print('trl' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_rollout_func_hook_as_the_rollout_uses_it():
+    # training/rollout.py: TRL calls rollout_func(prompts, trainer), trains on its prompt_ids,
+    # completion_ids and logprobs, and writes its other keys into the inputs the rewards see.
+    from trl import GRPOTrainer
+
+    assert "rollout_func" in inspect.signature(GRPOTrainer.__init__).parameters
+    generate = inspect.getsource(GRPOTrainer._generate)
+    for needle in ("self.rollout_func(prompts, self)", 'required_keys = {"prompt_ids", "completion_ids", "logprobs"}'):
+        assert needle in generate, f"TRL's _generate no longer has: {needle}"
+    score = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    assert "inp[key] = values[i]" in score, "TRL no longer writes rollout_func's extra fields into the inputs"
+    assert score.index("inp[key] = values[i]") < score.index("self._calculate_rewards(inputs")
+    # TRLGeneration (rollout_backend trl/vllm) calls TRL's own generation for one batch
+    single = inspect.getsource(GRPOTrainer._generate_single_turn)
+    assert "return completion_ids, logprobs" in single

@@ -103,11 +103,13 @@ def continuous_generate(model, prompts: Sequence[Sequence[int]], *, max_new_toke
                         stop_ids: Sequence[int], pad_id: int, temperature: float = 0.0, top_p: float = 1.0,
                         seed: int = 0, stop_strings: Sequence[str] = (),
                         decode: Callable[[list[int]], str] | None = None,
-                        on_finished: Callable[[int], None] | None = None) -> list[list[int]]:
+                        on_finished: Callable[[int, list[int]], None] | None = None) -> list[list[int]]:
     """Generated token ids per prompt (prompt excluded; a final stop token included, as
     `generate` does). A row ends at a stop token, after `max_new_tokens`, or once the text
     of its last tokens (`decode`) contains a stop string. Prompts are taken in the order
-    given; sort them by length first so that rows prefilled together share a length."""
+    given; sort them by length first so that rows prefilled together share a length.
+    `on_finished(row, tokens)` is called as each row ends, so a caller can use it at once
+    (GRPO's rollout sends it to the sandbox while the other rows still generate)."""
     import inspect
 
     import torch
@@ -140,7 +142,7 @@ def continuous_generate(model, prompts: Sequence[Sequence[int]], *, max_new_toke
         for position, (row, token) in enumerate(zip(rows, tokens.tolist())):
             if finished(row, token):
                 if on_finished:
-                    on_finished(row)
+                    on_finished(row, outputs[row])
             else:
                 going.append(position)
         return going

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from coder_align.cli import quiet_if_started_by_cli
 from coder_align.config import ModelConfig
 from coder_align.evaluation.batching import continuous_generate
 from coder_align.models.loading import load_model, load_tokenizer, resolve_model_path, stop_token_ids
 from coder_align.models.merge import load_merged, merge
+from coder_align.models.threads import cpu_threads, usable_cores
 from coder_align.run_dir import Run
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,39 @@ class GenerationSettings:
     max_new_tokens: int = 512
     batch_size: int = 8
     seed: int = 0
+
+
+class ProgressCount:
+    """Completions finished, logged every 50 and at the end. Over all processes when
+    `generate_with_clipping` splits the work (`_SHARED`): each adds to one shared counter and
+    the main process logs the total, not its own share."""
+
+    def __init__(self, rows: int):
+        self.done, self.rows, self.logged = 0, rows, [0]
+
+    def add(self) -> None:
+        self.done += 1
+        counter, total, logged = _SHARED if _SHARED is not None else (None, self.rows, self.logged)
+        if counter is not None:
+            with counter.get_lock():
+                counter.value += 1
+                done = counter.value
+        else:
+            done = self.done
+        if done // 50 > logged[0] // 50 or done == total:
+            logged[0] = done
+            log.info("generated %d/%d completions", done, total)
+
+
+# (shared counter, completions in all, [the last count this process logged]) while generation
+# is split over processes
+_SHARED: tuple | None = None
+
+
+def _share_progress(counter, total: int) -> None:
+    """ProcessPoolExecutor initializer: the children count into the parent's counter (None: stop sharing)."""
+    global _SHARED
+    _SHARED = (counter, total, [0]) if counter is not None else None
 
 
 def vllm_usable() -> bool:
@@ -83,12 +117,10 @@ class HFGenerator:
         ids = [tok(p, add_special_tokens=add_special_tokens).input_ids for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(ids[i]))
         rows = [i for i in order for _ in range(per_prompt)]
-        done = [0]
+        count = ProgressCount(len(rows))
 
-        def progress(_row: int) -> None:
-            done[0] += 1
-            if done[0] % 50 == 0 or done[0] == len(rows):
-                log.info("generated %d/%d completions", done[0], len(rows))
+        def progress(_row: int, _tokens: list[int]) -> None:
+            count.add()
 
         pad = tok.pad_token_id if tok.pad_token_id is not None else self.stop_ids[0]
         generated = continuous_generate(
@@ -202,13 +234,14 @@ def plan_processes(spec: GeneratorSpec, generator, prompts: int) -> tuple[int, i
 
     if generator.backend != "transformers" or torch.cuda.is_available():
         return 1, spec.threads
-    cores = os.cpu_count() or 1
+    cores = usable_cores()  # the cores this process may use, not the machine's
     processes = spec.processes
     if processes is None:
         weights = sum(p.numel() * p.element_size() for p in generator.model.parameters())
         processes = cores if weights < SHARDED_MODEL_BYTES else 1
     processes = max(1, min(processes, prompts))
-    threads = spec.threads or (max(1, cores // processes) if processes > 1 else None)
+    # one process: as many threads as other jobs leave cores free (more spin at OpenMP barriers)
+    threads = spec.threads or (max(1, cores // processes) if processes > 1 else cpu_threads())
     return processes, threads
 
 
@@ -226,6 +259,8 @@ def _generate_shard(spec: GeneratorSpec, prompts: list[str], settings: Generatio
                     add_special: bool, threads: int | None) -> tuple[list[list[str]], list[list[bool]]]:
     """In a child process: load the model as the parent did and generate one shard."""
     import torch
+
+    quiet_if_started_by_cli()
 
     if threads:
         torch.set_num_threads(threads)
@@ -252,14 +287,23 @@ def generate_with_clipping(spec: GeneratorSpec, generator, prompts: list[str], s
     log.info("generating in %d processes of %s thread(s)", processes, threads)
     results: list[list[str]] = [[] for _ in prompts]
     clipped: list[list[bool]] = [[] for _ in prompts]
-    with ProcessPoolExecutor(processes - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_generate_shard, spec, [prompts[i] for i in shard],
-                               replace(settings, seed=settings.seed + k), stops, add_special, threads)
-                   for k, shard in enumerate(shards[1:], start=1)]
-        mine = texts_and_clipping(generator, [prompts[i] for i in shards[0]], settings, stops, add_special)
-        for shard, (texts, cut) in zip(shards, [mine] + [f.result() for f in futures]):
-            for i, text, c in zip(shard, texts, cut):
-                results[i], clipped[i] = text, c
+    context = multiprocessing.get_context("spawn")
+    total = len(prompts) * (1 if settings.temperature <= 0 else settings.n)  # as HFGenerator counts rows
+    _share_progress(context.Value("l", 0), total)
+    try:
+        with ProcessPoolExecutor(processes - 1, mp_context=context, initializer=_share_progress,
+                                 initargs=_SHARED[:2]) as pool:
+            futures = [pool.submit(_generate_shard, spec, [prompts[i] for i in shard],
+                                   replace(settings, seed=settings.seed + k), stops, add_special, threads)
+                       for k, shard in enumerate(shards[1:], start=1)]
+            mine = texts_and_clipping(generator, [prompts[i] for i in shards[0]], settings, stops, add_special)
+            for shard, (texts, cut) in zip(shards, [mine] + [f.result() for f in futures]):
+                for i, text, c in zip(shard, texts, cut):
+                    results[i], clipped[i] = text, c
+        if _SHARED[2][0] < total:  # the last completions were a child's: counted, but not logged here
+            log.info("generated %d/%d completions", _SHARED[0].value, total)
+    finally:
+        _share_progress(None, 0)
     return results, clipped
 
 

@@ -4,6 +4,8 @@
 - `reward_model`: `reward_model_reward`, a trained reward model's score (DeepSeek-Coder-V2).
 - `registry`: names as configs write them (`unit_test`, ...) and `resolve_reward`.
 - `reward_set`: `RewardSet`, how the GRPO stage scores, combines, counts and records a batch.
+- `early`, `prejudged`: judging completions as GRPO's rollout finishes them; the reward reuses those verdicts.
+- `signals`: reward-hacking signs logged beside the rewards (unavailable verdicts, shown-test-only passes).
 
 A reward returns None for a row it cannot judge (the sandbox failed), never raises into the
 trainer. Not here: running code (`coder_align.sandbox`), training (`coder_align.grpo`).

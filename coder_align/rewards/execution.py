@@ -27,7 +27,10 @@ import os
 
 from coder_align import sandbox
 from coder_align.benchmarks.extract import FENCE_LINE, code_blocks, extract_code, fence_language
-from coder_align.sandbox.results import COMPILE_ERROR, UNAVAILABLE
+from coder_align.benchmarks.prompts import with_test_setup
+from coder_align.rewards import prejudged
+from coder_align.rewards.signals import hacking_metrics
+from coder_align.sandbox.results import COMPILE_ERROR, UNAVAILABLE, TestReport
 
 
 def completion_text(completion) -> str:
@@ -61,21 +64,38 @@ def _per_row(value, n: int, name: str) -> list:
     return [value] * n
 
 
-def _judge(jobs: list[dict | None], score) -> list[float | None]:
-    """Run the jobs (None: nothing to run, scores None) and map each report through `score`."""
-    todo = [j for j in jobs if j is not None]
-    try:
-        reports = iter(sandbox.check_many(todo, return_exceptions=True))
-    except Exception:  # e.g. bubblewrap missing: every row is unjudgeable, none is wrong
-        return [None] * len(jobs)
-    out = []
-    for job in jobs:
-        if job is None:
-            out.append(None)
-            continue
-        report = next(reports)
-        out.append(None if report.status == UNAVAILABLE else float(score(report)))
-    return out
+def judge_reports(jobs: list[dict | None]) -> list:
+    """A report per job (None where there is no job): those judged early (`prejudged`) as they
+    are, the rest from one `check_many`. A sandbox that cannot run at all (bubblewrap missing)
+    makes every report `unavailable`: unjudgeable, never wrong."""
+    reports = [None if job is None else prejudged.take(job) for job in jobs]
+    todo = [i for i, job in enumerate(jobs) if job is not None and reports[i] is None]
+    if todo:
+        try:
+            ran = sandbox.check_many([jobs[i] for i in todo], return_exceptions=True)
+        except Exception as e:
+            ran = [TestReport(False, 0, 0, UNAVAILABLE, error=str(e)) for _ in todo]
+        for i, report in zip(todo, ran):
+            reports[i] = report
+    return reports
+
+
+def unit_test_job(completion, row_tests, language: str, timeout: float = 10.0) -> dict | None:
+    """The sandbox job that judges one completion against its row's tests (None: no tests)."""
+    if not row_tests:
+        return None
+    # a tests list's set-up (MBPP's `import math`) runs in the candidate's module too, as in MBPP's harness
+    code = with_test_setup(extract_code(completion_text(completion), language), row_tests)
+    return {"source": code, "tests": row_tests, "language": language, "timeout": timeout}
+
+
+def unit_test_score(report, fraction: bool = False, compile_error_penalty: float | None = None) -> float | None:
+    """`unit_test_reward`'s value for one report (None: the sandbox could not judge it)."""
+    if report is None or report.status == UNAVAILABLE:
+        return None
+    if compile_error_penalty is not None and report.status == COMPILE_ERROR:
+        return compile_error_penalty
+    return report.fraction if fraction else float(report.passed)
 
 
 def unit_test_reward(completions, tests, language=None, fraction: bool = False,
@@ -91,20 +111,14 @@ def unit_test_reward(completions, tests, language=None, fraction: bool = False,
     n = len(completions)
     langs = _languages(completions, language, n)
     rows = _per_row(tests, n, "tests")
-    jobs = []
-    for completion, row_tests, lang in zip(completions, rows, langs):
-        if not row_tests:
-            jobs.append(None)
-            continue
-        jobs.append({"source": extract_code(completion_text(completion), lang), "tests": row_tests,
-                     "language": lang, "timeout": timeout})
-
-    def score(report):
-        if compile_error_penalty is not None and report.status == COMPILE_ERROR:
-            return compile_error_penalty
-        return report.fraction if fraction else float(report.passed)
-
-    return _judge(jobs, score)
+    jobs = [unit_test_job(c, row_tests, lang, timeout) for c, row_tests, lang in zip(completions, rows, langs)]
+    reports = judge_reports(jobs)
+    log_metric = kwargs.get("log_metric")
+    if log_metric is not None:  # GRPO: signs of reward hacking beside the reward
+        shown = _per_row(kwargs.get("shown_tests") or [[]] * n, n, "shown_tests")
+        for key, value in hacking_metrics(reports, shown).items():
+            log_metric(key, value)
+    return [unit_test_score(r, fraction, compile_error_penalty) for r in reports]
 
 
 def compile_reward(completions, language=None, compile_error_penalty: float = 0.0, **kwargs) -> list[float | None]:

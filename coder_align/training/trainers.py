@@ -18,6 +18,12 @@ what changed) and by tests/test_grpo_trainer.py:
   `log_metric`; values are averaged per logging step across processes.
 - Reward functions receive `prompts`, `completions`, `trainer_state` and `log_metric`
   (`coder_align.rewards.reward_set` keys a batch on them and logs through them).
+- The rollout (`coder_align.training.rollout`) is TRL's `rollout_func(prompts, trainer)`
+  (marked experimental in TRL 1.16): its `prompt_ids`/`completion_ids`/`logprobs` are trained
+  on, and its other keys overwrite the inputs' columns before the rewards see them (so a
+  group replaced by dynamic sampling is scored on its own tests). With `grpo.rollout_backend`
+  trl or vllm it generates through `GRPOTrainer._generate_single_turn(prompt_ids, images,
+  multimodal_fields, num_generations)`, TRL's own transformers/vLLM path.
 
 Step timing and the warning use public `Trainer` hooks (`training_step`, `log`).
 
@@ -45,7 +51,10 @@ from trl import GRPOTrainer, RewardTrainer
 log = logging.getLogger("coder_align.grpo")
 
 # method -> parameter names we call it with
-RELIED_ON = {"_generate": ["self", "prompts"], "_log_metric": ["self", "name", "value"]}
+RELIED_ON = {"_generate": ["self", "prompts"], "_log_metric": ["self", "name", "value"],
+             "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
+             "_generate_single_turn": ["self", "prompt_ids", "images", "multimodal_fields", "num_generations",
+                                       "has_tool_images"]}
 
 
 def check_trl(trainer_class=GRPOTrainer) -> None:
@@ -80,6 +89,13 @@ class CodeGRPOTrainer(GRPOTrainer):
         result = super()._generate(prompts)
         self._log_metric("timing/generation_s", time.perf_counter() - started)
         return result
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # Dynamic sampling (training/rollout.py) may put other tasks in a batch's rows; TRL merges their
+        # columns, "prompt" included, into `inputs` but hands the rewards the prompts it sampled, so a
+        # prompt-reading reward (the reward model) would score a completion against another task.
+        prompts = [row["prompt"] for row in inputs]
+        return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
 
     def training_step(self, *args, **kwargs):
         # Includes generation and rewards when this step starts a new generation batch.
