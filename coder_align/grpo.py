@@ -39,6 +39,7 @@ from coder_align.evaluation.policy_generation import PolicyRollouts
 from coder_align.models.loading import load_model, load_tokenizer
 from coder_align.rewards import JUDGING, RewardSet
 from coder_align.rewards.early import EarlyJudge
+from coder_align.rewards.execution import judge_reports, unit_test_job, unit_test_score
 from coder_align.rewards.signals import shown_tests
 from coder_align.run_dir import Run, read_run
 from coder_align.sandbox.preflight import require_sandbox
@@ -51,6 +52,9 @@ from coder_align.training import (
 from coder_align.training.curriculum import TaskPool
 from coder_align.training.plots import plot_rewards
 from coder_align.training.rollout import Rollout, TRLGeneration
+from coder_align.training.validation import (
+    check_held_out, greedy_generation, read_validation_tasks, validation_callback, validation_summary,
+)
 
 log = logging.getLogger("coder_align.grpo")
 
@@ -102,6 +106,10 @@ class GRPOSettings:
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = 0.3
     vllm_server_base_url: str | None = None
+    # validation pass@1 during training (training/validation.py): greedy, on tasks no stage trains on
+    validation_every: int = 0  # steps between validations (and the last step); 0 = off
+    validation_tasks: str = "mbpp-validation"  # MBPP ids 511-600 from the local MBPP file, or a rows file
+    validation_limit: int | None = None  # use at most this many validation tasks (e.g. on CPU)
 
     RANGES: ClassVar[dict] = {
         "num_generations": Range(2),  # the advantage is relative to the group: one sample has no baseline
@@ -110,7 +118,7 @@ class GRPOSettings:
         "top_p": Range(0, 1, low_open=True), "beta": NON_NEGATIVE, "epsilon": POSITIVE, "num_iterations": ONE_OR_MORE,
         "steps_per_generation": ONE_OR_MORE, "vllm_gpu_memory_utilization": Range(0, 1, low_open=True),
         "rollout_batch_size": ONE_OR_MORE, "rollout_processes": ONE_OR_MORE, "sampling_rounds": ONE_OR_MORE,
-        "retry_after_steps": NON_NEGATIVE,
+        "retry_after_steps": NON_NEGATIVE, "validation_every": NON_NEGATIVE, "validation_limit": ONE_OR_MORE,
     }
 
 
@@ -181,6 +189,10 @@ def main(config: GRPOConfig) -> dict:
     rewards = RewardSet(g.rewards, g.reward_kwargs, g.on_reward_error,
                         record_to=out / "completions.jsonl" if is_main_process() else None)
     check_sandbox(rewards.names, tasks)
+    validation = read_validation_tasks(g.validation_tasks, d.shown_tests, g.validation_limit) \
+        if g.validation_every else []
+    if validation:
+        check_held_out(g.validation_tasks, validation, tasks, data_stats.validation_trained_on)
 
     # --- starting point and tokenizer: the run read once, prompted as it was tuned -----------
     start = read_run(config.model.path, config.data.template, config.data.system_prompt)
@@ -205,6 +217,9 @@ def main(config: GRPOConfig) -> dict:
     trainer = CodeGRPOTrainer(model=model, reward_funcs=rewards.functions(), args=args, train_dataset=dataset,
                               processing_class=tokenizer, rollout_func=rollout)
     trainer.clipped_ratio_warning = g.clipped_ratio_warning
+    if validation:
+        greedy = greedy_generation(rollout, g.max_completion_length)
+        trainer.add_callback(validation_callback(trainer, validation, greedy, judge_validation, g.validation_every))
 
     # --- train and save ----------------------------------------------------------------------
     try:
@@ -217,6 +232,8 @@ def main(config: GRPOConfig) -> dict:
                  trained.resumed_from_step)
     summary = run_summary(config, resolved, {**start.describe(), "weights": weights}, data_stats.as_dict(), rewards,
                           trainer, trained)
+    if validation:
+        summary["validation"] = validation_summary(trainer.state.log_history, out, g.validation_every, len(validation))
     write_summary(out, summary)
     return summary
 
@@ -356,6 +373,12 @@ def make_rollout(g: GRPOSettings, rows: list[dict], tokenizer, rewards: RewardSe
     log.info("rollouts: backend %s, dynamic sampling %s", backend, g.dynamic_sampling and judge is not None)
     return Rollout(rows, tokenize, generation, judge, pool, g.num_generations, g.dynamic_sampling, g.sampling_rounds,
                    backend=backend)
+
+
+def judge_validation(completions: list[str], tasks: list[dict]) -> list[float | None]:
+    """1.0 / 0.0 per validation task from the sandbox; None where it could not judge (unavailable)."""
+    return [unit_test_score(r) for r in judge_reports([unit_test_job(c, t["tests"], t["language"])
+                                                       for c, t in zip(completions, tasks)])]
 
 
 def check_sandbox(reward_names: list[str], tasks: list[dict]) -> None:

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from coder_align.benchmarks import MBPP_FILE, find_data
 from coder_align.benchmarks.extract import extract_code
 from coder_align.config import ConfigError
 from coder_align.datagen.rm_data import RMDataOptions, build_rows
@@ -76,9 +77,12 @@ def test_reference_and_mutants_are_judged_not_assumed(tmp_path):
     references = [r for r in rows if r["source"] == "reference"]
     mutants = [r for r in rows if r["source"] == "mutant"]
     # 558 shares a 10-gram with MBPP's test split: the pool's decontamination leaves it out (issue 26)
-    assert len(references) == 6 and all(r["passed"] for r in references)
-    assert "558" not in {r["task_id"] for r in rows}
-    assert summary["tasks"]["decontamination"]["removed_tasks"] == ["558 overlaps MBPP/476"]
+    if find_data(MBPP_FILE) is None:  # without the MBPP file the pool is used unchecked, and says so
+        assert len(references) == 7 and summary["tasks"]["decontamination"]["removed"] is None
+    else:
+        assert len(references) == 6 and "558" not in {r["task_id"] for r in rows}
+        assert summary["tasks"]["decontamination"]["removed_tasks"] == ["558 overlaps MBPP/476"]
+    assert all(r["passed"] for r in references)
     assert len(mutants) >= 20 and {r["operator"] for r in mutants} >= {"off_by_one", "comparison_flip"}
     for r in mutants:
         assert r["passed"] == check(extract_code(r["completion"], "python"), mbpp_tests(r["task_id"])).passed

@@ -8,6 +8,7 @@ reward_model.py each read top to bottom.
 - `trainers`: the TRL trainers with this project's additions (imports TRL: imported when training).
 - `rollout`, `curriculum`: GRPO's rollouts (TRL's `rollout_func`: dynamic sampling, judging while
   generating) and which tasks are still worth a group.
+- `validation`: GRPO's validation pass@1 during training (greedy, on tasks no stage trains on).
 
 Not here: models (`coder_align.models`), data (`coder_align.data`), rewards (`coder_align.rewards`).
 """

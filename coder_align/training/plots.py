@@ -17,6 +17,7 @@ RATES = {
     "code/compile_rate": "compile rate",
     "completions/clipped_ratio": "clipped at max_completion_length",
     "frac_reward_zero_std": "groups with zero reward spread (no signal)",
+    "validation/pass@1": "validation pass@1 (greedy, held-out tasks)",  # every grpo.validation_every steps
 }
 
 
