@@ -58,10 +58,23 @@ def from_dict(cls: type[T], data: dict | None, source: str = "config", prefix: s
         raise ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}")
     kwargs = {}
     for name, value in data.items():
+        value = _over_stage_defaults(fields[name], hints[name], value, source, f"{prefix}{name}.")
         kwargs[name] = _coerce(value, hints[name], source, f"{prefix}{name}")
     config = cls(**kwargs)
     check_ranges(config, source, prefix)
     return config
+
+
+def _over_stage_defaults(field: dataclasses.Field, tp: Any, value: Any, source: str, prefix: str) -> Any:
+    """A group given as a dict fills in what it names over the field's own default instance: a stage's
+    `train` defaults (GRPO's learning rate and batch, its output directory) hold when a YAML file or
+    a `train.x=` override sets other train keys, instead of falling back to TrainConfig's."""
+    if not (isinstance(value, dict) and dataclasses.is_dataclass(tp)
+            and field.default_factory is not dataclasses.MISSING):
+        return value
+    base = field.default_factory()
+    given = _apply_aliases(tp, dict(value), source, prefix)
+    return {**{f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.init}, **given}
 
 
 def _apply_aliases(cls: type, data: dict, source: str, prefix: str) -> dict:

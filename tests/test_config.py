@@ -226,3 +226,20 @@ def test_the_embedded_code_recipe_trains_on_committed_decontaminated_files():
         assert checked["HumanEval"] == 328 and checked["MBPP test split"] > 0, name
     mbpp_ids = [int(json.loads(line)["task_id"].split("/")[1]) for line in (folder / "mbpp_sft.jsonl").open()]
     assert mbpp_ids and not [i for i in mbpp_ids if 11 <= i <= 510]
+
+
+def test_a_train_key_keeps_the_stage_s_other_train_defaults(tmp_path):
+    """Setting one train key (override or YAML) must not drop GRPO's own train defaults to
+    TrainConfig's: `coder-align grpo data.path=... train.max_steps=2` once got a batch of 4
+    (not a whole group of 8), SFT's learning rate and outputs/sft."""
+    from coder_align.grpo import GRPOConfig
+
+    stage = GRPOConfig().train
+    by_override = load_config(GRPOConfig, None, ["train.max_steps=2"]).train
+    yaml_file = tmp_path / "g.yaml"
+    yaml_file.write_text("train:\n  max_steps: 2\n")
+    by_yaml = load_config(GRPOConfig, yaml_file).train
+    for train in (by_override, by_yaml):
+        assert train.max_steps == 2
+        assert (train.per_device_train_batch_size, train.learning_rate, train.output_dir) == \
+            (stage.per_device_train_batch_size, stage.learning_rate, stage.output_dir) == (8, 1e-6, "outputs/grpo")
