@@ -66,7 +66,7 @@ SFT_DIR = "sft"
 @dataclass
 class RFTDataConfig(TaskDataConfig):
     path: str = "data_templates/mbpp_train.jsonl"  # training tasks with tests
-    task_ids: str | None = "511-974"  # MBPP's validation + train ids; test-split ids are refused
+    task_ids: str | None = "601-974"  # MBPP's train ids; test-split ids are refused, validation ids counted
     extra_sft_path: str | None = None  # SFT rows mixed in with the kept ones (any SFT format)
     extra_sft_rows: int | None = None  # at most this many of them, drawn at random (None: all)
 

@@ -115,11 +115,13 @@ def test_rft_end_to_end_trains_a_checkpoint_on_the_kept_rows(tiny_model_dir, tmp
     assert calls == [(str(tiny_model_dir), 4, "deepseek")]
 
     rows = [json.loads(line) for line in (out / "rft_rows.jsonl").read_text().splitlines()]
-    assert [r["task_id"] for r in rows] == ["554", "555"]  # one per task: the rest duplicate, wrong or clipped
-    reference = json.loads(MBPP_TRAIN.read_text().splitlines()[0])["code"]
+    # the default task ids are MBPP's train split (601-974): 554, 555 are validation tasks
+    assert [r["task_id"] for r in rows] == ["602", "603"]  # one per task: the rest duplicate, wrong or clipped
+    first = next(row for row in map(json.loads, MBPP_TRAIN.read_text().splitlines()) if row["task_id"] == 602)
+    reference = first["code"]
     # the answer as generated, less the newline the template puts before <|EOT|>
     assert rows[0]["messages"][-1] == {"role": "assistant", "content": f"Here:\n```python\n{reference}\n```"}
-    assert rows[0]["messages"][0]["content"].startswith("Write a python function which takes a list of integers")
+    assert rows[0]["messages"][0]["content"].startswith("Write a python function to find the first repeated character")
     assert (summary["tasks_tried"], summary["tasks_with_pass"], summary["rows_kept"]) == (3, 2, 2)
     assert summary["dropped"] == {"duplicate": 2, "failed": 6, "clipped": 2}
     assert summary["statuses"]["ok"] == 6 and summary["unavailable"] == 0 and summary["extra_rows"] == 2

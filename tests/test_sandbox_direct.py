@@ -119,3 +119,18 @@ def test_same_verdicts_as_the_test_process_on_humaneval():
     assert {r[-1] for r in out["test process"]} == {"split_process"}
     assert [r[:-1] for r in out["direct"]] == [r[:-1] for r in out["test process"]]
     assert sum(r[0] for r in out["direct"]) == len(problems)  # the canonical ones, no other
+
+
+@needs_bwrap
+@pytest.mark.parametrize("assert_line", ["assert root(9) == 3.0",  # direct calls
+                                         "assert math.isclose(root(9), 3.0)"])  # the test process
+def test_an_asserts_list_s_setup_runs_in_the_candidate_s_module(assert_line):
+    # MBPP's one-module program: completion, `import math`, asserts. A completion that uses
+    # math unimported passes there, so it passes here on both paths, for every caller
+    # (eval, GRPO's reward, RFT's judging, the server all go through check)
+    unimported = "def root(x):\n    return math.sqrt(x)\n"
+    assert check(unimported, ["import math", assert_line]).passed
+    assert not check(unimported, ["assert root(9) == 3.0"]).passed  # no set-up: NameError, as in MBPP's program
+    # the set-up runs after the candidate: a module-level use before it fails in both programs
+    early = "r = math.sqrt(4)\ndef root(x):\n    return x ** 0.5\n"
+    assert not check(early, ["import math", assert_line]).passed

@@ -12,7 +12,6 @@ checks this through both stages' own code).
 
 from __future__ import annotations
 
-import ast
 
 # Instruct mode: the MBPP paper shows the asserts (they name the function to write); the
 # reply format is asked for explicitly because extract_code takes a fenced block.
@@ -64,33 +63,6 @@ def mbpp_setup(row: dict) -> list[str]:
     if isinstance(code, str) and code.strip():
         setup.append(code)
     return setup
-
-
-def with_test_setup(source: str, tests) -> str:
-    """The candidate's source followed by its tests' set-up lines (the entries of an asserts
-    list that hold no assert: MBPP's `import math`, test imports and set-up code).
-
-    The standard MBPP program is one module: completion, set-up, asserts. The sandbox runs
-    the asserts in a process of their own, so without this a completion that calls
-    `math.sqrt` unimported fails where that program passes it (Mbpp/246). Other tests
-    (a HumanEval program, stdin/stdout cases) are left as they are.
-
-    >>> with_test_setup("def f():\\n    return math.pi", ["import math", "assert f() > 3"])
-    'def f():\\n    return math.pi\\nimport math\\n'
-    >>> with_test_setup("x = 1", "def check(c): pass")
-    'x = 1'
-    """
-    if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests):
-        return source
-    setup = [t for t in tests if not _holds_assert(t)]
-    return source + "\n" + "\n".join(setup) + "\n" if setup else source
-
-
-def _holds_assert(text: str) -> bool:
-    try:
-        return any(isinstance(stmt, ast.Assert) for stmt in ast.parse(text).body)  # as the sandbox splits them
-    except SyntaxError:  # the sandbox reports a test that does not parse; not set-up
-        return True
 
 
 def humaneval_test_program(test: str, entry_point: str) -> str:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from coder_align import sandbox
-from coder_align.benchmarks import extract_code, with_test_setup
+from coder_align.benchmarks import extract_code
 from coder_align.config import NON_NEGATIVE, ONE_OR_MORE, POSITIVE, Range
 from coder_align.data.grpo_rows import read_tasks, refuse_test_ids
 from coder_align.datagen.verdicts import JudgedSample
@@ -164,7 +164,7 @@ def judge(tasks: list[dict], completions: list[list[str]], timeout: float = 10.0
     for t, (task, outs) in enumerate(zip(tasks, completions)):
         for c, completion in enumerate(outs):
             code = extract_code(completion, task["language"])
-            jobs.append({"source": with_test_setup(code, task["tests"]), "tests": task["tests"],
+            jobs.append({"source": code, "tests": task["tests"],
                          "language": task["language"], "timeout": timeout, "strict": True})
             where.append((t, c, code))
     if not jobs:

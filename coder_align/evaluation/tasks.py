@@ -27,7 +27,7 @@ from coder_align import benchmarks
 from coder_align.benchmarks import multilingual
 from coder_align.benchmarks import (
     BenchmarkError, code_blocks, extract_code, humaneval_instruct_prompt, humaneval_test_program, mbpp_base_prompt,
-    mbpp_instruct_prompt, read_jsonl, with_test_setup,
+    mbpp_instruct_prompt, read_jsonl,
 )
 from coder_align.data.grpo_rows import tests_syntax_error
 from coder_align.fim import FIM_BEGIN, FIM_END, FIM_HOLE
@@ -74,7 +74,7 @@ class Problem:
             return self.prompt + completion + self.suffix
         if self.kind == "generation":  # the sandbox appends the tests (a program in its language)
             return self.build(completion) if self.build else completion
-        return with_test_setup(completion, self.tests)  # MBPP: one module, as its harness runs it
+        return completion  # MBPP: the sandbox runs the asserts list's set-up in this module too
 
 
 @dataclass

@@ -27,7 +27,6 @@ import os
 
 from coder_align import sandbox
 from coder_align.benchmarks.extract import FENCE_LINE, code_blocks, extract_code, fence_language
-from coder_align.benchmarks.prompts import with_test_setup
 from coder_align.rewards import prejudged
 from coder_align.rewards.signals import hacking_metrics
 from coder_align.sandbox.results import COMPILE_ERROR, UNAVAILABLE, TestReport
@@ -84,8 +83,7 @@ def unit_test_job(completion, row_tests, language: str, timeout: float = 10.0) -
     """The sandbox job that judges one completion against its row's tests (None: no tests)."""
     if not row_tests:
         return None
-    # a tests list's set-up (MBPP's `import math`) runs in the candidate's module too, as in MBPP's harness
-    code = with_test_setup(extract_code(completion_text(completion), language), row_tests)
+    code = extract_code(completion_text(completion), language)
     return {"source": code, "tests": row_tests, "language": language, "timeout": timeout}
 
 

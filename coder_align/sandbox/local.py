@@ -141,6 +141,9 @@ def check(source: str, tests, language: str = "python", timeout: float = 10.0, m
 
 
 def _check_python(source, spec: testcases.PythonTests, timeout, memory_mb, sandboxed, strict) -> TestReport:
+    if spec.setup:  # an asserts list's set-up (MBPP's `import math`) runs in the candidate's module
+        # too, as in MBPP's own one-module program: else `math.sqrt` unimported fails here and passes there
+        source = source + "\n" + spec.setup + "\n"
     job = _py_job("check", source, "", timeout, memory_mb, sandboxed)
     calls = testcases.encoded_calls(spec)
     if calls is not None:  # no test code to run: the candidate process makes the calls
