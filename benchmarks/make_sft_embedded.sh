@@ -13,5 +13,5 @@ STDLIBS=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.*/lib/python3.* 2>/dev/
 [ -n "$STDLIBS" ] || STDLIBS=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
 mkdir -p "$OUT"
 $PY -m coder_align.cli data from-docstrings $STDLIBS "$SITE" --out "$OUT/instruct.jsonl" --code-out "$OUT/code.jsonl"
-$PY -m coder_align.cli data mbpp-sft --splits prompt,train --out "$OUT/mbpp_sft.jsonl"
+$PY -m coder_align.cli data mbpp-sft --splits prompt,train --out "$OUT/mbpp_sft_train.jsonl"
 wc -l "$OUT"/*.jsonl

@@ -184,7 +184,7 @@ def test_mines_kept_functions_and_counts_every_skip(tree, capsys):
         "contaminated": 1, "docstring_length": 1, "exact_duplicate": 1, "globals": 1, "length": 1, "method": 1,
         "no_docstring": 1, "no_return": 1, "non_stdlib_import": 1, "private": 1}
     assert s["decontamination"]["removed_by_benchmark"] == {"HumanEval": 1}
-    assert s["decontamination"]["benchmarks"] == {"HumanEval": 328, "MBPP test split": 3}
+    assert s["decontamination"]["benchmarks"] == {"HumanEval": 328, "MBPP test split": 3, "MBPP validation split": 0}
     assert "6 kept" in printed.out and "decontamination" in printed.out
 
 

@@ -18,14 +18,17 @@ RESULTS = REPO / "benchmarks" / "results"
 # MBPP's test split (the list): 7 in the validation split, 9 in the training split.
 FLAGGED = {558, 562, 569, 574, 592, 598, 600, 608, 731, 747, 756, 762, 767, 787, 794, 803}
 FLAGGED_TRAIN = {608, 731, 747, 756, 762, 767, 787, 794, 803}
+# training tasks that share a 10-gram with the validation split (625 ~ 591, 784 ~ 594; 767 and
+# 803 also match it but are flagged above): a validation number must not be inflated by them
+NEAR_VALIDATION = {625, 784}
 VALIDATION = set(benchmarks.validation_split())
 
 # Committed training-side files made before the rule, and the flagged / validation tasks they
 # hold. Their cells cannot be rerun on this machine now; benchmarks/RESULTS.md names each one.
 # A new file, or another id in one of these, fails the test: rerun with the new pools instead.
 COMMITTED_AFFECTED = {
-    "benchmarks/data/sft_embedded/mbpp_sft.jsonl": (set(), 36),
-    "benchmarks/results/rft/judged.jsonl.gz": (FLAGGED, 43),
+    "benchmarks/data/sft_embedded/mbpp_sft.jsonl": (NEAR_VALIDATION, 36),
+    "benchmarks/results/rft/judged.jsonl.gz": (FLAGGED | NEAR_VALIDATION, 43),
     "benchmarks/results/rft/rft_rows.jsonl": ({600, 787, 794}, 8),
     "benchmarks/results/grpo/frontier.jsonl": ({600, 787, 794}, 8),
     "benchmarks/results/grpo/completions.jsonl.gz": ({600, 787, 794}, 8),
@@ -62,12 +65,12 @@ def test_training_pools_leave_out_flagged_and_validation_tasks():
 
     tasks, stats = load_tasks(str(MBPP_TRAIN))
     ids = {int(t["task_id"]) for t in tasks}
-    assert not ids & FLAGGED and not ids & VALIDATION
-    assert len(tasks) == 163 - 43 - 9 == stats["rows_used"]
+    assert not ids & (FLAGGED | NEAR_VALIDATION | VALIDATION)
+    assert len(tasks) == 163 - 43 - 11 == stats["rows_used"]
     assert stats["held_out_validation"] == 43
     d = stats["decontamination"]
-    assert d["removed"] == 9 and {int(x.split()[0]) for x in d["removed_tasks"]} == FLAGGED_TRAIN
-    assert d["benchmarks"] == {"HumanEval": 328, "MBPP test split": 1290}
+    assert d["removed"] == 11 and {int(x.split()[0]) for x in d["removed_tasks"]} == FLAGGED_TRAIN | NEAR_VALIDATION
+    assert d["benchmarks"] == {"HumanEval": 328, "MBPP test split": 1290, "MBPP validation split": 215}
 
 
 @needs_mbpp
@@ -75,8 +78,8 @@ def test_grpo_reads_the_same_pool():
     from coder_align.data.grpo_rows import read_tasks
 
     tasks, stats = read_tasks(str(MBPP_TRAIN), training=True)
-    assert not {int(t["task_id"]) for t in tasks} & (FLAGGED | VALIDATION)
-    assert stats.as_dict()["decontamination"]["removed"] == 9
+    assert not {int(t["task_id"]) for t in tasks} & (FLAGGED | NEAR_VALIDATION | VALIDATION)
+    assert stats.as_dict()["decontamination"]["removed"] == 11
     # not a training read (eval, the reward-model study's held-out tasks): nothing left out
     assert read_tasks(str(MBPP_TRAIN))[1].rows_used == 163
 
@@ -96,15 +99,15 @@ def test_mbpp_sft_rows_hold_no_validation_or_flagged_task(tmp_path):
 
     rows, summary = mbpp_rows(MbppSftConfig())
     ids = {int(r["task_id"].split("/")[1]) for r in rows}
-    assert ids and not ids & (FLAGGED | VALIDATION)
-    assert summary["decontamination"]["removed"] == 9
+    assert ids and not ids & (FLAGGED | NEAR_VALIDATION | VALIDATION)
+    assert summary["decontamination"]["removed"] == 11
 
 
 def test_no_flagged_task_in_a_training_side_file_but_those_results_name():
     found = {}
     for path in training_side_files():
         ids = task_numbers(path)
-        flagged, validation = ids & FLAGGED, len(ids & VALIDATION)
+        flagged, validation = ids & (FLAGGED | NEAR_VALIDATION), len(ids & VALIDATION)
         if flagged or validation:
             found[str(path.relative_to(REPO))] = (flagged, validation)
     assert found == COMMITTED_AFFECTED
@@ -116,7 +119,7 @@ def test_no_flagged_task_in_a_training_side_file_but_those_results_name():
 def test_a_pool_that_could_not_be_checked_says_so(monkeypatch):
     from coder_align.data import grpo_rows
 
-    def missing():
+    def missing(**kwargs):
         raise FileNotFoundError("decontamination needs MBPP: mbpp_sanitized.jsonl not found")
 
     monkeypatch.setattr(grpo_rows, "load_test_split_index", missing)

@@ -126,9 +126,11 @@ def load_index(humaneval: bool = True, mbpp: str | Path | None = DEFAULT_MBPP,
     return BenchmarkIndex(strings + extra_strings(extra, sources)), sources
 
 
-def load_test_split_index(mbpp: str | Path | None = DEFAULT_MBPP,
-                          extra: list[str | Path] = ()) -> tuple[BenchmarkIndex, dict[str, int | str]]:
-    """The index over what is evaluated: HumanEval and MBPP's test split (task ids 11-510).
+def load_test_split_index(mbpp: str | Path | None = DEFAULT_MBPP, extra: list[str | Path] = (),
+                          validation: bool = False) -> tuple[BenchmarkIndex, dict[str, int | str]]:
+    """The index over what is evaluated: HumanEval and MBPP's test split (task ids 11-510),
+    and with `validation` MBPP's validation split too (511-600, what stages are chosen on:
+    a training row that shares a 10-gram with it would inflate the number that picks it).
 
     For training data that includes MBPP's other splits on purpose (the SFT rows), where
     `load_index`'s all-MBPP index would remove them all. Both benchmarks must be present:
@@ -142,8 +144,14 @@ def load_test_split_index(mbpp: str | Path | None = DEFAULT_MBPP,
         raise FileNotFoundError(f"decontamination needs MBPP: {path or MBPP_FILE} not found "
                                 f"({HOW_TO_GET[MBPP_FILE]})")
     test = {f"MBPP/{i}" for i in MBPP_SPLITS["test"]}
-    mbpp_rows = [(source, text) for source, text in jsonl_strings(path, "MBPP") if source in test]
+    held = {f"MBPP/{i}" for i in MBPP_SPLITS["validation"]} if validation else set()
+    rows = jsonl_strings(path, "MBPP")
+    mbpp_rows = [(source, text) for source, text in rows if source in test]
     sources: dict[str, int | str] = {"HumanEval": len(he), "MBPP test split": len(mbpp_rows)}
+    if validation:
+        validation_rows = [(source, text) for source, text in rows if source in held]
+        sources["MBPP validation split"] = len(validation_rows)
+        mbpp_rows += validation_rows
     return BenchmarkIndex(he + mbpp_rows + extra_strings(extra, sources)), sources
 
 

