@@ -21,7 +21,9 @@ and its verdict, for `datagen.verdicts.read_judged`: reward-model data reuses it
 (`sft.train.output_dir`). A rerun with the same sampling settings reuses `judged.jsonl`
 instead of sampling again.
 
-Where this departs from DeepSeekMath: one round (offline RFT); rerun on `sft/` for another.
+Where this departs from DeepSeekMath: a run is one round (offline RFT). Expert iteration is
+the same command on the last round's model, `model.path=<output_dir>/sft` (or a GRPO output):
+it samples its own answers with the template it was trained on, and its rows are its own.
 """
 
 from __future__ import annotations

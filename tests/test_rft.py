@@ -137,6 +137,15 @@ def test_rft_end_to_end_trains_a_checkpoint_on_the_kept_rows(tiny_model_dir, tmp
     saved = json.loads((out / "summary.json").read_text())
     assert saved["stage"] == "rft" and saved["config"]["keep"]["max_per_task"] == 2
 
+    # expert iteration (issue 28): round 2 samples the round-1 model on the same tasks and keeps
+    # what passes of its own answers, with the template it was trained on
+    calls.clear()
+    round_two = [o for o in overrides if not o.startswith(("model.path=", "output_dir="))]
+    second = main(load_config(RFTConfig, None, round_two + [f"model.path={sft_dir}", f"output_dir={tmp_path / 'r2'}"]))
+    assert calls == [(str(sft_dir), 4, "deepseek")]
+    assert second["model"] == str(sft_dir) and second["rows_kept"] == 2
+    assert read_run(str(tmp_path / "r2" / "sft")).stage == "sft"
+
     # a rerun with the same sampling settings reuses the verdicts; other settings are refused
     monkeypatch.setattr(self_sampling, "sample", lambda *a, **k: pytest.fail("sampled again"))
     again = main(load_config(RFTConfig, None, overrides + ["keep.max_per_task=1", "sft.train.max_steps=3",
