@@ -64,7 +64,7 @@ class GRPODataConfig:
     path: str = ""  # .jsonl / .json / .parquet file, or a hub dataset name
     split: str = "train"
     format: Literal["auto", "rows", "mbpp", "humaneval"] = "auto"  # auto: from the row's fields
-    task_ids: str | None = None  # e.g. "511-974": MBPP's validation + training ids, never its test split
+    task_ids: str | None = None  # e.g. "601-974": MBPP's training ids (never its test split; 511-600 is validation)
     shown_tests: int = 1  # MBPP: asserts shown in the prompt (the paper shows them; 1 names the function)
     language: str = "python"  # for rows without a `language` field
     template: Literal["deepseek", "model"] | None = None  # None: the starting point's, else deepseek
