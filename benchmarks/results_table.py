@@ -5,6 +5,8 @@
     python benchmarks/results_table.py eval --stage rft --model outputs/rft-embedded/sft
     python benchmarks/results_table.py eval --stage grpo --model outputs/grpo-embedded
     python benchmarks/results_table.py eval --stage grpo-rft --model outputs/grpo-embedded-rft
+    python benchmarks/results_table.py eval --stage sft-v2 --model outputs/sft-embedded-v2 --only validation
+    python benchmarks/results_table.py eval --stage rft-v2 --model outputs/rft-embedded-v2/sft --only validation
     python benchmarks/results_table.py table   # RESULTS.md's table, results/embedded.json, results/embedded.png
 
 `eval` runs four `coder-align eval run` commands for a stage, greedy and on full sets
@@ -14,6 +16,8 @@ except infilling (first 300), into benchmarks/results/<stage>/:
   instruct/  HumanEval (164) + MBPP test (257), instruct mode (configs/eval/instruct.yaml)
   base/      MBPP test (257), base mode
   infill/    HumanEval single-line infilling, first 300 problems
+  leetcode/  DeepSeek-Coder's LeetCode Contest (180), instruct mode with the model's own template
+             (configs/eval/deepseek_suite.yaml)
 and keeps each run's samples_<task>.jsonl (re-score them with `coder-align eval score`),
 summary.json and the exact command in command.txt (written by the run itself, beside its
 resolved eval_config.yaml). `table` reads every stage present, in
@@ -34,13 +38,17 @@ RESULTS = ROOT / "benchmarks" / "results"
 STAGES = {"shipped": "embedded, as shipped", "sft": "+ SFT (configs/sft/embedded-code.yaml, 36 steps)",
           "rft": "+ rejection-sampling FT of the SFT model (configs/rft/embedded.yaml)",
           "grpo": "+ GRPO of the SFT model (configs/grpo/embedded.yaml, 100 steps)",
-          "grpo-rft": "+ GRPO of the RFT model (configs/grpo/embedded.yaml, 60 steps)"}
+          "grpo-rft": "+ GRPO of the RFT model (configs/grpo/embedded.yaml, 60 steps)",
+          # issue 26's rules: no validation task (or its 10-gram twin) in any training data
+          "sft-v2": "+ SFT, issue 26's rules (as `sft`, MBPP rows without validation tasks)",
+          "rft-v2": "+ RFT of `sft-v2`, issue 26's rules (tasks 601-974, decontaminated)"}
 # (run directory, task, column title, problems expected)
 COLUMNS = [("validation", "mbpp-validation", "MBPP validation (43) greedy pass@1, instruct (stages are chosen on it)", 43),
            ("instruct", "humaneval", "HumanEval (164) greedy pass@1, instruct", 164),
            ("instruct", "mbpp", "MBPP test (257) greedy pass@1, instruct", 257),
            ("base", "mbpp", "MBPP test (257) pass@1, base mode", 257),
-           ("infill", "infilling", "HumanEval single-line infilling (first 300) pass@1", 300)]
+           ("infill", "infilling", "HumanEval single-line infilling (first 300) pass@1", 300),
+           ("leetcode", "leetcode", "LeetCode Contest (180) greedy pass@1, instruct, the model's template", 180)]
 
 
 def commands(model: str, stage_dir: Path, extra: list[str]) -> dict[str, list[str]]:
@@ -57,6 +65,8 @@ def commands(model: str, stage_dir: Path, extra: list[str]) -> dict[str, list[st
                         f"output_dir={stage_dir / 'base'}", *extra],
         "infill": base + [f"model.path={model}", "data.tasks=[infilling]", "data.max_rows=300",
                           f"output_dir={stage_dir / 'infill'}", *extra],
+        "leetcode": base + ["--config", "configs/eval/deepseek_suite.yaml", f"model.path={model}", "data.tasks=[leetcode]",
+                            f"output_dir={stage_dir / 'leetcode'}", *extra],
     }
 
 
@@ -141,7 +151,7 @@ def plot(rows: dict) -> None:
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
     ax.set_xticks([i + width * (len(present) - 1) / 2 for i in range(len(COLUMNS))],
                   ["MBPP validation\ninstruct", "HumanEval\ninstruct", "MBPP test\ninstruct", "MBPP test\nbase",
-                   "infilling\n(first 300)"])
+                   "infilling\n(first 300)", "LeetCode\nContest"])
     ax.set_ylabel("greedy pass@1 (%)")
     ax.set_title("SmolLM2-135M-Instruct through coder_align's stages (greedy, full sets)", fontsize=10)
     # below the axes: inside, it covers the tallest bars
@@ -156,7 +166,7 @@ def main() -> None:
     run = sub.add_parser("eval", help="evaluate one stage's model")
     run.add_argument("--stage", required=True, choices=list(STAGES))
     run.add_argument("--model", required=True)
-    run.add_argument("--only", default="", help="comma-separated subset of validation,instruct,base,infill")
+    run.add_argument("--only", default="", help="comma-separated subset of validation,instruct,base,infill,leetcode")
     run.add_argument("overrides", nargs="*", help="extra key=value for every eval command (the same for all stages)")
     sub.add_parser("table", help="write RESULTS table, JSON and plot from the stages present")
     args = parser.parse_args()

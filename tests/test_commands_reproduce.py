@@ -79,7 +79,9 @@ def test_every_eval_cell_command_resolves_to_its_recorded_config():
     from coder_align.evaluation.config import eval_config
 
     cells = sorted(RESULTS.glob("*/*/command.txt"))
-    assert len(cells) == 16  # 5 stages x 3 runs, and controls/shipped-own-template
+    # 5 stages x 3 runs, controls/shipped-own-template, shipped validation + leetcode, sft-v2 and rft-v2
+    # validation + instruct (reproductions/ holds no eval cell of its own: its samples are the committed ones)
+    assert len(cells) == 22
     for path in cells:
         stage, args = command_parts(path.read_text().strip())
         assert stage == "eval run", path
@@ -106,6 +108,8 @@ def _training_cells():
         "grpo": (GRPOConfig, "grpo/train_summary.json"),
         "grpo-rft frontier": (DifficultyConfig, "grpo-rft/frontier.summary.json"),
         "grpo-rft": (GRPOConfig, "grpo-rft/train_summary.json"),
+        "sft-v2": (SFTConfig, "sft-v2/train_summary.json"),  # issue 26's rules, written by the runs
+        "rft-v2": (RFTConfig, "rft-v2/rft_summary.json"),
     }
 
 
