@@ -9,7 +9,7 @@
     python benchmarks/results_table.py eval --stage rft-v2 --model outputs/rft-embedded-v2/sft --only validation
     python benchmarks/results_table.py table   # RESULTS.md's table, results/embedded.json, results/embedded.png
 
-`eval` runs four `coder-align eval run` commands for a stage, greedy and on full sets
+`eval` runs the `coder-align eval run` commands of a stage (or `--only` some), greedy and on full sets
 except infilling (first 300), into benchmarks/results/<stage>/:
   validation/ MBPP validation (43, ids 511-600), instruct mode: the split every choice between
              stages or checkpoints is made on (benchmarks.validation_split); never the test columns

@@ -39,7 +39,7 @@ from coder_align.evaluation.policy_generation import PolicyRollouts
 from coder_align.models.loading import load_model, load_tokenizer
 from coder_align.rewards import JUDGING, RewardSet
 from coder_align.rewards.early import EarlyJudge
-from coder_align.rewards.execution import judge_reports, unit_test_job, unit_test_score
+from coder_align.rewards.execution import unit_test_reward
 from coder_align.rewards.signals import shown_tests
 from coder_align.run_dir import Run, read_run
 from coder_align.sandbox.preflight import require_sandbox
@@ -376,9 +376,9 @@ def make_rollout(g: GRPOSettings, rows: list[dict], tokenizer, rewards: RewardSe
 
 
 def judge_validation(completions: list[str], tasks: list[dict]) -> list[float | None]:
-    """1.0 / 0.0 per validation task from the sandbox; None where it could not judge (unavailable)."""
-    return [unit_test_score(r) for r in judge_reports([unit_test_job(c, t["tests"], t["language"])
-                                                       for c, t in zip(completions, tasks)])]
+    """1.0 / 0.0 per validation task from the sandbox (the unit-test reward, as training judges);
+    None where it could not judge (unavailable)."""
+    return unit_test_reward(completions, [t["tests"] for t in tasks], [t["language"] for t in tasks])
 
 
 def check_sandbox(reward_names: list[str], tasks: list[dict]) -> None:
