@@ -7,6 +7,7 @@
     python benchmarks/results_table.py eval --stage grpo-rft --model outputs/grpo-embedded-rft
     python benchmarks/results_table.py eval --stage sft-v2 --model outputs/sft-embedded-v2 --only validation
     python benchmarks/results_table.py eval --stage rft-v2 --model outputs/rft-embedded-v2/sft --only validation
+    python benchmarks/results_table.py eval --stage rft2-v2 --model outputs/rft2-embedded-v2/sft --only validation,instruct
     python benchmarks/results_table.py table   # RESULTS.md's table, results/embedded.json, results/embedded.png
 
 `eval` runs the `coder-align eval run` commands of a stage (or `--only` some), greedy and on full sets
@@ -18,6 +19,8 @@ except infilling (first 300), into benchmarks/results/<stage>/:
   infill/    HumanEval single-line infilling, first 300 problems
   leetcode/  DeepSeek-Coder's LeetCode Contest (180), instruct mode with the model's own template
              (configs/eval/deepseek_suite.yaml)
+  multilingual/  DeepSeek-Coder's HumanEval in its paper's eight languages (1280 problems), the
+             same settings; one cell, the mean of the eight pass@1 as DeepSeek reports it
 and keeps each run's samples_<task>.jsonl (re-score them with `coder-align eval score`),
 summary.json and the exact command in command.txt (written by the run itself, beside its
 resolved eval_config.yaml). `table` reads every stage present, in
@@ -33,6 +36,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from coder_align.benchmarks.multilingual import PAPER_LANGUAGES
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 STAGES = {"shipped": "embedded, as shipped", "sft": "+ SFT (configs/sft/embedded-code.yaml, 36 steps)",
@@ -41,14 +46,22 @@ STAGES = {"shipped": "embedded, as shipped", "sft": "+ SFT (configs/sft/embedded
           "grpo-rft": "+ GRPO of the RFT model (configs/grpo/embedded.yaml, 60 steps)",
           # issue 26's rules: no validation task (or its 10-gram twin) in any training data
           "sft-v2": "+ SFT, issue 26's rules (as `sft`, MBPP rows without validation tasks)",
-          "rft-v2": "+ RFT of `sft-v2`, issue 26's rules (tasks 601-974, decontaminated)"}
+          "rft-v2": "+ RFT of `sft-v2`, issue 26's rules (tasks 601-974, decontaminated)",
+          # expert iteration (issue 28): the same RFT recipe on `rft-v2`'s own samples
+          "rft2-v2": "+ RFT round 2 of `rft-v2` (its own samples, tasks 601-974)"}
 # (run directory, task, column title, problems expected)
 COLUMNS = [("validation", "mbpp-validation", "MBPP validation (43) greedy pass@1, instruct (stages are chosen on it)", 43),
            ("instruct", "humaneval", "HumanEval (164) greedy pass@1, instruct", 164),
            ("instruct", "mbpp", "MBPP test (257) greedy pass@1, instruct", 257),
            ("base", "mbpp", "MBPP test (257) pass@1, base mode", 257),
            ("infill", "infilling", "HumanEval single-line infilling (first 300) pass@1", 300),
-           ("leetcode", "leetcode", "LeetCode Contest (180) greedy pass@1, instruct, the model's template", 180)]
+           ("leetcode", "leetcode", "LeetCode Contest (180) greedy pass@1, instruct, the model's template", 180),
+           # DeepSeek's figure: the mean of the eight languages' pass@1 (multilingual_report.average)
+           ("multilingual", "humaneval-multilingual",
+            "HumanEval in DeepSeek's 8 languages (1280), mean greedy pass@1, instruct, the model's template", 1280)]
+
+PLOT_LABELS = ["MBPP validation\ninstruct", "HumanEval\ninstruct", "MBPP test\ninstruct", "MBPP test\nbase",
+               "infilling\n(first 300)", "LeetCode\nContest", "HumanEval\n8 languages"]  # one per column
 
 
 def commands(model: str, stage_dir: Path, extra: list[str]) -> dict[str, list[str]]:
@@ -67,6 +80,8 @@ def commands(model: str, stage_dir: Path, extra: list[str]) -> dict[str, list[st
                           f"output_dir={stage_dir / 'infill'}", *extra],
         "leetcode": base + ["--config", "configs/eval/deepseek_suite.yaml", f"model.path={model}", "data.tasks=[leetcode]",
                             f"output_dir={stage_dir / 'leetcode'}", *extra],
+        "multilingual": base + ["--config", "configs/eval/deepseek_suite.yaml", f"model.path={model}",
+                                "data.tasks=[humaneval-multilingual]", f"output_dir={stage_dir / 'multilingual'}", *extra],
     }
 
 
@@ -92,17 +107,32 @@ def cell(stage_dir: Path, run: str, task: str, expected: int) -> dict | None:
     if not path.exists():
         return None
     summary = json.loads(path.read_text())
-    result = summary["tasks"].get(task)
+    result = multilingual_mean(summary) if task == "humaneval-multilingual" else summary["tasks"].get(task)
     if result is None:
         return None
     value = result.get("pass@1")
     problems = result.get("problems", expected)
-    passed = round(value * problems) if value is not None else None
+    passed = result.get("passed", round(value * problems) if value is not None else None)
     return {"value": value, "passed": passed, "problems": problems, "metric": "pass@1",
             "exact_match": result.get("exact_match"),
             "command": (stage_dir / run / "command.txt").read_text().strip()
             if (stage_dir / run / "command.txt").exists() else None,
             "tokens_per_second": result.get("tokens_per_second"), "generation_seconds": result.get("generation_seconds")}
+
+
+def multilingual_mean(summary: dict) -> dict | None:
+    """The eight languages as one cell: DeepSeek's mean of per-language pass@1, and the
+    problems passed and judged summed over them. None unless all eight were judged (a mean
+    over fewer is not the paper's figure)."""
+    from coder_align.evaluation.multilingual_report import average, language_results
+
+    results = language_results(summary)
+    mean, missing = average(results)
+    if mean is None or missing:
+        return None
+    judged = [results[code] for code in results if code in PAPER_LANGUAGES]
+    return {"pass@1": mean, "problems": sum(r["problems"] for r in judged),
+            "passed": round(sum(r["pass@1"] * r["problems"] for r in judged))}
 
 
 def table() -> None:
@@ -149,9 +179,7 @@ def plot(rows: dict) -> None:
         values = [100 * ((rows[stage][f"{task}/{run}"] or {}).get("value") or 0) for run, task, _, _ in COLUMNS]
         bars = ax.bar([i + k * width for i in range(len(COLUMNS))], values, width, label=STAGES[stage])
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
-    ax.set_xticks([i + width * (len(present) - 1) / 2 for i in range(len(COLUMNS))],
-                  ["MBPP validation\ninstruct", "HumanEval\ninstruct", "MBPP test\ninstruct", "MBPP test\nbase",
-                   "infilling\n(first 300)", "LeetCode\nContest"])
+    ax.set_xticks([i + width * (len(present) - 1) / 2 for i in range(len(COLUMNS))], PLOT_LABELS)
     ax.set_ylabel("greedy pass@1 (%)")
     ax.set_title("SmolLM2-135M-Instruct through coder_align's stages (greedy, full sets)", fontsize=10)
     # below the axes: inside, it covers the tallest bars
@@ -166,7 +194,7 @@ def main() -> None:
     run = sub.add_parser("eval", help="evaluate one stage's model")
     run.add_argument("--stage", required=True, choices=list(STAGES))
     run.add_argument("--model", required=True)
-    run.add_argument("--only", default="", help="comma-separated subset of validation,instruct,base,infill,leetcode")
+    run.add_argument("--only", default="", help="comma-separated subset of validation,instruct,base,infill,leetcode,multilingual")
     run.add_argument("overrides", nargs="*", help="extra key=value for every eval command (the same for all stages)")
     sub.add_parser("table", help="write RESULTS table, JSON and plot from the stages present")
     args = parser.parse_args()
