@@ -79,9 +79,9 @@ def test_every_eval_cell_command_resolves_to_its_recorded_config():
     from coder_align.evaluation.config import eval_config
 
     cells = sorted(RESULTS.glob("*/*/command.txt"))
-    # 5 stages x 3 runs, controls/shipped-own-template, shipped validation + leetcode, sft-v2 and rft-v2
-    # validation + instruct (reproductions/ holds no eval cell of its own: its samples are the committed ones)
-    assert len(cells) == 22
+    # 5 stages x 3 runs, controls/shipped-own-template, shipped validation + leetcode, sft-v2, rft-v2 and
+    # rft2-v2 validation + instruct (reproductions/ holds no eval cell of its own: its samples are the committed ones)
+    assert len(cells) == 24
     for path in cells:
         stage, args = command_parts(path.read_text().strip())
         assert stage == "eval run", path
@@ -110,6 +110,7 @@ def _training_cells():
         "grpo-rft": (GRPOConfig, "grpo-rft/train_summary.json"),
         "sft-v2": (SFTConfig, "sft-v2/train_summary.json"),  # issue 26's rules, written by the runs
         "rft-v2": (RFTConfig, "rft-v2/rft_summary.json"),
+        "rft2-v2": (RFTConfig, "rft2-v2/rft_summary.json"),  # expert iteration: RFT of rft-v2
     }
 
 
