@@ -49,6 +49,19 @@ def test_pass_at_1_counts_unavailable_apart_and_runs_every_n_steps_and_at_the_la
     assert validation.step_end(state(4, main=False)) is None  # only the main process validates
 
 
+def test_the_best_step_is_recorded_for_the_trainer_s_checkpoint_rotation():
+    scores = iter([[0.0], [1.0], [1.0], [0.0], [None]])
+    validation = Validation(None, [{"task_id": "1"}], lambda rows, t: ["x"], lambda c, r: next(scores), 1,
+                            lambda metrics: None)
+    trainer_state = state(1, max_steps=5)
+    trainer_state.best_metric = trainer_state.best_global_step = None
+    for step in range(1, 6):
+        trainer_state.global_step = step
+        validation.step_end(trainer_state)
+    # the earliest of the best (2, not the tie at 3); a later worse or unjudged validation keeps it
+    assert (trainer_state.best_metric, trainer_state.best_global_step) == (1.0, 2)
+
+
 def test_no_judged_task_logs_no_pass_at_1():
     logged = []
     validation = Validation(None, [{"task_id": "1"}], lambda rows, t: ["x"], lambda c, r: [None], 1, logged.append)
@@ -125,6 +138,21 @@ def test_run_logs_validation_and_summary_names_best_step(tiny_model_dir, tmp_pat
     assert [h["step"] for h in validation["history"]] == [1, 2] and validation["tasks"] == 3
     assert validation["best_step"] == 1 and validation["best_checkpoint"] == str(out / "checkpoint-1")
     assert (out / "rewards.png").is_file()
+
+
+def test_a_long_run_keeps_the_best_checkpoint_past_save_total_limit(tiny_model_dir, tmp_path, monkeypatch):
+    """With save_total_limit=2 the Trainer keeps the last two checkpoints, unless it knows the
+    best one: the validation at step 1 is the best (later ones score lower), so checkpoint-1 stays."""
+    import coder_align.grpo as grpo_stage
+
+    scores = iter([1.0, 0.0, 0.0, 0.0])
+    monkeypatch.setattr(grpo_stage, "judge_validation", lambda completions, tasks: [next(scores)] + [0.0] * (len(tasks) - 1))
+    out = tmp_path / "run"
+    summary = grpo(tiny_model_dir, write_rows(tmp_path / "rows.jsonl"), out, "train.max_steps=4",
+                   "train.save_steps=1", "train.save_total_limit=2", "grpo.validation_every=1",
+                   f"grpo.validation_tasks={write_rows(tmp_path / 'val.jsonl', VALIDATION_ROWS)}")
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-4"]  # not 3 and 4
+    assert summary["validation"]["best_checkpoint"] == str(out / "checkpoint-1")
 
 
 def test_validation_settings_out_of_range_are_refused():

@@ -108,6 +108,11 @@ class Validation:
         metrics = self.validate()
         log.info("step %d: validation %s", state.global_step, metrics)
         self.log_metrics(metrics)
+        score = metrics.get(PASS_AT_1)
+        if score is not None and (getattr(state, "best_metric", None) is None or score > state.best_metric):
+            # the Trainer's own record of the best step: its checkpoint rotation (save_total_limit)
+            # then keeps that checkpoint, which the summary's best_checkpoint names, however long the run
+            state.best_metric, state.best_global_step = score, state.global_step
         return metrics
 
     def validate(self) -> dict:
