@@ -69,8 +69,15 @@ def test_hack_exit_before_the_asserts_fools_the_standard_program_only():
     assert judge_both(HUMANEVAL_LIKE, "    return 0\nimport os\nos._exit(0)\n") == (False, True)
 
 
-def committed_cells() -> list[tuple[Path, str]]:
-    return [(p, p.stem.removeprefix("samples_")) for p in sorted(RESULTS.glob("*/*/samples_*.jsonl"))]
+def committed_cells(compiled: bool = False) -> list[tuple[Path, str]]:
+    """(samples file, task) of every committed cell; the multilingual cells in compiled or
+    slow-to-start languages (a compiler run per sample: minutes) only with `compiled`."""
+    cells = [(p, p.stem.removeprefix("samples_")) for p in sorted(RESULTS.glob("*/*/samples_*.jsonl"))]
+    return [(p, name) for p, name in cells if compiled == _compiled(name)]
+
+
+def _compiled(task: str) -> bool:
+    return task.startswith("humaneval-") and task != "humaneval-python"
 
 
 @pytest.mark.skipif(benchmarks.find_data(benchmarks.MBPP_FILE) is None or
@@ -79,8 +86,18 @@ def test_committed_verdicts_equal_the_standard_programs():
     """Every committed sample (every cell): the standard program's verdict is the one the file
     records. Samples recorded as timeouts (over 10 s in our sandbox) are run with a 1 s limit:
     they must fail there too, which keeps this in the default test run (26 of them)."""
-    cells = committed_cells()
-    assert len(cells) >= 21  # 5 stages x 4 cells, and controls/shipped-own-template
+    _compare_cells(committed_cells())
+
+
+@pytest.mark.slow
+def test_committed_multilingual_verdicts_equal_the_standard_programs():
+    """The same for the multilingual cells outside Python (MultiPL-E's program: the answer, then
+    the problem's tests, judged by exit status), which compile a program per sample."""
+    _compare_cells(committed_cells(compiled=True), at_least=7)
+
+
+def _compare_cells(cells, at_least: int = 21):  # 5 stages x 4 cells, and controls/shipped-own-template
+    assert len(cells) >= at_least
     tasks = {}
     for path, name in cells:
         task = tasks.setdefault(name, load_task(name))
