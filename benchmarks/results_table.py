@@ -37,6 +37,7 @@ import sys
 from pathlib import Path
 
 from coder_align.benchmarks.multilingual import PAPER_LANGUAGES
+from coder_align.evaluation.multilingual_report import average, language_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -124,8 +125,6 @@ def multilingual_mean(summary: dict) -> dict | None:
     """The eight languages as one cell: DeepSeek's mean of per-language pass@1, and the
     problems passed and judged summed over them. None unless all eight were judged (a mean
     over fewer is not the paper's figure)."""
-    from coder_align.evaluation.multilingual_report import average, language_results
-
     results = language_results(summary)
     mean, missing = average(results)
     if mean is None or missing:
