@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from coder_align.evaluation.reference import compare
+from coder_align.evaluation.reference import compare, has_standard_program
 from coder_align.evaluation.report import bar_chart, headline, headline_counts, markdown_report, write_jsonl
 from coder_align.evaluation.scoring import read_samples, score_samples
 from coder_align.evaluation.tasks import load_task
@@ -42,7 +42,11 @@ def cells(results: Path = RESULTS) -> list[tuple[Path, str]]:
 def check(results: Path = RESULTS, workers: int | None = None) -> dict:
     report = {}
     for path, task_name in cells(results):
-        result = compare(load_task(task_name), read_samples(path), workers=workers)
+        task = load_task(task_name)
+        if not has_standard_program(task):  # MultiPL-E's program outside Python: the scorer's own
+            print(f"{path.relative_to(ROOT)}: no separate standard program in its language, not compared", flush=True)
+            continue
+        result = compare(task, read_samples(path), workers=workers)
         report[str(path.relative_to(results))] = result
         print(f"{path.relative_to(ROOT)}: ours {result['project_passes']}, standard harness "
               f"{result['reference_passes']} of {result['compared']}; {len(result['disagreements'])} disagreements",

