@@ -132,6 +132,8 @@ def test_run_logs_validation_and_summary_names_best_step(tiny_model_dir, tmp_pat
     log_history = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
     logged = [h for h in log_history if "validation/tasks" in h]
     assert [h["step"] for h in logged] == [1, 2]
+    # and each validated step keeps its own training entry (rewards, loss), not merged into the next
+    assert [h["step"] for h in log_history if "loss" in h and "reward" in h] == [1, 2]
     for h in logged:  # a random model: every task judged (the sandbox works here) and failed
         assert h[PASS_AT_1] == 0.0 and h["validation/tasks"] == 3.0 and h["validation/unavailable"] == 0.0
     validation = summary["validation"]

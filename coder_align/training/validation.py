@@ -135,7 +135,11 @@ def validation_callback(trainer, tasks: list[dict], generate: Callable, judge: C
                                          lambda metrics: Trainer.log(trainer, metrics))
 
         def on_step_end(self, args, state, control, **kwargs):
+            # Trainer.log clears should_log (CallbackHandler.on_log); without this the step's own
+            # training metrics were not logged at a validated step but averaged into the next one
+            should_log = control.should_log
             self.validation.step_end(state)
+            control.should_log = should_log
             return control
 
     return ValidationCallback()
