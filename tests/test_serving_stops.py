@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ from coder_align.templates import EOT
 
 ROWS = [{"instruction": "Write neg(x).", "output": "def neg(x):\n    return -x"}]
 COMMON = ["train.report_to=[]", "train.disable_progress_bar=true", "model.gradient_checkpointing=false",
-          "train.save_steps=1000", "train.max_steps=1", "train.warmup_steps=0"]
+          "train.save_steps=1", "train.max_steps=1", "train.warmup_steps=0"]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,9 @@ def test_full_and_merged_weights_stop_at_eot_with_plain_transformers(runs, kind)
     assert eot in (saved if isinstance(saved, list) else [saved])
 
 
-def test_an_adapter_carries_the_generation_config_peft_users_load(runs):
+def test_plain_peft_stops_at_eot_on_a_local_base(runs):
+    """No extra line: the adapter records a stopping base (models/stopping_base.py), whose
+    generation config peft hands to generation; the base's own weights are linked, not copied."""
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoTokenizer, GenerationConfig
 
@@ -83,10 +86,47 @@ def test_an_adapter_carries_the_generation_config_peft_users_load(runs):
     tokenizer = AutoTokenizer.from_pretrained(adapter)
     eot = tokenizer.convert_tokens_to_ids(EOT)
     assert eot in GenerationConfig.from_pretrained(adapter).eos_token_id
-    # the README's lines, exactly
     model = AutoPeftModelForCausalLM.from_pretrained(adapter)
-    model.generation_config = GenerationConfig.from_pretrained(adapter)
     assert new_tokens(model, tokenizer)[-1] == eot and len(new_tokens(model, tokenizer)) == 3
+
+    base = Path(json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"])
+    assert base.parent.name == "stopping_bases" and (base / "model.safetensors").is_symlink()
+    trained_on = (adapter / "coder_align_config.yaml").read_text()
+    assert str((base / "model.safetensors").resolve().parent) in trained_on  # the run's model.path
+    # every checkpoint the Trainer saved points there too
+    checkpoints = list(adapter.glob("checkpoint-*"))
+    assert checkpoints
+    for checkpoint in checkpoints:
+        assert json.loads((checkpoint / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base)
+
+
+def test_a_hub_base_and_a_base_that_stops_are_left_as_they_are(tmp_path, tiny_model_dir, monkeypatch):
+    from coder_align.models.stopping_base import record_stopping_base
+
+    monkeypatch.setenv("CODER_ALIGN_CACHE", str(tmp_path / "cache"))
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    (hub / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "deepseek-ai/deepseek-coder-6.7b-base"}))
+    assert record_stopping_base(hub, [32021, 32014]) is None  # a local path would not load elsewhere
+
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_model_dir)}))
+    view = record_stopping_base(local, [7, 0])
+    assert view and record_stopping_base(local, [7, 0]) is None  # the view already stops there
+    assert json.loads((Path(view) / "generation_config.json").read_text())["eos_token_id"][:2] == [7, 0]
+
+
+def test_views_of_bases_that_are_gone_are_removed(tmp_path, tiny_model_dir, monkeypatch):
+    from coder_align.models.stopping_base import stopping_base
+
+    monkeypatch.setenv("CODER_ALIGN_CACHE", str(tmp_path / "cache"))
+    temporary = tmp_path / "temporary-base"
+    shutil.copytree(tiny_model_dir, temporary)
+    gone = stopping_base(temporary, [7])
+    shutil.rmtree(temporary)
+    kept = stopping_base(tiny_model_dir, [7])
+    assert [p.name for p in (tmp_path / "cache" / "stopping_bases").iterdir()] == [kept.name] and not gone.exists()
 
 
 def test_a_moved_grpo_adapter_finds_the_start_model_inside_it(tmp_path, caplog):

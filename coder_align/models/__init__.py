@@ -3,6 +3,7 @@ an adapter into full weights, and random-initialised models with DeepSeek-Coder'
 
 - `loading`: `load_model`, `load_tokenizer`, `resolve_model_path`, `stop_token_ids`, `apply_lora`.
 - `merge`: `coder-align merge`; `load_merged` and `merge` of an adapter run.
+- `stopping_base`: what an adapter on a local base records as peft's base, so plain peft stops at <|EOT|>.
 - `random_weights`: random models and an offline tokenizer, for benchmarks and GPU tests.
 - `threads`: how many CPU threads torch uses on a machine shared with other jobs.
 

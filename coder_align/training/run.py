@@ -14,6 +14,7 @@ from pathlib import Path
 
 from coder_align.config import save_config
 from coder_align.models.loading import readable_by_umask
+from coder_align.models.stopping_base import record_stopping_base
 from coder_align.models.threads import fit_threads_to_machine
 from coder_align.run_dir import CONFIG_FILE
 from coder_align.training.arguments import is_main_process
@@ -62,6 +63,10 @@ def save_serving_files(directory: str | Path, model, tokenizer, config) -> None:
         # for SmolLM2, ~240 MB), though the only changed rows are the trainable tokens it saves
         # anyway; AutoPeftModelForCausalLM grows the base to the saved tokenizer on load.
         model.save_pretrained(directory, save_embedding_layers=False)
+    generation = getattr(model, "generation_config", None)
+    if generation is not None and getattr(model, "peft_config", None):
+        # plain peft generates with its base's generation config (models/stopping_base.py)
+        record_stopping_base(directory, generation.eos_token_id)
     readable_by_umask(directory)
 
 
