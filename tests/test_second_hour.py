@@ -138,3 +138,50 @@ def test_training_and_generation_use_one_thread_on_a_busy_two_core_machine(monke
         assert threads.fit_threads_to_machine() is None and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+PARENT = """
+import os, sys, time, multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from coder_align.evaluation.generation import _share_progress
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")
+    counter = context.Value("l", 0)
+    with ProcessPoolExecutor(1, mp_context=context, initializer=_share_progress,
+                             initargs=(counter, 1, os.getpid())) as pool:
+        print(pool.submit(os.getpid).result(), flush=True)  # the child, initialised as eval's are
+        pool.submit(time.sleep, 120)
+        time.sleep(120)
+"""
+
+
+def test_generation_processes_end_when_their_parent_is_killed(tmp_path):
+    """A killed eval (kill, the OOM killer, a session ending) took none of its spawned
+    generation processes with it: they went on generating their share for nobody."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                return "\nState:\tZ" not in status.read()
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive(child):
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the generation process outlived its killed parent")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -71,10 +72,29 @@ class ProgressCount:
 _SHARED: tuple | None = None
 
 
-def _share_progress(counter, total: int) -> None:
-    """ProcessPoolExecutor initializer: the children count into the parent's counter (None: stop sharing)."""
+def _share_progress(counter, total: int, parent: int | None = None) -> None:
+    """ProcessPoolExecutor initializer: the children count into the parent's counter (None: stop
+    sharing), and end with the parent."""
     global _SHARED
     _SHARED = (counter, total, [0]) if counter is not None else None
+    if parent is not None:
+        exit_with_parent(parent)
+
+
+def exit_with_parent(parent: int) -> None:
+    """In a spawned generation process: be killed when `parent` dies. Otherwise a parent that is
+    killed (`kill`, the OOM killer, a session ending) leaves its children generating their whole
+    share for nobody: minutes of CPU on a machine others share. Linux only (prctl)."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
 
 
 def vllm_usable() -> bool:
@@ -292,7 +312,7 @@ def generate_with_clipping(spec: GeneratorSpec, generator, prompts: list[str], s
     _share_progress(context.Value("l", 0), total)
     try:
         with ProcessPoolExecutor(processes - 1, mp_context=context, initializer=_share_progress,
-                                 initargs=_SHARED[:2]) as pool:
+                                 initargs=(*_SHARED[:2], os.getpid())) as pool:
             futures = [pool.submit(_generate_shard, spec, [prompts[i] for i in shard],
                                    replace(settings, seed=settings.seed + k), stops, add_special, threads)
                        for k, shard in enumerate(shards[1:], start=1)]

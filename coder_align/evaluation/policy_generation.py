@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from coder_align.evaluation.batching import continuous_generate
-from coder_align.evaluation.generation import SHARDED_MODEL_BYTES, generation_dtype
+from coder_align.evaluation.generation import SHARDED_MODEL_BYTES, exit_with_parent, generation_dtype
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,11 @@ def _generation_model(config, flat, layout):
     return model
 
 
-def _worker(config, flat, layout, threads: int | None, tasks, results) -> None:
+def _worker(config, flat, layout, threads: int | None, tasks, results, parent: int) -> None:
     """A generation process: views of the shared weights, one shard per request, rows sent back as they end."""
     import torch
 
+    exit_with_parent(parent)
     if threads:
         torch.set_num_threads(threads)
     model = _generation_model(config, flat, layout)
@@ -146,7 +147,7 @@ class PolicyGenerator:
         self._results = context.Queue()
         self._tasks = [context.Queue() for _ in range(self.processes - 1)]
         self._workers = [context.Process(target=_worker, daemon=True,
-                                         args=(config, self.flat, self.layout, self.threads, q, self._results))
+                                         args=(config, self.flat, self.layout, self.threads, q, self._results, os.getpid()))
                          for q in self._tasks]
         for worker in self._workers:
             worker.start()
