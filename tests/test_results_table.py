@@ -1,5 +1,6 @@
 """benchmarks/results_table.py: the multilingual cell is DeepSeek's figure (the mean of the
-eight languages' pass@1), and only when all eight were judged."""
+eight languages' pass@1), and only when all eight were judged; benchmarks/grpo_progress.py
+reads a GRPO run that has not ended."""
 
 import importlib.util
 from pathlib import Path
@@ -46,3 +47,38 @@ def test_every_column_has_a_command_and_a_plot_label():
         args = argv[argv.index("run") + 1:]
         config_file = args[args.index("--config") + 1] if "--config" in args else None
         eval_config(str(REPO / config_file) if config_file else None, [a for a in args if "=" in a])
+
+
+def test_grpo_progress_reads_a_run_that_has_not_ended(tmp_path, monkeypatch):
+    """benchmarks/grpo_progress.py: the newest checkpoint's log history, per 10-step span, the
+    validation history and the best checkpoint still on disk, and the stage's rewards figure."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    history = []
+    for step in range(1, 13):
+        history.append({"step": step, "loss": 0.1, "reward": 0.5, "rewards/unit_test_reward/mean": step / 12,
+                        "groups/dropped_all_failed": 1.0, "code/shown_pass_hidden_fail": 0.25, "step_time": 60.0})
+        if step in (5, 10):
+            history.append({"step": step, "validation/tasks": 43.0, "validation/passed": 6.0 if step == 5 else 5.0,
+                            "validation/failed": 37.0, "validation/unavailable": 0.0,
+                            "validation/pass@1": (6.0 if step == 5 else 5.0) / 43})
+    for step in (5, 10):
+        (out / f"checkpoint-{step}").mkdir(parents=True)
+        (out / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps(
+            {"global_step": step, "max_steps": 300, "log_history": [h for h in history if h["step"] <= step]}))
+    (out / "checkpoint-12").mkdir()
+    (out / "checkpoint-12" / "trainer_state.json").write_text(json.dumps(
+        {"global_step": 12, "max_steps": 300, "best_global_step": 5, "log_history": history}))
+    (out / "coder_align_config.yaml").write_text("grpo:\n  rewards:\n    unit_test: 1.0\n    format: 0.1\n")
+    report = tmp_path / "report"
+    printed = subprocess.run([sys.executable, str(REPO / "benchmarks" / "grpo_progress.py"), str(out), "--to", str(report)],
+                             capture_output=True, text=True, check=True).stdout
+    progress = json.loads((report / "progress.json").read_text())
+    assert progress["checkpoint"] == "checkpoint-12" and len(progress["log_history"]) == len(history)
+    assert [s["steps"] for s in progress["spans"]] == ["1-10", "11-12"]
+    assert progress["spans"][0]["dropped_all_failed"] == 10 and progress["spans"][0]["shown_pass_hidden_fail"] == 0.25
+    assert progress["validation"]["best_step"] == 5 and progress["validation"]["best_checkpoint"] == str(out / "checkpoint-5")
+    assert "validation at step 10: 5/43" in printed and (report / "rewards.png").is_file()
