@@ -65,6 +65,9 @@ def stopping_base(base: str | Path, stop_ids: list[int]) -> Path:
     _forget_dangling(root)
     # built beside it and renamed into place: a run loading it never sees half a view
     staging = Path(tempfile.mkdtemp(prefix=f".{view.name}-", dir=root))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would hide it from others sharing the cache
     try:
         for name in names:
             os.symlink(base / name, staging / name)
