@@ -10,7 +10,8 @@ one and writes, into `--to`:
 
 - `rewards.png`: the stage's own figure (rewards, running mean, rates, validation pass@1);
 - `progress.json`: the log history, the validation summary of `training/validation.py`
-  (best step, the best checkpoint still on disk), and the figures printed below;
+  (best step, the best checkpoint still on disk), the run's resolved config (as a finished
+  run's summary holds it), and the figures printed below;
 
 and prints, per span of `--span` steps: the mean unit-test reward, the groups dropped for no
 spread, the reward-hacking signals (shown test passed, hidden failed; `unavailable`), and the
@@ -62,11 +63,36 @@ def spans(train: list[dict], span: int) -> list[dict]:
     return rows
 
 
+def training_tasks(completions: Path, window: int, last_step: int) -> dict:
+    """Per training task, the completions that passed their tests in the first and in the last
+    `window` steps (completions.jsonl: every completion the rewards scored, with its step): what
+    the policy learnt on the tasks it trains on, beside what validation says it learnt."""
+    tasks: dict[str, dict] = {}
+    with completions.open(encoding="utf-8") as rows:
+        for line in rows:
+            row = json.loads(line)
+            if row["step"] > last_step:  # written after the newest checkpoint: a resume forgets them
+                continue
+            part = "first" if row["step"] <= window else "last" if row["step"] > last_step - window else None
+            if part:
+                counts = tasks.setdefault(str(row["task_id"]), {"first": [0, 0], "last": [0, 0]})[part]
+                counts[0] += (row["rewards"].get("unit_test_reward") or 0.0) == 1.0
+                counts[1] += 1
+    both = {t: c for t, c in tasks.items() if c["first"][1] and c["last"][1]}
+    rate = {t: (c["first"][0] / c["first"][1], c["last"][0] / c["last"][1]) for t, c in both.items()}
+    return {"window": window, "tasks": tasks,
+            "first": [sum(c["first"][i] for c in tasks.values()) for i in (0, 1)],
+            "last": [sum(c["last"][i] for c in tasks.values()) for i in (0, 1)],
+            "in_both": len(both),
+            "rose": sorted(t for t, (first, last) in rate.items() if first <= 0.25 and last >= 0.5)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output_dir", type=Path, help="the run's train.output_dir")
     parser.add_argument("--to", type=Path, required=True, help="where rewards.png and progress.json go")
     parser.add_argument("--span", type=int, default=10, help="steps per printed row")
+    parser.add_argument("--window", type=int, default=20, help="steps at the start and at the end compared per task")
     args = parser.parse_args()
 
     checkpoint = newest_checkpoint(args.output_dir)
@@ -81,12 +107,15 @@ def main() -> None:
 
     args.to.mkdir(parents=True, exist_ok=True)
     # the figure's legend names each reward with its weight, as the run itself does (grpo.main)
-    rewards = yaml.safe_load((args.output_dir / "coder_align_config.yaml").read_text())["grpo"]["rewards"]
-    reward_set = RewardSet(rewards)
+    config = yaml.safe_load((args.output_dir / "coder_align_config.yaml").read_text())  # as the run resolved it
+    reward_set = RewardSet(config["grpo"]["rewards"])
     plot_rewards(history, args.to / "rewards.png", dict(zip(reward_set.names, reward_set.weights)))
     report = {"checkpoint": checkpoint.name, "global_step": state["global_step"], "max_steps": state["max_steps"],
               "best_global_step": state.get("best_global_step"), "best_metric": state.get("best_metric"),
-              "spans": rows, "validation": validation, "log_history": history}
+              "spans": rows, "validation": validation, "config": config, "log_history": history}
+    completions = args.output_dir / "completions.jsonl"
+    if completions.is_file():
+        report["training_tasks"] = learnt = training_tasks(completions, args.window, state["global_step"])
     (args.to / "progress.json").write_text(json.dumps(report, indent=1) + "\n")
 
     print(f"{args.output_dir}: {checkpoint.name} of {state['max_steps']} steps; "
@@ -95,6 +124,11 @@ def main() -> None:
         print("  " + ", ".join(f"{k} {v}" for k, v in row.items()))
     for h in validation["history"]:
         print(f"  validation at step {h['step']}: {h['passed']}/{tasks} (pass@1 {h['pass@1']:.3f})")
+    if "training_tasks" in report:
+        first, last = learnt["first"], learnt["last"]
+        print(f"training tasks: {first[0]}/{first[1]} completions passed in the first {args.window} steps, "
+              f"{last[0]}/{last[1]} in the last {args.window}; of {learnt['in_both']} tasks sampled in both, "
+              f"{len(learnt['rose'])} rose from <= 25% to >= 50% ({', '.join(learnt['rose'])})")
     print(f"best validated step {validation['best_step']} ({validation['best_pass@1']}); "
           f"best checkpoint on disk: {validation['best_checkpoint']}")
 

@@ -112,6 +112,8 @@ def _training_cells():
         "sft-v2": (SFTConfig, "sft-v2/train_summary.json"),  # issue 26's rules, written by the runs
         "rft-v2": (RFTConfig, "rft-v2/rft_summary.json"),
         "rft2-v2": (RFTConfig, "rft2-v2/rft_summary.json"),  # expert iteration: RFT of rft-v2
+        # a run longer than a session: its config as benchmarks/grpo_progress.py read it from the run
+        "grpo-rft-v2": (GRPOConfig, "grpo-rft-v2/progress.json"),
     }
 
 

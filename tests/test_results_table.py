@@ -73,12 +73,19 @@ def test_grpo_progress_reads_a_run_that_has_not_ended(tmp_path, monkeypatch):
     (out / "checkpoint-12" / "trainer_state.json").write_text(json.dumps(
         {"global_step": 12, "max_steps": 300, "best_global_step": 5, "log_history": history}))
     (out / "coder_align_config.yaml").write_text("grpo:\n  rewards:\n    unit_test: 1.0\n    format: 0.1\n")
+    # task 7 goes from 1 pass in 4 to 4 in 4; step 13 is past the newest checkpoint (a resume forgets it)
+    (out / "completions.jsonl").write_text("".join(
+        json.dumps({"step": step, "task_id": 7, "rewards": {"unit_test_reward": float(step > 10 or i == 0)}}) + "\n"
+        for step in (1, 12, 13) for i in range(4)))
     report = tmp_path / "report"
-    printed = subprocess.run([sys.executable, str(REPO / "benchmarks" / "grpo_progress.py"), str(out), "--to", str(report)],
+    printed = subprocess.run([sys.executable, str(REPO / "benchmarks" / "grpo_progress.py"), str(out), "--to", str(report), "--window", "5"],
                              capture_output=True, text=True, check=True).stdout
     progress = json.loads((report / "progress.json").read_text())
     assert progress["checkpoint"] == "checkpoint-12" and len(progress["log_history"]) == len(history)
     assert [s["steps"] for s in progress["spans"]] == ["1-10", "11-12"]
     assert progress["spans"][0]["dropped_all_failed"] == 10 and progress["spans"][0]["shown_pass_hidden_fail"] == 0.25
     assert progress["validation"]["best_step"] == 5 and progress["validation"]["best_checkpoint"] == str(out / "checkpoint-5")
+    assert progress["config"]["grpo"]["rewards"] == {"unit_test": 1.0, "format": 0.1}
+    learnt = progress["training_tasks"]
+    assert learnt["first"] == [1, 4] and learnt["last"] == [4, 4] and learnt["rose"] == ["7"]
     assert "validation at step 10: 5/43" in printed and (report / "rewards.png").is_file()
