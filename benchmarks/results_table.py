@@ -49,7 +49,9 @@ STAGES = {"shipped": "embedded, as shipped", "sft": "+ SFT (configs/sft/embedded
           "sft-v2": "+ SFT, issue 26's rules (as `sft`, MBPP rows without validation tasks)",
           "rft-v2": "+ RFT of `sft-v2`, issue 26's rules (tasks 601-974, decontaminated)",
           # expert iteration (issue 28): the same RFT recipe on `rft-v2`'s own samples
-          "rft2-v2": "+ RFT round 2 of `rft-v2` (its own samples, tasks 601-974)"}
+          "rft2-v2": "+ RFT round 2 of `rft-v2` (its own samples, tasks 601-974)",
+          # the run's checkpoint that validation chose (benchmarks/grpo_progress.py)
+          "grpo-rft-v2": "+ GRPO of `rft-v2` (its frontier, 22 tasks; step 110, the checkpoint validation chose)"}
 # (run directory, task, column title, problems expected)
 COLUMNS = [("validation", "mbpp-validation", "MBPP validation (43) greedy pass@1, instruct (stages are chosen on it)", 43),
            ("instruct", "humaneval", "HumanEval (164) greedy pass@1, instruct", 164),
