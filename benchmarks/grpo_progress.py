@@ -30,19 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
+from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 
 from coder_align.rewards.reward_set import RewardSet  # noqa: E402
 from coder_align.training.plots import plot_rewards  # noqa: E402
 from coder_align.training.validation import validation_summary  # noqa: E402
 
 DROPPED = ("groups/dropped_all_failed", "groups/dropped_all_passed", "groups/filled_without_spread")
-
-
-def newest_checkpoint(out: Path) -> Path:
-    checkpoints = [p for p in out.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    if not checkpoints:
-        raise SystemExit(f"{out}: no checkpoint-*/trainer_state.json (has the run saved yet?)")
-    return max(checkpoints, key=lambda p: int(p.name.split("-")[1]))
 
 
 def spans(train: list[dict], span: int) -> list[dict]:
@@ -95,19 +89,21 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=20, help="steps at the start and at the end compared per task")
     args = parser.parse_args()
 
-    checkpoint = newest_checkpoint(args.output_dir)
+    # the checkpoint train.resume=auto would continue from
+    checkpoint = get_last_checkpoint(args.output_dir) if args.output_dir.is_dir() else None
+    if checkpoint is None:
+        raise SystemExit(f"{args.output_dir}: no checkpoint-N (has the run saved yet?)")
+    checkpoint = Path(checkpoint)
     state = json.loads((checkpoint / "trainer_state.json").read_text())
     history = state["log_history"]
+    config = yaml.safe_load((args.output_dir / "coder_align_config.yaml").read_text())  # as the run resolved it
     train = [h for h in history if "rewards/unit_test_reward/mean" in h]
-    validated = [h for h in history if "validation/tasks" in h]
-    every, tasks = (validated[1]["step"] - validated[0]["step"] if len(validated) > 1 else None,
-                    int(validated[0]["validation/tasks"]) if validated else 0)
-    validation = validation_summary(history, args.output_dir, every, tasks)
+    tasks = next((int(h["validation/tasks"]) for h in history if "validation/tasks" in h), 0)
+    validation = validation_summary(history, args.output_dir, config["grpo"]["validation_every"], tasks)
     rows = spans(train, args.span)
 
     args.to.mkdir(parents=True, exist_ok=True)
     # the figure's legend names each reward with its weight, as the run itself does (grpo.main)
-    config = yaml.safe_load((args.output_dir / "coder_align_config.yaml").read_text())  # as the run resolved it
     reward_set = RewardSet(config["grpo"]["rewards"])
     plot_rewards(history, args.to / "rewards.png", dict(zip(reward_set.names, reward_set.weights)))
     report = {"checkpoint": checkpoint.name, "global_step": state["global_step"], "max_steps": state["max_steps"],

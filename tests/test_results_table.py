@@ -72,7 +72,7 @@ def test_grpo_progress_reads_a_run_that_has_not_ended(tmp_path, monkeypatch):
     (out / "checkpoint-12").mkdir()
     (out / "checkpoint-12" / "trainer_state.json").write_text(json.dumps(
         {"global_step": 12, "max_steps": 300, "best_global_step": 5, "log_history": history}))
-    (out / "coder_align_config.yaml").write_text("grpo:\n  rewards:\n    unit_test: 1.0\n    format: 0.1\n")
+    (out / "coder_align_config.yaml").write_text("grpo:\n  validation_every: 5\n  rewards:\n    unit_test: 1.0\n    format: 0.1\n")
     # task 7 goes from 1 pass in 4 to 4 in 4; step 13 is past the newest checkpoint (a resume forgets it)
     (out / "completions.jsonl").write_text("".join(
         json.dumps({"step": step, "task_id": 7, "rewards": {"unit_test_reward": float(step > 10 or i == 0)}}) + "\n"

@@ -45,16 +45,11 @@ def stopping_base(base: str | Path, stop_ids: list[int]) -> Path:
     """The cached view of the directory `base` whose generation config also stops at
     `stop_ids`: made once per base and stop tokens, remade when the base's files or its
     generation config changed since."""
-    from transformers import GenerationConfig
-
     base = Path(base).resolve()
     key = hashlib.sha256(f"{base}\0{sorted(stop_ids)}".encode()).hexdigest()[:12]
     root = cache_root() / "stopping_bases"
     view = root / f"{base.name}-{key}"
-    try:
-        generation = GenerationConfig.from_pretrained(base)
-    except OSError:  # a base without generation_config.json: transformers derives one from config.json
-        generation = GenerationConfig.from_model_config(_model_config(base))
+    generation = _base_generation(base)
     generation.eos_token_id = list(dict.fromkeys(stop_ids + _as_list(generation.eos_token_id)))
     # not "derived from config.json": generate() would derive it again and drop the stop ids
     generation._from_model_config = False
@@ -102,10 +97,14 @@ def _forget_dangling(root: Path) -> None:
             shutil.rmtree(view, ignore_errors=True)
 
 
-def _model_config(base: Path):
-    from transformers import AutoConfig
+def _base_generation(base: str | Path):
+    """The generation config transformers gives a model loaded from `base`."""
+    from transformers import AutoConfig, GenerationConfig
 
-    return AutoConfig.from_pretrained(base)
+    try:
+        return GenerationConfig.from_pretrained(base)
+    except OSError:  # a base without generation_config.json: transformers derives one from config.json
+        return GenerationConfig.from_model_config(AutoConfig.from_pretrained(base))
 
 
 def record_stopping_base(directory: str | Path, eos_token_id: int | list[int] | None) -> str | None:
@@ -113,8 +112,6 @@ def record_stopping_base(directory: str | Path, eos_token_id: int | list[int] | 
     docstring) that stops at `eos_token_id` (the run's generation config's); returns the new
     base, or None when nothing was changed (not an adapter, a hub base, or a base that already
     stops at every one of those ids)."""
-    from transformers import GenerationConfig
-
     stop_ids = [i for i in _as_list(eos_token_id) if i is not None]
     path = Path(directory) / ADAPTER_CONFIG
     if not path.is_file() or not stop_ids:
@@ -123,11 +120,7 @@ def record_stopping_base(directory: str | Path, eos_token_id: int | list[int] | 
     base = adapter.get("base_model_name_or_path")
     if not base or not Path(base).is_dir():
         return None
-    try:
-        already = _as_list(GenerationConfig.from_pretrained(base).eos_token_id)
-    except OSError:
-        already = []
-    if set(stop_ids) <= set(already):  # the base itself stops (a stopping base, or a base that knew <|EOT|>)
+    if set(stop_ids) <= set(_as_list(_base_generation(base).eos_token_id)):  # the base itself stops (a stopping base, or a base that knew <|EOT|>)
         return None
     view = stopping_base(base, stop_ids)
     adapter["base_model_name_or_path"] = str(view)

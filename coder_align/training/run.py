@@ -55,15 +55,15 @@ def save_serving_files(directory: str | Path, model, tokenizer, config) -> None:
     tokenizer with <|EOT|> and the chat template, the generation config that stops on it,
     and the resolved config (merge reads the base model from it)."""
     tokenizer.save_pretrained(directory)
-    if getattr(model, "generation_config", None) is not None:  # a reward model (score head) generates nothing
-        model.generation_config.save_pretrained(directory)
+    generation = getattr(model, "generation_config", None)  # None: a reward model (score head) generates nothing
+    if generation is not None:
+        generation.save_pretrained(directory)
     save_config(config, Path(directory) / CONFIG_FILE)
     if _added_rows_are_trainable_tokens(model):
         # peft saves whole embedding matrices whenever the vocabulary grew (two 28M-value copies
         # for SmolLM2, ~240 MB), though the only changed rows are the trainable tokens it saves
         # anyway; AutoPeftModelForCausalLM grows the base to the saved tokenizer on load.
         model.save_pretrained(directory, save_embedding_layers=False)
-    generation = getattr(model, "generation_config", None)
     if generation is not None and getattr(model, "peft_config", None):
         # plain peft generates with its base's generation config (models/stopping_base.py)
         record_stopping_base(directory, generation.eos_token_id)
