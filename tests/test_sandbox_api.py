@@ -170,6 +170,18 @@ def test_codec_round_trip_and_refusals():
         codec.decode({"$evil": 1})
 
 
+def test_frames_read_as_json_loads_reads_them():
+    # the C scanner the candidate reads its direct calls with: the values json.loads gives;
+    # garbage, trailing data and (never written by encode_json) surrounding space refused
+    call = ["f", codec.encode([1, 2.5, "é", {"k": None}]), codec.encode({"x": [True]})]
+    body = codec.encode_json(call).encode()
+    assert codec.decode_json(body) == json.loads(body) == call
+    assert codec.decode_json(bytearray(body)) == call
+    for bad in (b"", b"[1] [2]", b"[1,", b"nope", b" [1]"):
+        with pytest.raises(ValueError):
+            codec.decode_json(bad)
+
+
 def test_outputs_match():
     assert outputs_match("a  b\n\n\n", "a b")
     assert not outputs_match("a b\nc", "a b")

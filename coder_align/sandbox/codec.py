@@ -43,6 +43,25 @@ _C_ENCODER = json.encoder.c_make_encoder and json.encoder.c_make_encoder(
     None, _no_default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
 
 
+# Likewise the C scanner, called directly: `json.loads` on bytes runs encoding detection,
+# a regex and three Python frames first, each touching objects of its own.
+_C_SCAN = json.scanner.c_make_scanner and json.scanner.c_make_scanner(json.JSONDecoder())
+
+
+def decode_json(data: bytes):
+    """`json.loads` for a frame's body (UTF-8 JSON, one value, no surrounding space)."""
+    if _C_SCAN is None:
+        return json.loads(data)
+    text = data.decode("utf-8")
+    try:
+        value, end = _C_SCAN(text, 0)
+    except StopIteration as e:
+        raise json.JSONDecodeError("Expecting value", text, e.value) from None
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
+
+
 def encode_json(obj) -> str:
     if _C_ENCODER is None:
         return json.dumps(obj, allow_nan=False, separators=(",", ":"))

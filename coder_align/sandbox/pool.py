@@ -106,6 +106,7 @@ class _Worker:
         self.sandboxed = sandboxed
         self.scratch = None
         tests_r, self.tests_w = os.pipe()
+        os.set_blocking(self.tests_w, False)  # the host never waits on it past a job's deadline
         try:
             if sandboxed:
                 exe, prefix = bwrap.sandbox_python()
@@ -184,12 +185,15 @@ class _Worker:
                 raise bwrap.SandboxUnavailable(f"cannot set the job's memory limit: {e}") from None
             oom_before = self.oom_kills
         try:
+            # what fits in the tests pipe goes first, so the worker finds it there when it
+            # needs it (only a job process or, after the fork, the worker reads that pipe)
+            tests = self._write_what_fits(tests) if tests else tests
             self.proc.stdin.write(frame)
             self.proc.stdin.flush()
         except (OSError, ValueError) as e:
             raise WorkerGone(f"idle worker gone: {e}") from None
         try:
-            if tests is not None:
+            if tests:
                 self._write_tests(tests, deadline)
             report = self._read_frame(deadline)
         except (OSError, ValueError, WorkerDied) as e:
@@ -221,9 +225,15 @@ class _Worker:
             return False
         return self.oom_kills > before
 
+    def _write_what_fits(self, data: bytes) -> bytes:
+        """Write what the tests pipe takes now, without waiting; returns the rest."""
+        try:
+            return data[os.write(self.tests_w, data):]
+        except BlockingIOError:
+            return data
+
     def _write_tests(self, data: bytes, deadline: float) -> None:
         # The test process may die before reading everything; never block past the deadline.
-        os.set_blocking(self.tests_w, False)
         view = memoryview(data)
         while view:
             if time.monotonic() > deadline:
@@ -264,7 +274,7 @@ class _Worker:
 
 
 def _frame(obj) -> bytes:
-    data = json.dumps(obj, separators=(",", ":")).encode()
+    data = codec.encode_json(obj).encode()  # the C encoder, made once: json.dumps makes one per call
     return struct.pack(">I", len(data)) + data
 
 

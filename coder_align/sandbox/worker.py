@@ -25,6 +25,7 @@ reported as `dirty` and the host replaces the whole sandbox; the job's verdict s
 
 from __future__ import annotations
 
+import _signal
 import ctypes
 import fcntl
 import math
@@ -117,7 +118,7 @@ def _fork_candidate(job, in_r, out_w, err_w, req_r, resp_w) -> int:
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
             os.chdir(WORKDIR)  # also $TMPDIR, set once in main()
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # as in any Python (see main)
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)  # as in any Python (see main)
             _become_job_process(close, limits)
             harness.run_candidate(job, req_r, resp_w)
         finally:
