@@ -27,8 +27,9 @@ runs in the sandbox at all: the candidate process makes the calls itself and sen
 the values, and the asserts are decided here (direct calls, `hostcheck.py`), with no test
 process. stdin/stdout cases are compared here too. What the direct-call path trusts: the
 worker (the sandbox's PID 1, non-dumpable, unreachable by the candidate) to hand the
-candidate one call at a time, read from the host only after the candidate is forked, and
-to pass on one bounded reply per call; and this process to decide each assert on plain
+candidate one call at a time, read from the host's pipe only after the candidate is forked
+(the host may write them earlier: they wait in a pipe no job process holds), and to pass
+on one bounded reply per call; and this process to decide each assert on plain
 decoded values (`hostcheck.py`). The candidate's replies are only values.
 
 Threat model (each row has tests in tests/sandbox/ and tests/test_sandbox_hostile.py, run
