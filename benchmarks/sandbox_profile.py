@@ -124,7 +124,7 @@ def worker_phases(jobs):
         calls = testcases.encoded_calls(spec)  # as check() builds jobs: direct calls where it can
         r, w = os.pipe()
         if calls is not None:  # as pool.execute sends them: on the tests pipe, one frame per call
-            blob = b"".join(pool_module._frame(call) for call in calls)
+            blob = b"".join(codec.encode_frame(call) for call in calls)
             job.update(calls=len(calls), calls_bytes=len(blob))
             os.write(w, blob)
         else:

@@ -80,7 +80,8 @@ def test_every_eval_cell_command_resolves_to_its_recorded_config():
 
     cells = sorted(RESULTS.glob("*/*/command.txt"))
     # 5 stages x 3 runs, controls/shipped-own-template, shipped validation + leetcode + multilingual, sft-v2,
-    # rft-v2, rft2-v2 and grpo-rft-v2 validation + instruct + base + infill, rft-v2 leetcode (reproductions/
+    # rft-v2, rft2-v2 and grpo-rft-v2 validation + instruct + base + infill, rft-v2 leetcode + multilingual,
+    # grpo-rft-v2 leetcode (reproductions/
     # holds no eval cell of its own: its samples are the committed ones)
     assert len(cells) == 38
     for path in cells:

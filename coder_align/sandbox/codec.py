@@ -68,9 +68,14 @@ def encode_json(obj) -> str:
     return "".join(_C_ENCODER(obj, 0))
 
 
-def write_frame(fd: int, obj) -> None:
+def encode_frame(obj) -> bytes:
+    """One frame: 4-byte big-endian length, then `obj` as compact ASCII JSON."""
     data = encode_json(obj).encode()
-    view = memoryview(struct.pack(">I", len(data)) + data)
+    return struct.pack(">I", len(data)) + data
+
+
+def write_frame(fd: int, obj) -> None:
+    view = memoryview(encode_frame(obj))
     while view:
         view = view[os.write(fd, view):]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import itertools
-import json
 import logging
 import os
 import queue
@@ -177,7 +176,7 @@ class _Worker:
         """Send one job (and its tests or direct calls, for tests_fd); return the worker's
         report, or a synthetic one if the deadline passed."""
         deadline = time.monotonic() + job["timeout"] + REPORT_SLACK
-        frame = _frame(job)
+        frame = codec.encode_frame(job)
         if self.group is not None:
             try:
                 self.group.limit(job["memory_mb"])
@@ -273,11 +272,6 @@ class _Worker:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def _frame(obj) -> bytes:
-    data = codec.encode_json(obj).encode()  # the C encoder, made once: json.dumps makes one per call
-    return struct.pack(">I", len(data)) + data
-
-
 class WorkerPool:
     """A bounded set of warm workers shared by all threads of this process."""
 
@@ -298,9 +292,9 @@ class WorkerPool:
         job = dict(job, id=next(self.ids))
         data = None
         if tests is not None:
-            data = _frame(dict(tests, id=job["id"]))
+            data = codec.encode_frame(dict(tests, id=job["id"]))
         elif job.get("calls") is not None:
-            data = b"".join(_frame(call) for call in job["calls"])
+            data = b"".join(codec.encode_frame(call) for call in job["calls"])
             job.update(calls=len(job["calls"]), calls_bytes=len(data))
         for _ in range(GONE_RETRIES):
             worker = self._acquire()
