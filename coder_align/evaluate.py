@@ -11,7 +11,8 @@ Steps of `run`: tokenizer and model (the SFT stage's loaders; vLLM when installe
 GPU) -> per task: prompts for the mode -> batched generation -> completions cut at stop
 sequences -> programs judged by the sandbox's check_many -> pass@k. The output directory
 gets `samples_<task>.jsonl` (task_id, completion, status, passed), `summary.json`,
-`report.md`, `pass_rates.png` and the resolved `eval_config.yaml`. Settings: `EvalConfig`
+`report.md`, `pass_rates.png` and the resolved `eval_config.yaml`; `resume=true` keeps the
+tasks a stopped run with the same settings finished there (evaluation.resume). Settings: `EvalConfig`
 (coder_align/evaluation/config.py), groups model, data, generation, scoring.
 
 Modes: `base` continues the prompt (HumanEval, MBPP); `instruct` asks through the chat
@@ -34,7 +35,7 @@ from pathlib import Path
 from coder_align import sandbox
 from coder_align.cli import DEBUG_ENV, user_error
 from coder_align.config import ConfigError, check_ranges, save_config, settings_help, show_defaults, to_dict
-from coder_align.evaluation import multilingual_report
+from coder_align.evaluation import multilingual_report, resume
 from coder_align.evaluation.config import (
     FLAG_KEYS, EvalConfig, add_flag_aliases, eval_config, flat_config, generator_spec,
 )
@@ -81,6 +82,8 @@ def main(config: EvalConfig) -> dict:
     if not config.scoring.allow_unavailable:  # before the model: an hour of generation nobody can score
         require_sandbox({p.language for task in tasks for p in task.problems}, "cannot score here",
                         "--allow-unavailable to generate anyway")
+    model_files = resume.model_files(config.model.path)
+    kept = resume.kept_tasks(out, to_dict(config), model_files, [t.name for t in tasks]) if config.resume else {}
     # written only once every check passed; a run that fails before it has results takes it back
     note_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,10 +96,15 @@ def main(config: EvalConfig) -> dict:
                if hasattr(generator, "model") else generation_dtype(config.model.dtype),
                "modes": modes, "n": g.n, "temperature": g.temperature, "tasks": {}, "config": to_dict(config),
                "system_prompt": system_prompt_note(run.system_prompt, run.system_prompt_source)
-               if run.template == "deepseek" else None}
+               if run.template == "deepseek" else None, "model_files": model_files}
     for task in tasks:
-        summary["tasks"][task.name] = evaluate_task(task, modes[task.name], spec, generator, tokenizer, config)
+        if task.name in kept:
+            log.info("%s: kept from the earlier run (resume=true)", task.name)
+        summary["tasks"][task.name] = kept.get(task.name) or evaluate_task(
+            task, modes[task.name], spec, generator, tokenizer, config)
+        resume.save_partial(out, summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    resume.finish(out)
     (out / "report.md").write_text(markdown_report(summary) + multilingual_report.markdown(summary), encoding="utf-8")
     multilingual_report.chart(summary, out / "multilingual.png", model_name)  # per language, when the run has them
     bar_chart({model_name: headline(summary)}, out / "pass_rates.png",

@@ -93,6 +93,9 @@ class EvalConfig:
     scoring: EvalScoringConfig = field(default_factory=EvalScoringConfig)
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # servers to judge on; none: this machine
     output_dir: str = "outputs/eval"
+    # keep the tasks an earlier run with the same settings finished in output_dir; generate the
+    # rest (evaluation.resume: a stopped 90-minute suite loses at most the task it was in)
+    resume: bool = False
 
 
 # `eval` flags from before the config groups -> the key each sets.
