@@ -81,9 +81,9 @@ def test_every_eval_cell_command_resolves_to_its_recorded_config():
     cells = sorted(RESULTS.glob("*/*/command.txt"))
     # 5 stages x 3 runs, controls/shipped-own-template, shipped validation + leetcode + multilingual, sft-v2,
     # rft-v2, rft2-v2 and grpo-rft-v2 validation + instruct + base + infill, rft-v2 leetcode + multilingual,
-    # grpo-rft-v2 leetcode (reproductions/
+    # grpo-rft-v2 leetcode, rft-grpo-v2 validation + instruct (reproductions/
     # holds no eval cell of its own: its samples are the committed ones)
-    assert len(cells) == 38
+    assert len(cells) == 40
     for path in cells:
         stage, args = command_parts(path.read_text().strip())
         assert stage == "eval run", path
@@ -113,6 +113,8 @@ def _training_cells():
         "sft-v2": (SFTConfig, "sft-v2/train_summary.json"),  # issue 26's rules, written by the runs
         "rft-v2": (RFTConfig, "rft-v2/rft_summary.json"),
         "rft2-v2": (RFTConfig, "rft2-v2/rft_summary.json"),  # expert iteration: RFT of rft-v2
+        "rft-grpo-v2": (RFTConfig, "rft-grpo-v2/rft_summary.json"),  # expert iteration from GRPO's step 110
+        "rft-grpo-v2 frontier": (DifficultyConfig, "rft-grpo-v2/frontier.summary.json"),
         # a run longer than a session: its config as benchmarks/grpo_progress.py read it from the run
         "grpo-rft-v2": (GRPOConfig, "grpo-rft-v2/progress.json"),
     }
