@@ -53,7 +53,9 @@ STAGES = {"shipped": "embedded, as shipped", "sft": "+ SFT (configs/sft/embedded
           # the run's checkpoint that validation chose (benchmarks/grpo_progress.py)
           "grpo-rft-v2": "+ GRPO of `rft-v2` (its frontier, 22 tasks; step 110, the checkpoint validation chose)",
           # expert iteration from the GRPO checkpoint (issue 28, item 6)
-          "rft-grpo-v2": "+ RFT round of `grpo-rft-v2` (its own samples, tasks 601-974)"}
+          "rft-grpo-v2": "+ RFT round of `grpo-rft-v2` (its own samples, tasks 601-974)",
+          # GRPO again from step 110, on the frontier its own samples moved to (issue 28)
+          "grpo2-rft-v2": "+ GRPO round 2 of `grpo-rft-v2` (its moved frontier, 22 tasks, 8 new; the checkpoint validation chose)"}
 # (run directory, task, column title, problems expected)
 COLUMNS = [("validation", "mbpp-validation", "MBPP validation (43) greedy pass@1, instruct (stages are chosen on it)", 43),
            ("instruct", "humaneval", "HumanEval (164) greedy pass@1, instruct", 164),

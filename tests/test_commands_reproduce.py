@@ -16,6 +16,7 @@ import yaml
 
 from coder_align import cli
 from coder_align.config import COMMAND_ENV, COMMAND_FILE, load_config, save_config, to_dict
+from coder_align.run_dir import START_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -81,9 +82,9 @@ def test_every_eval_cell_command_resolves_to_its_recorded_config():
     cells = sorted(RESULTS.glob("*/*/command.txt"))
     # 5 stages x 3 runs, controls/shipped-own-template, shipped validation + leetcode + multilingual, sft-v2,
     # rft-v2, rft2-v2 and grpo-rft-v2 validation + instruct + base + infill, rft-v2 leetcode + multilingual,
-    # grpo-rft-v2 + sft-v2 leetcode, rft-grpo-v2 validation + instruct (reproductions/
+    # grpo-rft-v2 + sft-v2 leetcode, rft-grpo-v2 and grpo2-rft-v2 validation + instruct (reproductions/
     # holds no eval cell of its own: its samples are the committed ones)
-    assert len(cells) == 41
+    assert len(cells) == 43
     for path in cells:
         stage, args = command_parts(path.read_text().strip())
         assert stage == "eval run", path
@@ -117,6 +118,7 @@ def _training_cells():
         "rft-grpo-v2 frontier": (DifficultyConfig, "rft-grpo-v2/frontier.summary.json"),
         # a run longer than a session: its config as benchmarks/grpo_progress.py read it from the run
         "grpo-rft-v2": (GRPOConfig, "grpo-rft-v2/progress.json"),
+        "grpo2-rft-v2": (GRPOConfig, "grpo2-rft-v2/progress.json"),  # round 2 from step 110, moved frontier
     }
 
 
@@ -158,4 +160,9 @@ def test_documented_training_commands_resolve_to_the_recorded_configs(cell):
     overrides = [f"{k}={v}" for k, v in flags.items()] + overrides
     resolved = to_dict(load_config(cls, str(REPO / config_file) if config_file else None, overrides))
     recorded = json.loads((RESULTS / summary).read_text())["config"]
+    # a LoRA starting point is merged once into <output_dir>/start_model, and the run records the
+    # weights it loaded (grpo.resolved_config): the command's adapter directory resolved by the run
+    merged = f"{(resolved.get('train') or {}).get('output_dir')}/{START_MODEL}"
+    if str(recorded.get("model", {}).get("path", "")).endswith("/" + merged):
+        recorded["model"]["path"] = resolved["model"]["path"]
     assert differences(resolved, recorded) == {}
