@@ -8,7 +8,7 @@ Steps: starting point (an SFT output directory with its template and tokenizer, 
 adapter, or any model) -> tasks (prompt + tests, validated) -> rewards by name and weight
 (sandboxed tests, compile, format) -> TRL's GRPOTrainer (no critic; with beta=0 no reference
 model either) -> output directory with weights or adapter, tokenizer, resolved config,
-summary.json, completions.jsonl, TensorBoard logs and rewards.png.
+summary.json, completions.jsonl, validation.jsonl, TensorBoard logs and rewards.png.
 
 Where this departs from the V2 paper: the paper trains a reward model on compiler/test
 feedback because few tests make 0/1 rewards noisy; here the 0/1 feedback is the reward.
@@ -53,7 +53,8 @@ from coder_align.training.curriculum import TaskPool
 from coder_align.training.plots import plot_rewards
 from coder_align.training.rollout import Rollout, TRLGeneration
 from coder_align.training.validation import (
-    check_held_out, greedy_generation, read_validation_tasks, validation_callback, validation_summary,
+    VALIDATION_RECORD, check_held_out, greedy_generation, read_validation_tasks, validation_callback,
+    validation_summary,
 )
 
 log = logging.getLogger("coder_align.grpo")
@@ -204,7 +205,8 @@ def main(config: GRPOConfig) -> dict:
     resume = prepare_output_dir(resolved, out)  # before the model: a wrong resume or directory fails fast
     resumed_at = checkpoint_step(resume)
     if resumed_at is not None and is_main_process():
-        forget_completions_after(out / "completions.jsonl", resumed_at)
+        for record in ("completions.jsonl", VALIDATION_RECORD):
+            forget_completions_after(out / record, resumed_at)
     if merge_adapter:
         merged_start(start, out / START_MODEL)
 
@@ -219,7 +221,8 @@ def main(config: GRPOConfig) -> dict:
     trainer.clipped_ratio_warning = g.clipped_ratio_warning
     if validation:
         greedy = greedy_generation(rollout, g.max_completion_length)
-        trainer.add_callback(validation_callback(trainer, validation, greedy, judge_validation, g.validation_every))
+        trainer.add_callback(validation_callback(trainer, validation, greedy, judge_validation, g.validation_every,
+                                                 out / VALIDATION_RECORD if is_main_process() else None))
 
     # --- train and save ----------------------------------------------------------------------
     try:

@@ -49,6 +49,18 @@ def test_pass_at_1_counts_unavailable_apart_and_runs_every_n_steps_and_at_the_la
     assert validation.step_end(state(4, main=False)) is None  # only the main process validates
 
 
+def test_each_task_s_completion_and_verdict_is_recorded_per_step(tmp_path):
+    tasks = [{"task_id": "a"}, {"task_id": "b"}]
+    record = tmp_path / "validation.jsonl"
+    validation = Validation(None, tasks, lambda rows, t: ["ok", "bad"], lambda c, r: [1.0, None], every=1,
+                            log_metrics=lambda m: None, record_to=record)
+    for step in (1, 2):
+        validation.step_end(state(step, max_steps=2))
+    rows = [json.loads(line) for line in record.read_text().splitlines()]
+    assert rows == [{"step": step, "task_id": task, "verdict": verdict, "completion": completion}
+                    for step in (1, 2) for task, verdict, completion in (("a", 1.0, "ok"), ("b", None, "bad"))]
+
+
 def test_the_best_step_is_recorded_for_the_trainer_s_checkpoint_rotation():
     scores = iter([[0.0], [1.0], [1.0], [0.0], [None]])
     validation = Validation(None, [{"task_id": "1"}], lambda rows, t: ["x"], lambda c, r: next(scores), 1,
@@ -139,6 +151,9 @@ def test_run_logs_validation_and_summary_names_best_step(tiny_model_dir, tmp_pat
     validation = summary["validation"]
     assert [h["step"] for h in validation["history"]] == [1, 2] and validation["tasks"] == 3
     assert validation["best_step"] == 1 and validation["best_checkpoint"] == str(out / "checkpoint-1")
+    recorded = [json.loads(line) for line in (out / "validation.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["task_id"]) for r in recorded] == [(s, str(t["task_id"])) for s in (1, 2) for t in VALIDATION_ROWS]
+    assert all(r["verdict"] == 0.0 for r in recorded)
     assert (out / "rewards.png").is_file()
 
 

@@ -2,6 +2,8 @@
 last step) one greedy completion per validation task on the policy's current weights, judged
 in the sandbox, logged as `validation/pass@1` beside the rewards; the summary keeps the
 history, the best step and the saved checkpoint with the best pass@1 (`best_checkpoint`).
+Each task's completion and verdict go to `validation.jsonl` in the run's folder, so a
+checkpoint's in-training verdicts can be set beside `eval run`'s on the same tasks.
 
 The tasks are a split no stage trains on: by default MBPP's validation ids 511-600
 (`benchmarks.validation_split`, which every training pool leaves out), never a test split.
@@ -14,6 +16,7 @@ generator's greedy decoding (`Rollout.greedy`).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -29,6 +32,7 @@ log = logging.getLogger("coder_align.grpo")
 
 VALIDATION_TASKS = "mbpp-validation"  # as `eval run --tasks mbpp-validation`
 PASS_AT_1 = "validation/pass@1"
+VALIDATION_RECORD = "validation.jsonl"  # per validated step and task: completion and verdict
 
 
 def read_validation_tasks(spec: str, shown_tests: int = 1, limit: int | None = None) -> list[dict]:
@@ -97,15 +101,15 @@ class Validation:
     entry in the log history and TensorBoard, not averaged into the step's training metrics)."""
 
     def __init__(self, trainer, tasks: list[dict], generate: Callable, judge: Callable, every: int,
-                 log_metrics: Callable[[dict], None]):
+                 log_metrics: Callable[[dict], None], record_to: Path | None = None):
         self.trainer, self.tasks, self.generate, self.judge, self.every = trainer, tasks, generate, judge, every
-        self.log_metrics = log_metrics
+        self.log_metrics, self.record_to = log_metrics, record_to
 
     def step_end(self, state) -> dict | None:
         last = bool(state.max_steps) and state.global_step >= state.max_steps
         if not (state.global_step % self.every == 0 or last) or not state.is_world_process_zero:
             return None
-        metrics = self.validate()
+        metrics = self.validate(state.global_step)
         log.info("step %d: validation %s", state.global_step, metrics)
         self.log_metrics(metrics)
         score = metrics.get(PASS_AT_1)
@@ -115,24 +119,30 @@ class Validation:
             state.best_metric, state.best_global_step = score, state.global_step
         return metrics
 
-    def validate(self) -> dict:
+    def validate(self, step: int | None = None) -> dict:
         started = time.perf_counter()
         completions = self.generate(self.tasks, self.trainer)
         verdicts = self.judge(completions, self.tasks)
         if len(verdicts) != len(self.tasks):
             raise RuntimeError(f"validation: {len(verdicts)} verdicts for {len(self.tasks)} tasks")
+        if self.record_to is not None:
+            with open(self.record_to, "a", encoding="utf-8") as f:
+                for task, completion, verdict in zip(self.tasks, completions, verdicts):
+                    f.write(json.dumps({"step": step, "task_id": task.get("task_id"), "verdict": verdict,
+                                        "completion": completion}) + "\n")
         return validation_metrics(verdicts, time.perf_counter() - started)
 
 
-def validation_callback(trainer, tasks: list[dict], generate: Callable, judge: Callable, every: int):
+def validation_callback(trainer, tasks: list[dict], generate: Callable, judge: Callable, every: int,
+                        record_to: Path | None = None):
     """A TrainerCallback running `Validation` at each step's end (transformers imported here:
-    importing a stage module stays light)."""
+    importing a stage module stays light); `record_to`: the per-task verdicts' file."""
     from transformers import Trainer, TrainerCallback
 
     class ValidationCallback(TrainerCallback):
         def __init__(self):
             self.validation = Validation(trainer, tasks, generate, judge, every,
-                                         lambda metrics: Trainer.log(trainer, metrics))
+                                         lambda metrics: Trainer.log(trainer, metrics), record_to)
 
         def on_step_end(self, args, state, control, **kwargs):
             # Trainer.log clears should_log (CallbackHandler.on_log); without this the step's own
