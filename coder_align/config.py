@@ -19,6 +19,7 @@ import os
 import types
 import typing
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, Union
@@ -161,6 +162,27 @@ def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
 
 def to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
+
+
+def settings_differences(saved: dict, current: dict, may_differ: Iterable[str] = (),
+                         whole: Iterable[str] = ()) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (`to_dict`), as
+    `key: saved -> current`, sorted; keys in `may_differ` are left out, and groups named in
+    `whole` (by their own name, at any depth) are compared as one value. What a resumed run
+    checks against the run it continues."""
+    a, b = _flatten(saved, whole), _flatten(current, whole)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if k not in may_differ and a.get(k) != b.get(k)]
+
+
+def _flatten(data: dict, whole: Iterable[str], prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key not in whole:
+            flat.update(_flatten(value, whole, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def set_dotted(data: dict, dotted_key: str, value: Any) -> None:

@@ -82,8 +82,8 @@ def main(config: EvalConfig) -> dict:
     if not config.scoring.allow_unavailable:  # before the model: an hour of generation nobody can score
         require_sandbox({p.language for task in tasks for p in task.problems}, "cannot score here",
                         "--allow-unavailable to generate anyway")
-    model_files = resume.model_files(config.model.path)
-    kept = resume.kept_tasks(out, to_dict(config), model_files, [t.name for t in tasks]) if config.resume else {}
+    settings, model_files = to_dict(config), resume.model_files(config.model.path)
+    kept = resume.kept_tasks(out, settings, model_files, [t.name for t in tasks]) if config.resume else {}
     # written only once every check passed; a run that fails before it has results takes it back
     note_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,7 +94,7 @@ def main(config: EvalConfig) -> dict:
     summary = {"stage": "eval", "model": model_name, "run": run.describe(), "backend": generator.backend,
                "dtype": str(next(generator.model.parameters()).dtype).removeprefix("torch.")
                if hasattr(generator, "model") else generation_dtype(config.model.dtype),
-               "modes": modes, "n": g.n, "temperature": g.temperature, "tasks": {}, "config": to_dict(config),
+               "modes": modes, "n": g.n, "temperature": g.temperature, "tasks": {}, "config": settings,
                "system_prompt": system_prompt_note(run.system_prompt, run.system_prompt_source)
                if run.template == "deepseek" else None, "model_files": model_files}
     for task in tasks:

@@ -112,3 +112,11 @@ def test_resume_refuses_other_settings_or_other_weights(tiny_model_dir, tmp_path
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns - 10**9))
     summary = evaluate.main(config_for(model, both, out, "resume=true"))
     assert generated == ["twos"] and list(summary["tasks"]) == ["ones", "twos"]
+
+
+def test_an_unreadable_earlier_summary_is_a_named_error(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "summary.json").write_text('{"tasks": {"ones"')  # cut mid-write
+    with pytest.raises(ConfigError, match=r"summary.json: cannot resume, not a summary"):
+        evaluate.main(config_for("embedded", custom_tasks(tmp_path), out, "resume=true"))

@@ -23,7 +23,7 @@ import json
 import logging
 from pathlib import Path
 
-from coder_align.config import ConfigError
+from coder_align.config import ConfigError, settings_differences
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,12 @@ def model_files(path: str) -> dict[str, list[int]]:
     """Size and mtime of the model's files ({} for a hub id or `embedded`): what tells a
     retrained checkpoint in the same folder from the one an earlier run evaluated."""
     folder = Path(path)
-    files = [folder] if folder.is_file() else sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    if folder.is_file():
+        files = [folder]
+    elif folder.is_dir():
+        files = sorted(p for p in folder.iterdir() if p.is_file())
+    else:
+        files = []
     return {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
 
 
@@ -48,8 +53,11 @@ def kept_tasks(out: Path, config: dict, model: dict, names: list[str]) -> dict[s
     if earlier_path is None:
         log.info("resume: %s holds no earlier run; every task is generated", out)
         return {}
-    earlier = json.loads(earlier_path.read_text(encoding="utf-8"))
-    differences = _differences(earlier.get("config", {}), config)
+    try:
+        earlier = json.loads(earlier_path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ConfigError(f"{earlier_path}: cannot resume, not a summary ({e}); drop resume=true to start over") from e
+    differences = settings_differences(earlier.get("config", {}), config, MAY_DIFFER)
     if earlier.get("model_files") != model:
         differences.append(f"the model's files ({earlier.get('model_files')} -> {model})")
     if differences:
@@ -75,17 +83,3 @@ def save_partial(out: Path, summary: dict) -> None:
 def finish(out: Path) -> None:
     """summary.json is written: the partial one is superseded."""
     (out / PARTIAL_SUMMARY).unlink(missing_ok=True)
-
-
-def _differences(earlier: dict, now: dict, prefix: str = "") -> list[str]:
-    found = []
-    for key in sorted(set(earlier) | set(now)):
-        name = prefix + key
-        if name in MAY_DIFFER:
-            continue
-        a, b = earlier.get(key), now.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            found += _differences(a, b, name + ".")
-        elif a != b:
-            found.append(f"{name}: {a!r} -> {b!r}")
-    return found

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from coder_align.config import COMMAND_FILE, ConfigError, save_config, to_dict
+from coder_align.config import (
+    COMMAND_FILE, ConfigError, save_config, settings_differences, to_dict,
+)
 from coder_align.models.merge import merge
 from coder_align.run_dir import CONFIG_FILE, START_MODEL, Run
 from coder_align.training.arguments import is_main_process
@@ -35,21 +37,12 @@ RESULT_FILES = (CONFIG_FILE, "summary.json", "completions.jsonl", "samples.jsonl
                 START_MODEL)
 
 
-def _flatten(data: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and key not in ("rewards", "reward_kwargs"):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
-    """Keys that shape training and differ, as `key: saved -> current`."""
-    a, b = _flatten(saved), _flatten(current)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-            if k not in NOT_SHAPING_TRAINING and a.get(k) != b.get(k)]
+    """Keys that shape training and differ, as `key: saved -> current` (reward weights and
+    their arguments compared whole)."""
+    return settings_differences(saved, current, NOT_SHAPING_TRAINING, whole=("rewards", "reward_kwargs"))
 
 
 def prepare_output_dir(config, out: Path) -> str | None:
