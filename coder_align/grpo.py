@@ -41,7 +41,7 @@ from coder_align.rewards import JUDGING, RewardSet
 from coder_align.rewards.early import EarlyJudge
 from coder_align.rewards.execution import unit_test_reward
 from coder_align.rewards.signals import shown_tests
-from coder_align.run_dir import Run, read_run
+from coder_align.run_dir import VALIDATION_RECORD, Run, read_run
 from coder_align.sandbox.preflight import require_sandbox
 from coder_align.sandbox.remote import SandboxConfig
 from coder_align.templates import system_prompt_note
@@ -53,8 +53,7 @@ from coder_align.training.curriculum import TaskPool
 from coder_align.training.plots import plot_rewards
 from coder_align.training.rollout import Rollout, TRLGeneration
 from coder_align.training.validation import (
-    VALIDATION_RECORD, check_held_out, greedy_generation, read_validation_tasks, validation_callback,
-    validation_summary,
+    check_held_out, greedy_generation, read_validation_tasks, validation_callback, validation_summary,
 )
 
 log = logging.getLogger("coder_align.grpo")
@@ -139,9 +138,10 @@ class GRPOConfig:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
 
 
-def forget_completions_after(path: Path, step: int) -> int:
-    """A resumed run redoes the steps after its checkpoint: drop their rows from
-    `completions.jsonl` (a killed run wrote them), so each step's completions appear once."""
+def forget_steps_after(path: Path, step: int) -> int:
+    """A resumed run redoes the steps after its checkpoint: drop their rows from a per-step
+    record (`completions.jsonl`, `validation.jsonl`; a killed run wrote them), so each step
+    appears once."""
     if not path.is_file():
         return 0
     kept, dropped = [], 0
@@ -206,7 +206,7 @@ def main(config: GRPOConfig) -> dict:
     resumed_at = checkpoint_step(resume)
     if resumed_at is not None and is_main_process():
         for record in ("completions.jsonl", VALIDATION_RECORD):
-            forget_completions_after(out / record, resumed_at)
+            forget_steps_after(out / record, resumed_at)
     if merge_adapter:
         merged_start(start, out / START_MODEL)
 

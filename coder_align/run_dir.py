@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "coder_align_config.yaml"
 ADAPTER_CONFIG = "adapter_config.json"
 START_MODEL = "start_model"  # where a stage merges an adapter starting point, inside its output directory
+VALIDATION_RECORD = "validation.jsonl"  # GRPO: per validated step and task, completion and verdict
 
 # The system prompt of a model nobody chose one for. DeepSeek's own ("...developed by DeepSeek
 # Company...", None: `templates.DEEPSEEK_SYSTEM_PROMPT`) only for DeepSeek models: it is untrue of

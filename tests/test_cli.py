@@ -123,3 +123,17 @@ def test_a_run_that_failed_before_training_leaves_no_output_dir(tmp_path):
     (tmp_path / "kept" / "runs").mkdir()  # training had begun
     assert training.remove_unused_outputs() == [tmp_path / "new"]
     assert not (tmp_path / "new").exists() and (tmp_path / "kept" / "runs").is_dir()
+
+
+def test_overwrite_clears_the_per_step_records_a_new_run_would_append_to(tmp_path):
+    from coder_align import training
+    from coder_align.config import load_config
+    from coder_align.grpo import GRPOConfig
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for record in ("completions.jsonl", "validation.jsonl"):
+        (out / record).write_text('{"step": 1}\n')
+    config = load_config(GRPOConfig, None, [f"train.output_dir={out}", "train.overwrite=true"])
+    training.prepare_output_dir(config, out)
+    assert not (out / "completions.jsonl").exists() and not (out / "validation.jsonl").exists()

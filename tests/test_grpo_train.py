@@ -177,11 +177,11 @@ def test_deepspeed_two_processes_on_cpu(tiny_model_dir, tmp_path):
 
 
 def test_a_resumed_run_forgets_the_completions_of_steps_it_redoes(tmp_path):
-    from coder_align.grpo import forget_completions_after
+    from coder_align.grpo import forget_steps_after
 
     path = tmp_path / "completions.jsonl"
     rows = [{"step": s, "task_id": "601", "completion": f"c{s}", "rewards": {}} for s in (9, 10, 10, 11, 12)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 12, "task_id": "6')  # cut by a kill
-    assert forget_completions_after(path, 10) == 3
+    assert forget_steps_after(path, 10) == 3
     assert [json.loads(line)["completion"] for line in path.read_text().splitlines()] == ["c9", "c10", "c10"]
-    assert forget_completions_after(path, 10) == 0 and forget_completions_after(tmp_path / "none.jsonl", 3) == 0
+    assert forget_steps_after(path, 10) == 0 and forget_steps_after(tmp_path / "none.jsonl", 3) == 0

@@ -20,7 +20,7 @@ from coder_align.config import (
     COMMAND_FILE, ConfigError, save_config, settings_differences, to_dict,
 )
 from coder_align.models.merge import merge
-from coder_align.run_dir import CONFIG_FILE, START_MODEL, Run
+from coder_align.run_dir import CONFIG_FILE, START_MODEL, VALIDATION_RECORD, Run
 from coder_align.training.arguments import is_main_process
 
 log = logging.getLogger(__name__)
@@ -32,11 +32,9 @@ NOT_SHAPING_TRAINING = {
     "train.logging_steps", "train.save_steps", "train.save_total_limit", "model.gradient_checkpointing",
     "sample_prompts", "max_new_tokens", "grpo.clipped_ratio_warning",
 }
-# what a run writes besides weights (overwritten anyway); completions.jsonl is appended to
+# what a run writes besides weights (overwritten anyway); completions.jsonl and validation.jsonl are appended to
 RESULT_FILES = (CONFIG_FILE, "summary.json", "completions.jsonl", "samples.jsonl", "loss.png", "rewards.png", "runs",
-                START_MODEL)
-
-
+                START_MODEL, VALIDATION_RECORD)
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:

@@ -32,7 +32,6 @@ log = logging.getLogger("coder_align.grpo")
 
 VALIDATION_TASKS = "mbpp-validation"  # as `eval run --tasks mbpp-validation`
 PASS_AT_1 = "validation/pass@1"
-VALIDATION_RECORD = "validation.jsonl"  # per validated step and task: completion and verdict
 
 
 def read_validation_tasks(spec: str, shown_tests: int = 1, limit: int | None = None) -> list[dict]:
