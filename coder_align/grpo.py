@@ -282,9 +282,7 @@ def run_summary(config: GRPOConfig, resolved: GRPOConfig, start: dict, data: dic
         "last": first_last(history, -1),
         "mean_over_run": {k: mean(h.get(k) for h in history) for k in SUMMARY_KEYS},
         "warnings": trainer.warnings,
-        "resumed": trained.resumed_from is not None,
-        "resumed_from": trained.resumed_from,
-        "resumed_from_step": trained.resumed_from_step,
+        **trained.provenance(),
         "config": to_dict(resolved),
     }
 

@@ -196,9 +196,7 @@ def run_summary(config: RewardModelConfig, resolved: RewardModelConfig, start: R
         "first_loss": trained.losses[0] if trained.losses else None,
         "final_loss": trained.losses[-1] if trained.losses else None,
         **smoothed_final(trained.losses),
-        "resumed": trained.resumed_from is not None,
-        "resumed_from": trained.resumed_from,
-        "resumed_from_step": trained.resumed_from_step,
+        **trained.provenance(),
         "config": to_dict(resolved),
     }
 

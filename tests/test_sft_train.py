@@ -302,3 +302,21 @@ def test_generate_stops_at_eot_and_reports_when_it_did_not(tiny_model_dir, token
     always(x)
     [answer] = generate(model, tokenizer, ["Write f()."], max_new_tokens=5)
     assert answer == {"instruction": "Write f().", "response": "xxxxx", "stopped_at_eot": False}
+
+
+def test_summary_records_the_threads_a_run_trained_with_and_pinning_them_reproduces_it(
+        tiny_model_dir, tmp_path, monkeypatch):
+    """Threads follow the machine's load (models.threads) and change how sums are ordered: the
+    summary says which count trained from which step, and a run pinned to it repeats every digit."""
+    previous = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # fit_threads_to_machine leaves a chosen count alone
+    torch.set_num_threads(1)
+    try:
+        runs = [sft(tiny_model_dir, tmp_path / name, "train.max_steps=3", "train.learning_rate=1e-3",
+                    "train.logging_steps=1") for name in ("a", "b")]
+    finally:
+        torch.set_num_threads(previous)
+    assert [r["cpu_threads"] for r in runs] == [[{"from_step": 0, "threads": 1}]] * 2
+    assert runs[0]["final_loss"] == runs[1]["final_loss"] and runs[0]["train_loss"] == runs[1]["train_loss"]
+    on_disk = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert on_disk["cpu_threads"] == runs[0]["cpu_threads"]

@@ -36,6 +36,13 @@ class TrainingRun:
     epochs: float
     steps: int
     is_main: bool
+    cpu_threads: list[dict]  # [{"from_step": 0, "threads": 2}, ...]: see fit_threads_callback
+
+    def provenance(self) -> dict:
+        """What a summary says of how the run went, besides its results: where it resumed
+        from and the CPU threads it trained with."""
+        return {"resumed": self.resumed_from is not None, "resumed_from": self.resumed_from,
+                "resumed_from_step": self.resumed_from_step, "cpu_threads": self.cpu_threads}
 
 
 def leave_process_group_together() -> None:
@@ -94,15 +101,22 @@ def log_last_step_callback():
     return LogLastStep()
 
 
-def fit_threads_callback():
+def fit_threads_callback(changes: list[dict]):
     """A TrainerCallback that sizes torch's CPU threads to the free cores again every 10 steps:
-    on a shared machine the other jobs come and go (`models.threads`)."""
+    on a shared machine the other jobs come and go (`models.threads`). Each count is appended to
+    `changes` with the step it took effect: another count sums in another order (the `sft-v2`
+    command, rerun at another load, ended at loss 1.49046 against 1.48987). To reproduce a run
+    to every digit, pin the count it recorded: OMP_NUM_THREADS=N."""
+    import torch
     from transformers import TrainerCallback
 
     class FitThreads(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
             if state.global_step % 10 == 0:
                 fit_threads_to_machine()
+                threads = torch.get_num_threads()
+                if not changes or changes[-1]["threads"] != threads:
+                    changes.append({"from_step": state.global_step, "threads": threads})
             return control
 
     return FitThreads()
@@ -129,7 +143,8 @@ def train_and_save(trainer, config, tokenizer, out: Path, resume: str | None = N
     resolved config on the main process."""
     trainer.add_callback(servable_checkpoints_callback(tokenizer, config))
     trainer.add_callback(log_last_step_callback())
-    trainer.add_callback(fit_threads_callback())
+    thread_changes: list[dict] = []
+    trainer.add_callback(fit_threads_callback(thread_changes))
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
@@ -148,4 +163,5 @@ def train_and_save(trainer, config, tokenizer, out: Path, resume: str | None = N
         epochs=trainer.state.epoch or 0.0,
         steps=trainer.state.global_step,
         is_main=main,
+        cpu_threads=thread_changes,
     )
