@@ -27,6 +27,7 @@ from pathlib import Path
 from coder_align.evaluation.reference import compare, has_standard_program
 from coder_align.evaluation.report import bar_chart, headline, headline_counts, markdown_report, write_jsonl
 from coder_align.evaluation.scoring import read_samples, score_samples
+from coder_align.evaluation.resume import PARTIAL_SUMMARY
 from coder_align.evaluation.tasks import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +66,8 @@ def rescore(results: Path = RESULTS, why: str = "", workers: int | None = None, 
         by_run.setdefault(path.parent, []).append((path, task_name))
     for run_dir, files in by_run.items():
         summary_path = run_dir / "summary.json"
+        if not summary_path.exists():  # a run cut before its last task (sft-v2/multilingual-partial)
+            summary_path = run_dir / PARTIAL_SUMMARY
         summary = json.loads(summary_path.read_text())
         for path, task_name in files:
             task = load_task(task_name)
